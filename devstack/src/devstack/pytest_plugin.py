@@ -1,0 +1,1 @@
+"""Pytest fixtures for the real broker and database (filled in by devstack)."""
