@@ -17,7 +17,9 @@ class UsageFigures(BaseModel):
     vouchers: int = Field(ge=0, description="Vouchers created in the month and not voided in it (B-08…B-11).")
     payees: int = Field(ge=0, description="Distinct persons whose pay was calculated in the month (B-12).")
     einvoices_sent: int = Field(ge=0, description="Sales invoices sent through an e-invoice channel (B-13).")
-    einvoices_received: int = Field(ge=0, description="Purchase invoices received through an e-invoice channel (B-13).")
+    einvoices_received: int = Field(
+        ge=0, description="Purchase invoices received through an e-invoice channel (B-13)."
+    )
     billable_users: int = Field(ge=0, description="Tallennus users with a paid role at month end (B-16).")
     signatures: int = Field(ge=0, description="Signers of completed signatures in the month.")
     billable_hours: dict[str, str] = Field(
@@ -30,8 +32,7 @@ class _MonthlyUsage(Message):
     environment_id: EnvironmentId
     month: YearMonth
 
-    def kafka_key(self) -> bytes:
-        return self.environment_id.encode()
+    key_field: ClassVar[str | None] = "environment_id"
 
 
 class UsageFinalizedV1(_MonthlyUsage):
@@ -43,12 +44,20 @@ class UsageFinalizedV1(_MonthlyUsage):
 
 
 class UsageAdjustedV1(_MonthlyUsage):
-    """Usage for an already closed month arrived late; the delta is billed as a labelled correction."""
+    """Usage of an already closed month changed through late events; invoicing bills the difference as a labelled correction.
+
+    Both the corrected and the previously published figures are given, because charges are not
+    linear in usage (included vouchers, minimum charges): the consumer prices both and bills the
+    difference.
+    """
 
     message_type: ClassVar[str] = "metering.usage-adjusted"
 
-    adjustment_no: int = Field(ge=1, description="Running number of adjustments of this environment and month.")
-    delta: UsageFigures = Field(description="Change to the finalized figures (never negative for counts).")
+    adjustment_no: int = Field(
+        ge=1, description="Running number of adjustments of this environment and month."
+    )
+    usage: UsageFigures = Field(description="Corrected usage figures of the month.")
+    previous: UsageFigures = Field(description="The figures published before this adjustment.")
 
 
 class MonthClosedV1(Message):
@@ -58,8 +67,8 @@ class MonthClosedV1(Message):
 
     month: YearMonth
     environment_count: int = Field(
-        ge=0, description="How many `UsageFinalizedV1` messages belong to this month; a consumer waits for all."
+        ge=0,
+        description="How many `UsageFinalizedV1` messages belong to this month; a consumer waits for all.",
     )
 
-    def kafka_key(self) -> bytes:
-        return self.month.encode()
+    key_field: ClassVar[str | None] = "month"

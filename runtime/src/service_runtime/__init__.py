@@ -1,1 +1,1 @@
-"""Package."""
+"""What every service needs: Kafka consumption with idempotency and dead letters, the outbox, HTTP probes."""

@@ -1,1 +1,1 @@
-"""Package."""
+"""Metering: usage events from customer environments become exact, deduplicated monthly usage."""

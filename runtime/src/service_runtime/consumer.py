@@ -1,0 +1,291 @@
+"""Idempotent batch consumption: decode, de-duplicate by event id, apply, dead-letter the rest, in one transaction."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from billing_contracts.base import Message
+from billing_contracts.deadletter import DeadLetterV1, FailureKind
+from billing_contracts.registry import dead_letter_topic
+from service_runtime.clock import Clock
+from service_runtime.metrics import ServiceMetrics
+from service_runtime.outbox import enqueue, outgoing
+from service_runtime.tables import RuntimeTables
+
+log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+
+class Record(Protocol):
+    """What we need of a Kafka record (aiokafka's ConsumerRecord has it)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A decoded message the use case refused, with the reason (it goes to the dead-letter topic)."""
+
+    event_id: uuid.UUID
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Failed:
+    record: Record
+    failure: FailureKind
+    reason: str
+    event_id: str | None
+
+
+#: A use case applied to the new (never processed) messages of a batch, inside the batch's transaction.
+BatchUseCase = Callable[[AsyncSession, Sequence[M]], Awaitable[Sequence[Rejection]]]
+
+_TRANSIENT = (OperationalError, InterfaceError, OSError, TimeoutError, ConnectionError)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _TRANSIENT)
+
+
+class IdempotentConsumer(Generic[M]):
+    """Applies each event id at most once and never lets one bad message stop the partition.
+
+    For a batch of records: undecodable or invalid ones become dead letters; valid ones are
+    claimed in `processed_events` (`INSERT … ON CONFLICT DO NOTHING RETURNING`), and only the
+    newly claimed are handed to the use case. Claims, state change, dead letters and outgoing
+    messages commit in one transaction; the caller commits Kafka offsets after it.
+    A transient failure (database or network) raises, so that the batch is redelivered. Any other
+    failure of the use case is retried message by message, and a message that still fails is
+    dead-lettered with the error as its reason.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        group: str,
+        contracts: Mapping[str, type[M]],
+        use_case: BatchUseCase[M],
+        sessions: async_sessionmaker[AsyncSession],
+        tables: RuntimeTables,
+        clock: Clock,
+        metrics: ServiceMetrics,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._service = service
+        self._group = group
+        self._contracts = dict(contracts)
+        self._use_case = use_case
+        self._sessions = sessions
+        self._tables = tables
+        self._clock = clock
+        self._metrics = metrics
+        self._on_commit = on_commit
+        self._dead_letter_topic = dead_letter_topic(service)
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self._contracts)
+
+    async def process(self, records: Sequence[Record]) -> None:
+        """Process one batch; return only when its effects are committed."""
+        with self._metrics.batch_seconds.time():
+            decoded, failed = self._decode(records)
+            try:
+                await self._apply(decoded, failed)
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise
+                log.warning("batch_failed_retrying_one_by_one", error=type(exc).__name__, size=len(records))
+                await self._apply_one_by_one(decoded, failed)
+        self._on_commit()
+
+    def _decode(self, records: Sequence[Record]) -> tuple[list[tuple[Record, M]], list[_Failed]]:
+        decoded: list[tuple[Record, M]] = []
+        failed: list[_Failed] = []
+        seen: set[uuid.UUID] = set()
+        for record in records:
+            self._metrics.consumed(topic=record.topic).inc()
+            contract = self._contracts.get(record.topic)
+            if contract is None:
+                failed.append(
+                    _Failed(
+                        record,
+                        FailureKind.SCHEMA_VIOLATION,
+                        f"no contract for topic {record.topic}",
+                        None,
+                    )
+                )
+                continue
+            try:
+                message = contract.model_validate_json(record.value or b"")
+            except ValidationError as exc:
+                failed.append(self._describe(record, exc))
+                continue
+            if message.event_id in seen:
+                self._metrics.duplicates(topic=record.topic).inc()
+                continue
+            seen.add(message.event_id)
+            decoded.append((record, message))
+        return decoded, failed
+
+    @staticmethod
+    def _describe(record: Record, exc: ValidationError) -> _Failed:
+        errors = exc.errors(include_url=False, include_input=False)
+        malformed = any(e["type"] in ("json_invalid", "json_type") for e in errors)
+        reason = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errors)
+        return _Failed(
+            record,
+            FailureKind.MALFORMED if malformed else FailureKind.SCHEMA_VIOLATION,
+            reason[:4000],
+            _event_id_of(record.value),
+        )
+
+    async def _apply(self, decoded: Sequence[tuple[Record, M]], failed: Sequence[_Failed]) -> None:
+        async with self._sessions.begin() as session:
+            fresh = await self._claim(session, decoded)
+            by_id = {m.event_id: r for r, m in decoded}
+            rejections = await self._use_case(session, [m for _, m in fresh]) if fresh else []
+            letters = list(failed) + [
+                _Failed(by_id[r.event_id], FailureKind.REJECTED, r.reason, str(r.event_id))
+                for r in rejections
+            ]
+            await self._dead_letter(session, letters)
+
+    async def _apply_one_by_one(self, decoded: Sequence[tuple[Record, M]], failed: Sequence[_Failed]) -> None:
+        await self._apply([], failed)
+        for record, message in decoded:
+            try:
+                await self._apply([(record, message)], [])
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise
+                log.exception("message_failed", topic=record.topic, offset=record.offset)
+                failure = _Failed(
+                    record,
+                    FailureKind.REJECTED,
+                    f"processing error: {type(exc).__name__}: {exc}"[:4000],
+                    str(message.event_id),
+                )
+                async with self._sessions.begin() as session:
+                    await self._claim(session, [(record, message)])
+                    await self._dead_letter(session, [failure])
+
+    async def _claim(
+        self, session: AsyncSession, decoded: Sequence[tuple[Record, M]]
+    ) -> list[tuple[Record, M]]:
+        if not decoded:
+            return []
+        table = self._tables.processed_events
+        now = self._clock.now()
+        claimed = (
+            await session.execute(
+                pg_insert(table)
+                .values([{"event_id": m.event_id, "topic": r.topic, "processed_at": now} for r, m in decoded])
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(table.c.event_id)
+            )
+        ).scalars()
+        new_ids = set(claimed)
+        fresh = [(r, m) for r, m in decoded if m.event_id in new_ids]
+        for r, m in decoded:
+            if m.event_id not in new_ids:
+                self._metrics.duplicates(topic=r.topic).inc()
+        return fresh
+
+    async def _dead_letter(self, session: AsyncSession, letters: Sequence[_Failed]) -> None:
+        if not letters:
+            return
+        now = self._clock.now()
+        table = self._tables.dead_letters
+        inserted = (
+            await session.execute(
+                pg_insert(table)
+                .values(
+                    [
+                        {
+                            "consumer_group": self._group,
+                            "topic": f.record.topic,
+                            "partition": f.record.partition,
+                            "offset": f.record.offset,
+                            "key": f.record.key,
+                            "value": f.record.value or b"",
+                            "event_id": f.event_id,
+                            "failure": f.failure.value,
+                            "reason": f.reason,
+                            "created_at": now,
+                        }
+                        for f in letters
+                    ]
+                )
+                .on_conflict_do_nothing()
+                .returning(table.c.topic, table.c.partition, table.c.offset)
+            )
+        ).all()
+        new = {(t, p, o) for t, p, o in inserted}
+        messages = []
+        for f in letters:
+            if (f.record.topic, f.record.partition, f.record.offset) not in new:
+                continue
+            self._metrics.dead_lettered(topic=f.record.topic, failure=f.failure.value).inc()
+            log.warning(
+                "message_dead_lettered",
+                topic=f.record.topic,
+                partition=f.record.partition,
+                offset=f.record.offset,
+                failure=f.failure.value,
+                reason=f.reason[:300],
+            )
+            messages.append(
+                outgoing(
+                    DeadLetterV1(
+                        event_id=uuid.uuid4(),
+                        occurred_at=now,
+                        producer=self._service,
+                        consumer_group=self._group,
+                        original_topic=f.record.topic,
+                        original_partition=f.record.partition,
+                        original_offset=f.record.offset,
+                        original_key_b64=base64.b64encode(f.record.key).decode() if f.record.key else None,
+                        original_value_b64=base64.b64encode(f.record.value or b"").decode(),
+                        original_event_id=f.event_id,
+                        failure=f.failure,
+                        reason=f.reason,
+                    ),
+                    topic=self._dead_letter_topic,
+                )
+            )
+        await enqueue(session, self._tables.outbox, messages, self._clock)
+
+
+def _event_id_of(value: bytes | None) -> str | None:
+    try:
+        data: Any = json.loads(value or b"")
+    except ValueError:
+        return None
+    event_id = data.get("event_id") if isinstance(data, dict) else None
+    return str(event_id)[:100] if event_id is not None else None

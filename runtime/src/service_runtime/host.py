@@ -1,0 +1,173 @@
+"""The running service: database, broker, outbox relay and the HTTP app with probes and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from billing_contracts.base import Message
+from service_runtime.clock import Clock
+from service_runtime.consumer import BatchUseCase, IdempotentConsumer
+from service_runtime.database import check_database, create_engine, session_factory
+from service_runtime.kafka import KafkaPublisher, make_broker, subscribe
+from service_runtime.metrics import ServiceMetrics
+from service_runtime.outbox import OutboxRelay
+from service_runtime.settings import ServiceSettings
+from service_runtime.tables import RuntimeTables
+
+log = structlog.get_logger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class ServiceHost:
+    """Owns one service's connections and background work; built in the service's composition root."""
+
+    def __init__(self, *, name: str, settings: ServiceSettings, clock: Clock, tables: RuntimeTables) -> None:
+        self.name = name
+        self.settings = settings
+        self.clock = clock
+        self.tables = tables
+        self.metrics = ServiceMetrics(name)
+        self.engine: AsyncEngine = create_engine(
+            settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
+        )
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        self.broker: KafkaBroker = make_broker(settings, client_id=name)
+        self.publisher = KafkaPublisher(settings, client_id=f"{name}-relay")
+        self.relay = OutboxRelay(
+            sessions=self.sessions,
+            table=tables.outbox,
+            publisher=self.publisher,
+            metrics=self.metrics,
+            batch_size=settings.outbox_batch_size,
+            idle_seconds=settings.outbox_idle_seconds,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: list[Callable[[], Awaitable[None]]] = []
+
+    def consume(
+        self,
+        contracts: Mapping[str, type[Message]],
+        use_case: BatchUseCase[Any],
+        *,
+        group: str | None = None,
+        max_records: int | None = None,
+    ) -> IdempotentConsumer[Any]:
+        """Subscribe a use case to topics, idempotently, in batches, with dead letters."""
+        group = group or self.name
+        consumer: IdempotentConsumer[Any] = IdempotentConsumer(
+            service=self.name,
+            group=group,
+            contracts=contracts,
+            use_case=use_case,
+            sessions=self.sessions,
+            tables=self.tables,
+            clock=self.clock,
+            metrics=self.metrics,
+            on_commit=self.relay.wake,
+        )
+        subscribe(
+            self.broker,
+            consumer,
+            group=group,
+            max_records=max_records or self.settings.kafka_consumer_max_records,
+        )
+        return consumer
+
+    def run_in_background(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a coroutine for the life of the service (e.g. a scheduler); it is cancelled on stop."""
+        self._background.append(loop)
+
+    async def start(self) -> None:
+        await self.publisher.start()
+        await self.broker.start()
+        self._tasks = [asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox-relay")]
+        self._tasks += [
+            asyncio.create_task(_forever(job), name=f"{self.name}-background") for job in self._background
+        ]
+        self.metrics.info.inc()
+        log.info("service_started", service=self.name)
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.relay.publish_pending()
+        await self.publisher.stop()
+        await self.engine.dispose()
+        log.info("service_stopped", service=self.name)
+
+    async def readiness(self) -> dict[str, str]:
+        """State of each dependency: `ok` or the error."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(check_database(self.engine), timeout=3)
+            checks["database"] = "ok"
+        except Exception as exc:  # readiness reports, it does not raise
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        try:
+            checks["kafka"] = "ok" if await self.broker.ping(timeout=3) else "unavailable"
+        except Exception as exc:
+            checks["kafka"] = f"unavailable: {type(exc).__name__}"
+        return checks
+
+
+async def _forever(job: Callable[[], Awaitable[None]]) -> None:
+    await job()
+
+
+def create_service_app(
+    host: ServiceHost,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter] = (),
+    version: str = "0.1.0",
+) -> FastAPI:
+    """The HTTP app of a service: its routers plus /healthz, /readyz, /metrics, OpenAPI at /docs."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await host.start()
+        try:
+            yield
+        finally:
+            await host.stop()
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.host = host
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": host.name}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: the database and the broker answer.")
+    async def readyz() -> JSONResponse:
+        checks = await host.readiness()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics.")
+    async def metrics() -> Response:
+        return Response(generate_latest(host.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app

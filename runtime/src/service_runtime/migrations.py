@@ -1,0 +1,68 @@
+"""Alembic, run per service against its own schema; `env.py` of each service calls `run_env`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def alembic_config(database_url: str, script_location: str) -> Config:
+    """Alembic configuration without an ini file; `script_location` like `metering:migrations`."""
+    config = Config()
+    config.set_main_option("script_location", script_location)
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, script_location: str, revision: str = "head") -> None:
+    """Migrate to `revision` (blocking; call through `asyncio.to_thread` from async code)."""
+    command.upgrade(alembic_config(database_url, script_location), revision)
+
+
+def revision(database_url: str, script_location: str, message: str) -> None:
+    """Autogenerate a new revision from the difference between the metadata and the database."""
+    command.revision(alembic_config(database_url, script_location), message=message, autogenerate=True)
+
+
+def downgrade(database_url: str, script_location: str, revision: str) -> None:
+    """Migrate down to `revision`."""
+    command.downgrade(alembic_config(database_url, script_location), revision)
+
+
+def run_env(metadata: MetaData) -> None:
+    """Body of a service's `env.py`: online migrations in the metadata's schema, version table included."""
+    schema = metadata.schema
+    if schema is None:
+        raise ValueError("service metadata must name its schema")
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise ValueError("sqlalchemy.url is not set")
+
+    def migrate(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            version_table_schema=schema,
+            include_schemas=True,
+            include_name=lambda name, type_, _parent: type_ != "schema" or name == schema,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            async with engine.begin() as conn:
+                await conn.run_sync(migrate)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

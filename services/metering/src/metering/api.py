@@ -1,0 +1,66 @@
+"""Metering's HTTP API: usage of an environment and month, and closing a month."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from pydantic import BaseModel, Field
+
+from billing_contracts.metering import UsageFigures
+from metering.repository import SqlAlchemyUsageRepository
+from metering.service import MonthNotOverError, close_month, figures
+from service_runtime.host import ServiceHost
+
+MonthParam = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Helsinki month YYYY-MM.")]
+
+
+class MonthlyUsageView(BaseModel):
+    environment_id: str
+    month: str
+    status: Literal["open", "closed"] = Field(
+        description="`closed` once metering published the month's final usage."
+    )
+    usage: UsageFigures
+    adjustments: int = Field(description="Late adjustments published for this month after it closed.")
+
+
+class CloseView(BaseModel):
+    month: str
+    closed_now: bool = Field(
+        description="False when the month had been closed already (closing is idempotent)."
+    )
+    environment_count: int
+
+
+def build_router(host: ServiceHost, *, grace: timedelta) -> APIRouter:
+    router = APIRouter(tags=["usage"])
+
+    @router.get("/environments/{environment_id}/usage/{month}", response_model=MonthlyUsageView)
+    async def get_usage(environment_id: str, month: MonthParam) -> MonthlyUsageView:
+        async with host.sessions() as session:
+            repo = SqlAlchemyUsageRepository(session)
+            usage = (await repo.usage(month, [environment_id]))[environment_id]
+            closed = await repo.is_closed(month)
+            adjustments = await repo.adjustments_of(environment_id, month)
+        return MonthlyUsageView(
+            environment_id=environment_id,
+            month=month,
+            status="closed" if closed else "open",
+            usage=figures(usage),
+            adjustments=adjustments,
+        )
+
+    @router.post("/months/{month}/close", response_model=CloseView)
+    async def close(month: MonthParam, request: Request) -> CloseView:
+        try:
+            result = await close_month(host.sessions, host.clock, month, grace=grace)
+        except MonthNotOverError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        host.relay.wake()
+        return CloseView(
+            month=result.month, closed_now=result.closed_now, environment_count=result.environment_count
+        )
+
+    return router

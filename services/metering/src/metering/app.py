@@ -1,0 +1,48 @@
+"""Composition root of metering: settings, clock, host, consumers, scheduler, HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import structlog
+from fastapi import FastAPI
+
+from billing_contracts.registry import topic_for
+from metering.api import build_router
+from metering.domain import month_of, previous_month
+from metering.service import USAGE_CONTRACTS, MonthNotOverError, UsageRecorder, close_month
+from metering.settings import MeteringSettings
+from metering.tables import runtime_tables
+from service_runtime.clock import Clock
+from service_runtime.host import ServiceHost, create_service_app
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: MeteringSettings, clock: Clock) -> FastAPI:
+    host = ServiceHost(name="metering", settings=settings, clock=clock, tables=runtime_tables)
+    host.consume({topic_for(c): c for c in USAGE_CONTRACTS}, UsageRecorder(clock))
+    grace = timedelta(hours=settings.close_grace_hours)
+
+    async def close_due_months() -> None:
+        while True:
+            month = previous_month(month_of(clock.now()))
+            try:
+                result = await close_month(host.sessions, clock, month, grace=grace)
+                if result.closed_now:
+                    host.relay.wake()
+            except MonthNotOverError:
+                pass
+            except Exception:
+                log.exception("month_close_failed", month=month)
+            await asyncio.sleep(settings.close_check_seconds)
+
+    if settings.auto_close:
+        host.run_in_background(close_due_months)
+    return create_service_app(
+        host,
+        title="Metering",
+        description="Usage events from customer environments become exact, deduplicated monthly usage.",
+        routers=[build_router(host, grace=grace)],
+    )

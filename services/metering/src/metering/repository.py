@@ -1,0 +1,250 @@
+"""Metering persistence: bulk, conflict-aware writes and the monthly usage queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, text, true, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from metering import tables as t
+from metering.domain import FREE_ROLES, VOUCHER_KINDS, Usage, month_end
+
+_VOUCHER_KIND_VALUES = sorted(k.value for k in VOUCHER_KINDS)
+_FREE_ROLE_VALUES = sorted(r.value for r in FREE_ROLES)
+
+
+class SqlAlchemyUsageRepository:
+    """Reads and writes metering's tables inside the caller's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def upsert_voucher_creations(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Record creations; the first creation of a voucher id wins (B-08: one voucher per id)."""
+        if not rows:
+            return
+        stmt = insert(t.vouchers).values(list(rows))
+        ex = stmt.excluded
+        v = t.vouchers.c
+        await self._s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[v.environment_id, v.voucher_id],
+                set_={
+                    "document_kind": func.coalesce(v.document_kind, ex.document_kind),
+                    "created_at": func.coalesce(v.created_at, ex.created_at),
+                    "month": func.coalesce(v.month, ex.month),
+                },
+                where=v.created_at.is_(None),
+            )
+        )
+
+    async def upsert_voucher_voids(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Record voids, also before the creation arrives; the earliest void wins (B-11)."""
+        if not rows:
+            return
+        stmt = insert(t.vouchers).values(list(rows))
+        ex = stmt.excluded
+        v = t.vouchers.c
+        await self._s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[v.environment_id, v.voucher_id],
+                set_={"voided_at": ex.voided_at, "void_month": ex.void_month},
+                where=or_(v.voided_at.is_(None), ex.voided_at < v.voided_at),
+            )
+        )
+
+    async def insert_ignoring_duplicates(self, table_name: str, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            table = t.metadata.tables[f"{t.SCHEMA}.{table_name}"]
+            await self._s.execute(insert(table).values(list(rows)).on_conflict_do_nothing())
+
+    async def upsert_hour_entries(self, rows: Sequence[dict[str, Any]]) -> None:
+        """The newest recording of an hour entry wins."""
+        if not rows:
+            return
+        stmt = insert(t.hour_entries).values(list(rows))
+        cols = {c.name: stmt.excluded[c.name] for c in t.hour_entries.c if c.name != "entry_id"}
+        await self._s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.hour_entries.c.entry_id],
+                set_=cols,
+                where=stmt.excluded.recorded_at > t.hour_entries.c.recorded_at,
+            )
+        )
+
+    async def voucher_months(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Creation months of the given (environment, voucher) ids, for late-void adjustments."""
+        keys = list(keys)
+        if not keys:
+            return set()
+        v = t.vouchers.c
+        rows = await self._s.execute(
+            select(v.environment_id, v.month).where(
+                tuple_(v.environment_id, v.voucher_id).in_(keys), v.month.is_not(None)
+            )
+        )
+        return {(r.environment_id, r.month) for r in rows}
+
+    async def closed_months(self, months: Iterable[str]) -> set[str]:
+        months = sorted(set(months))
+        if not months:
+            return set()
+        rows = await self._s.execute(
+            select(t.closed_months.c.month).where(t.closed_months.c.month.in_(months))
+        )
+        return set(rows.scalars())
+
+    async def is_closed(self, month: str) -> bool:
+        return bool(await self.closed_months([month]))
+
+    async def usage(self, month: str, environment_ids: Sequence[str] | None = None) -> dict[str, Usage]:
+        """Usage of every environment with any usage in `month` (or of the given ones)."""
+        start_month_end = month_end(month)
+
+        def env_filter(col: ColumnElement[str]) -> ColumnElement[bool]:
+            return col.in_(environment_ids) if environment_ids is not None else true()
+
+        figures: dict[str, dict[str, Any]] = {}
+
+        def put(env: str, key: str, value: Any) -> None:
+            figures.setdefault(env, {})[key] = value
+
+        v = t.vouchers.c
+        rows = await self._s.execute(
+            select(v.environment_id, func.count())
+            .where(
+                v.month == month,
+                v.document_kind.in_(_VOUCHER_KIND_VALUES),
+                or_(v.void_month.is_(None), v.void_month > v.month),
+                env_filter(v.environment_id),
+            )
+            .group_by(v.environment_id)
+        )
+        for env, n in rows:
+            put(env, "vouchers", n)
+
+        p = t.payees.c
+        rows = await self._s.execute(
+            select(p.environment_id, func.count())
+            .where(p.month == month, env_filter(p.environment_id))
+            .group_by(p.environment_id)
+        )
+        for env, n in rows:
+            put(env, "payees", n)
+
+        m = t.einvoice_messages.c
+        rows = await self._s.execute(
+            select(m.environment_id, m.direction, func.count())
+            .where(m.month == month, m.channel.in_(["operator", "bank"]), env_filter(m.environment_id))
+            .group_by(m.environment_id, m.direction)
+        )
+        for env, direction, n in rows:
+            put(env, "einvoices_sent" if direction == "sent" else "einvoices_received", n)
+
+        sg = t.signatures.c
+        rows = await self._s.execute(
+            select(sg.environment_id, func.sum(sg.signer_count))
+            .where(sg.month == month, env_filter(sg.environment_id))
+            .group_by(sg.environment_id)
+        )
+        for env, n in rows:
+            put(env, "signatures", int(n))
+
+        u = t.user_role_changes.c
+        latest = (
+            select(u.environment_id, u.user_id, u.roles)
+            .distinct(u.environment_id, u.user_id)
+            .where(u.changed_at < start_month_end, env_filter(u.environment_id))
+            .order_by(u.environment_id, u.user_id, u.changed_at.desc())
+            .subquery()
+        )
+        paid = and_(
+            func.cardinality(latest.c.roles) > 0,
+            ~latest.c.roles.contained_by(literal_column(f"ARRAY{_FREE_ROLE_VALUES!r}::varchar[]")),
+        )
+        rows = await self._s.execute(
+            select(latest.c.environment_id, func.count()).where(paid).group_by(latest.c.environment_id)
+        )
+        for env, n in rows:
+            put(env, "billable_users", n)
+
+        h = t.hour_entries.c
+        rows = await self._s.execute(
+            select(h.environment_id, h.service_product_code, func.sum(h.hours))
+            .where(h.month == month, h.billable.is_(True), env_filter(h.environment_id))
+            .group_by(h.environment_id, h.service_product_code)
+        )
+        for env, product, hours in rows:
+            figures.setdefault(env, {}).setdefault("billable_hours", {})[product] = Decimal(hours).normalize()
+
+        if environment_ids is not None:
+            for env in environment_ids:
+                figures.setdefault(env, {})
+        return {env: Usage(**values) for env, values in sorted(figures.items())}
+
+    async def finalized(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[dict[str, Any], int]]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        f = t.finalized_usage.c
+        rows = await self._s.execute(
+            select(f.environment_id, f.month, f.usage, f.adjustments).where(
+                tuple_(f.environment_id, f.month).in_(keys)
+            )
+        )
+        return {(r.environment_id, r.month): (r.usage, r.adjustments) for r in rows}
+
+    async def save_finalized(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        stmt = insert(t.finalized_usage).values(list(rows))
+        await self._s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.finalized_usage.c.environment_id, t.finalized_usage.c.month],
+                set_={
+                    "usage": stmt.excluded.usage,
+                    "adjustments": stmt.excluded.adjustments,
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+        )
+
+    async def mark_closed(self, month: str, closed_at: datetime, environment_count: int) -> bool:
+        """Claim the close of a month; False if it was closed already (closing is idempotent)."""
+        result = await self._s.execute(
+            insert(t.closed_months)
+            .values(month=month, closed_at=closed_at, environment_count=environment_count)
+            .on_conflict_do_nothing()
+            .returning(t.closed_months.c.month)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def lock_month(self, month: str) -> None:
+        """Serialise closes of the same month across replicas."""
+        await self._s.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"metering-close-{month}"}
+        )
+
+    async def close_info(self, month: str) -> tuple[datetime, int] | None:
+        row = (
+            await self._s.execute(
+                select(t.closed_months.c.closed_at, t.closed_months.c.environment_count).where(
+                    t.closed_months.c.month == month
+                )
+            )
+        ).first()
+        return (row.closed_at, row.environment_count) if row else None
+
+    async def adjustments_of(self, environment_id: str, month: str) -> int:
+        f = t.finalized_usage.c
+        value = await self._s.scalar(
+            select(f.adjustments).where(f.environment_id == environment_id, f.month == month)
+        )
+        return int(value or 0)
