@@ -1,1 +1,67 @@
-"""Pytest fixtures for the real broker and database (filled in by devstack)."""
+"""Pytest fixtures for a real Kafka-protocol broker and a real PostgreSQL, started on first use."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, TypeVar
+
+import pytest
+
+if TYPE_CHECKING:
+    from devstack.infra import KafkaTarget
+
+T = TypeVar("T")
+
+# devstack.infra (aiokafka, asyncpg) is imported inside the fixtures, so that a
+# unit-test run that asks for none of them pays nothing for this plugin.
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaTarget]:
+    """A running broker for the whole session; see `devstack.infra.provide_kafka`."""
+    from devstack.infra import provide_kafka
+
+    with contextlib.ExitStack() as stack:
+        yield _enter(stack, "Kafka-protocol broker", provide_kafka())
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """The libpq superuser URL of a running PostgreSQL; see `devstack.infra.provide_postgres`."""
+    from devstack.infra import provide_postgres
+
+    with contextlib.ExitStack() as stack:
+        yield _enter(stack, "PostgreSQL server", provide_postgres())
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_admin_url: str) -> Iterator[str]:
+    """A throwaway database for this session, as a `postgresql+asyncpg://` URL."""
+    from devstack.infra import async_url, create_database, drop_database
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        libpq_url = create_database(postgres_admin_url, name)
+    except Exception as error:
+        pytest.fail(f"could not create test database {name}: {error!r}", pytrace=False)
+    try:
+        yield async_url(libpq_url)
+    finally:
+        drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short random lowercase name, for topics and consumer groups no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def _enter(stack: contextlib.ExitStack, what: str, provider: AbstractContextManager[T]) -> T:
+    # Integration tests must not quietly turn into skips: no server is a failure.
+    try:
+        return stack.enter_context(provider)
+    except Exception as error:
+        pytest.fail(f"no {what} could be provided: {error}", pytrace=False)

@@ -1,0 +1,220 @@
+"""Which Kafka and PostgreSQL a test session or local run gets, and small helpers to use them."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import os
+import tempfile
+from collections.abc import Coroutine, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from devstack.broker import EmbeddedBroker
+from devstack.postgres import EmbeddedPostgres
+
+KAFKA_BOOTSTRAP_SERVERS_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+KAFKA_ENABLE_IDEMPOTENCE_ENV = "KAFKA_ENABLE_IDEMPOTENCE"
+POSTGRES_ADMIN_URL_ENV = "POSTGRES_ADMIN_URL"
+# Set to 1 to skip testcontainers even when a Docker engine answers.
+NO_DOCKER_ENV = "DEVSTACK_NO_DOCKER"
+
+LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+POSTGRES_IMAGE = "postgres:18-alpine"
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
+
+_T = TypeVar("_T")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class KafkaTarget:
+    """A Kafka-protocol broker to talk to, and how producers must be set up for it."""
+
+    bootstrap_servers: str
+    """Comma-separated `host:port` list for `bootstrap_servers=`."""
+    enable_idempotence: bool
+    """Pass to producers as `enable_idempotence=`; the embedded broker rejects idempotence."""
+    kind: str
+    """Where it came from: "env", "testcontainers" or "embedded"."""
+
+
+@contextlib.contextmanager
+def provide_kafka() -> Iterator[KafkaTarget]:
+    """Give a running broker: from the environment, a Docker container, or embedded."""
+    bootstrap = os.environ.get(KAFKA_BOOTSTRAP_SERVERS_ENV, "").strip()
+    if bootstrap:
+        idempotence = _env_flag(KAFKA_ENABLE_IDEMPOTENCE_ENV, default=True)
+        yield KafkaTarget(bootstrap, enable_idempotence=idempotence, kind="env")
+    elif docker_available():
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer(KAFKA_IMAGE) as container:
+            yield KafkaTarget(
+                container.get_bootstrap_server(), enable_idempotence=True, kind="testcontainers"
+            )
+    else:
+        with EmbeddedBroker() as broker:
+            yield KafkaTarget(broker.bootstrap, enable_idempotence=False, kind="embedded")
+
+
+@contextlib.contextmanager
+def provide_postgres(*, data_dir: Path | None = None) -> Iterator[str]:
+    """Give the libpq admin URL of a running PostgreSQL.
+
+    From the environment, a Docker container, the server on 127.0.0.1:5432, or
+    an embedded server in `data_dir` (kept) or a temporary directory (removed).
+    """
+    admin_url = os.environ.get(POSTGRES_ADMIN_URL_ENV, "").strip()
+    if admin_url:
+        yield admin_url
+    elif docker_available():
+        from testcontainers.community.postgres import PostgresContainer
+
+        with PostgresContainer(POSTGRES_IMAGE, driver=None) as container:
+            yield container.get_connection_url()
+    elif postgres_answers(LOCAL_POSTGRES_URL):
+        yield LOCAL_POSTGRES_URL
+    elif data_dir is not None:
+        with EmbeddedPostgres(data_dir) as server:
+            yield server.admin_url
+    else:
+        with (
+            tempfile.TemporaryDirectory(prefix="devstack-pg-") as temp_dir,
+            EmbeddedPostgres(Path(temp_dir) / "data") as server,
+        ):
+            yield server.admin_url
+
+
+@functools.cache
+def docker_available() -> bool:
+    """Tell whether a Docker engine answers within two seconds (asked once per process)."""
+    if _env_flag(NO_DOCKER_ENV, default=False):
+        return False
+    try:
+        import docker  # type: ignore[import-untyped]  # no stubs in the workspace
+
+        client = docker.from_env(timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        # No SDK, no socket, a refused or slow engine: all mean "no Docker here".
+        return False
+
+
+def postgres_answers(url: str, *, timeout: float = 2.0) -> bool:
+    """Tell whether PostgreSQL at the libpq `url` accepts a connection."""
+
+    async def probe() -> None:
+        connection = await asyncpg.connect(url, timeout=timeout)
+        await connection.close()
+
+    try:
+        _run_sync(probe())
+    except (TimeoutError, OSError, asyncpg.PostgresError):
+        return False
+    return True
+
+
+def create_database(admin_url: str, name: str) -> str:
+    """Create database `name` afresh (dropping an old one) and return its libpq URL."""
+    quoted = _quote_identifier(name)
+
+    async def create() -> None:
+        connection = await asyncpg.connect(admin_url)
+        try:
+            await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+            await connection.execute(f"CREATE DATABASE {quoted}")
+        finally:
+            await connection.close()
+
+    _run_sync(create())
+    return database_url(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop database `name` if it exists, disconnecting whoever is still on it."""
+    quoted = _quote_identifier(name)
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(admin_url)
+        try:
+            await connection.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        finally:
+            await connection.close()
+
+    _run_sync(drop())
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """The libpq URL of database `name` on the server of `admin_url`."""
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def async_url(libpq_url: str) -> str:
+    """Turn a libpq URL (`postgresql://…`) into SQLAlchemy's asyncpg form."""
+    scheme, separator, rest = libpq_url.partition("://")
+    if not separator or scheme.split("+")[0] not in {"postgresql", "postgres"}:
+        raise ValueError(f"not a PostgreSQL URL: {libpq_url!r}")
+    return f"postgresql+asyncpg://{rest}"
+
+
+async def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, replication_factor: int = 1) -> None:
+    """Create each topic with its partition count; topics that exist are left as they are."""
+    if not topics:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [
+                NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+                for name, partitions in topics.items()
+            ]
+        )
+    finally:
+        await admin.close()
+    for topic_error in response.topic_errors:
+        topic, code = topic_error[0], topic_error[1]
+        if code not in (0, TopicAlreadyExistsError.errno):
+            error_class = for_code(code)
+            raise error_class(f"could not create topic {topic!r}")
+
+
+def _quote_identifier(name: str) -> str:
+    if not name or len(name.encode()) > 63 or "\x00" in name:
+        raise ValueError(f"not a usable database name: {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _env_flag(name: str, *, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r}: expected one of {sorted(_TRUE | _FALSE)}")
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to the end from sync code, even when this thread runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(asyncio.run, coroutine).result()
