@@ -1,0 +1,219 @@
+"""Price books from YAML: money from strings as Decimal, floats refused (B-07)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from invoicing.money import VatCategory
+from invoicing.pricing import (
+    DEFAULT_PAYMENT_TERM_DAYS,
+    PackageCode,
+    PackagePrice,
+    PriceBook,
+    PriceList,
+    PriceListError,
+    ServiceProductPrice,
+)
+
+_BOOK_KEYS = {"sample", "price_lists"}
+_LIST_KEYS = {"id", "valid_from", "valid_to", "payment_term_days", "packages", "service_products"}
+_PACKAGE_MONEY = (
+    "monthly_fee",
+    "extra_voucher_price",
+    "extra_payee_price",
+    "einvoice_send_price",
+    "einvoice_receive_price",
+)
+_PACKAGE_OPTIONAL_MONEY = ("minimum_monthly_charge", "user_price", "signature_price")
+_PACKAGE_COUNTS = ("included_vouchers", "included_payees")
+_PACKAGE_KEYS = {
+    "name",
+    "minimum_invoice_applies",
+    "included_users",
+    "vat_category",
+    *_PACKAGE_MONEY,
+    *_PACKAGE_OPTIONAL_MONEY,
+    *_PACKAGE_COUNTS,
+}
+_PRODUCT_KEYS = {"code", "name", "hourly_rate", "vat_category"}
+
+
+class PriceListFormatError(PriceListError):
+    """The YAML does not describe a valid price book; the message says where."""
+
+
+def _mapping(value: object, where: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise PriceListFormatError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _keys(data: Mapping[str, object], allowed: set[str], where: str) -> None:
+    unknown = set(data) - allowed
+    if unknown:
+        raise PriceListFormatError(f"{where}: unknown keys {sorted(unknown)}")
+
+
+def _required(data: Mapping[str, object], key: str, where: str) -> object:
+    if key not in data:
+        raise PriceListFormatError(f"{where}: missing {key}")
+    return data[key]
+
+
+def _money(value: object, where: str) -> Decimal:
+    # YAML reads 1.79 as a binary float; by then exactness is already lost.
+    if isinstance(value, float):
+        raise PriceListFormatError(
+            f'{where}: money must be a quoted string such as "{value:.2f}", not the float {value!r}'
+        )
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise PriceListFormatError(f"{where}: money must be a quoted decimal string, got {value!r}")
+    try:
+        amount = Decimal(value) if isinstance(value, int) else Decimal(value.strip())
+    except InvalidOperation:
+        raise PriceListFormatError(f"{where}: not a decimal amount: {value!r}") from None
+    if not amount.is_finite():
+        raise PriceListFormatError(f"{where}: not a finite amount: {value!r}")
+    return amount
+
+
+def _int(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PriceListFormatError(f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+def _bool(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise PriceListFormatError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PriceListFormatError(f"{where}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _date(value: object, where: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        raise PriceListFormatError(f"{where}: expected a date, got a timestamp {value!r}")
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PriceListFormatError(f"{where}: expected a YYYY-MM-DD date, got {value!r}")
+
+
+def _vat_category(data: Mapping[str, object], where: str) -> VatCategory:
+    value = data.get("vat_category", VatCategory.GENERAL.value)
+    try:
+        return VatCategory(_str(value, f"{where}.vat_category"))
+    except ValueError:
+        raise PriceListFormatError(f"{where}.vat_category: unknown category {value!r}") from None
+
+
+def _package(code: object, raw: object, where: str) -> PackagePrice:
+    try:
+        package = PackageCode(_str(code, where))
+    except ValueError:
+        raise PriceListFormatError(f"{where}: unknown package code {code!r}") from None
+    where = f"{where}.{package}"
+    data = _mapping(raw, where)
+    _keys(data, _PACKAGE_KEYS, where)
+    money = {k: _money(_required(data, k, where), f"{where}.{k}") for k in _PACKAGE_MONEY}
+    optional = {
+        k: None if data.get(k) is None else _money(data[k], f"{where}.{k}") for k in _PACKAGE_OPTIONAL_MONEY
+    }
+    counts = {k: _int(_required(data, k, where), f"{where}.{k}") for k in _PACKAGE_COUNTS}
+    return PackagePrice(
+        package=package,
+        name=_str(_required(data, "name", where), f"{where}.name"),
+        minimum_invoice_applies=_bool(
+            _required(data, "minimum_invoice_applies", where), f"{where}.minimum_invoice_applies"
+        ),
+        included_users=_int(data.get("included_users", 0), f"{where}.included_users"),
+        vat_category=_vat_category(data, where),
+        monthly_fee=money["monthly_fee"],
+        extra_voucher_price=money["extra_voucher_price"],
+        extra_payee_price=money["extra_payee_price"],
+        einvoice_send_price=money["einvoice_send_price"],
+        einvoice_receive_price=money["einvoice_receive_price"],
+        minimum_monthly_charge=optional["minimum_monthly_charge"],
+        user_price=optional["user_price"],
+        signature_price=optional["signature_price"],
+        included_vouchers=counts["included_vouchers"],
+        included_payees=counts["included_payees"],
+    )
+
+
+def _service_product(raw: object, where: str) -> ServiceProductPrice:
+    data = _mapping(raw, where)
+    _keys(data, _PRODUCT_KEYS, where)
+    return ServiceProductPrice(
+        code=_str(_required(data, "code", where), f"{where}.code"),
+        name=_str(_required(data, "name", where), f"{where}.name"),
+        hourly_rate=_money(_required(data, "hourly_rate", where), f"{where}.hourly_rate"),
+        vat_category=_vat_category(data, where),
+    )
+
+
+def _price_list(raw: object, where: str) -> PriceList:
+    data = _mapping(raw, where)
+    _keys(data, _LIST_KEYS, where)
+    list_id = _str(_required(data, "id", where), f"{where}.id")
+    where = f"price list {list_id}"
+    packages = _mapping(_required(data, "packages", where), f"{where}.packages")
+    products = data.get("service_products") or []
+    if not isinstance(products, list):
+        raise PriceListFormatError(f"{where}.service_products: expected a list")
+    valid_to = data.get("valid_to")
+    return PriceList(
+        id=list_id,
+        valid_from=_date(_required(data, "valid_from", where), f"{where}.valid_from"),
+        valid_to=None if valid_to is None else _date(valid_to, f"{where}.valid_to"),
+        payment_term_days=_int(
+            data.get("payment_term_days", DEFAULT_PAYMENT_TERM_DAYS), f"{where}.payment_term_days"
+        ),
+        packages=tuple(_package(code, p, f"{where}.packages") for code, p in packages.items()),
+        service_products=tuple(
+            _service_product(p, f"{where}.service_products[{i}]") for i, p in enumerate(products)
+        ),
+    )
+
+
+def parse_price_book(text: str) -> PriceBook:
+    """A price book from YAML text; raises `PriceListError` saying what and where."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise PriceListFormatError(f"not valid YAML: {error}") from None
+    data = _mapping(document, "price book")
+    _keys(data, _BOOK_KEYS, "price book")
+    lists = _required(data, "price_lists", "price book")
+    if not isinstance(lists, list) or not lists:
+        raise PriceListFormatError("price book: price_lists must be a non-empty list")
+    return PriceBook(
+        price_lists=tuple(_price_list(p, f"price_lists[{i}]") for i, p in enumerate(lists)),
+        is_sample=_bool(data.get("sample", False), "price book.sample"),
+    )
+
+
+def load_price_book(path: Path) -> PriceBook:
+    """A price book from a YAML file (read once at start-up by the composition root)."""
+    return parse_price_book(path.read_text(encoding="utf-8"))
+
+
+def sample_price_book() -> PriceBook:
+    """The bundled SAMPLE price book (made-up prices) for development and tests."""
+    text = resources.files("invoicing").joinpath("price_lists/sample.yaml").read_text("utf-8")
+    return parse_price_book(text)
