@@ -7,7 +7,46 @@ from decimal import Decimal
 from typing import Annotated, ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+
+def _business_id_check_digit(value: str) -> str:
+    # Weights of the Finnish business ID checksum (Y-tunnuksen tarkistusmerkki).
+    remainder = sum(int(d) * w for d, w in zip(value[:7], (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
+    if remainder == 1 or int(value[8]) != (0 if remainder == 0 else 11 - remainder):
+        raise ValueError(f"{value} has an invalid check digit")
+    return value
+
+
+def _reference_number_check_digit(value: str) -> str:
+    # Finnish reference number (viitenumero): weights 7, 3, 1 from the right, check digit last.
+    body, check = value[:-1], int(value[-1])
+    weighted = sum(int(d) * (7, 3, 1)[i % 3] for i, d in enumerate(reversed(body)))
+    if (10 - weighted % 10) % 10 != check:
+        raise ValueError(f"{value} has an invalid check digit")
+    return value
+
+
+def _decimal_string(value: Decimal) -> str:
+    return format(value, "f")
+
+
+_CENT = Decimal("0.01")
+
+
+def _cents_string(value: Decimal) -> str:
+    # Always two decimals on the wire ("19.90", never "19.9"); validation guarantees it is exact.
+    return format(value.quantize(_CENT), "f")
+
 
 EnvironmentId = Annotated[
     str,
@@ -24,18 +63,36 @@ EnvironmentId = Annotated[
 BusinessId = Annotated[
     str,
     StringConstraints(pattern=r"^\d{7}-\d$"),
-    Field(description="Finnish business ID (Y-tunnus), NNNNNNN-C with a valid check digit.", examples=["2077474-0"]),
+    AfterValidator(_business_id_check_digit),
+    Field(
+        description="Finnish business ID (Y-tunnus), NNNNNNN-C with a valid check digit.",
+        examples=["2077474-0"],
+    ),
 ]
 
+ReferenceNumber = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d{4,20}$"),
+    AfterValidator(_reference_number_check_digit),
+    Field(
+        description="Finnish reference number (viitenumero), 4–20 digits, the last a valid check digit.",
+        examples=["10003"],
+    ),
+]
+
+# The JSON Schema of the Decimal types says "string" only: that is what producers must send.
+# Consumers are more lenient and also accept a JSON number when it is exact within the type's
+# decimals (19.9 is accepted, 19.999 and 0.30000000000000004 are rejected), see docs.
 Money = Annotated[
     Decimal,
     Field(
         max_digits=14,
         decimal_places=2,
-        description="An amount in euros with exactly two decimals, sent as a JSON string (never a float).",
+        description="An amount in euros, at most two decimals, sent as a JSON string (never a float).",
         examples=["19.90"],
     ),
-    PlainSerializer(lambda v: format(v, "f"), return_type=str, when_used="json"),
+    PlainSerializer(_cents_string, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d{1,12}(\.\d{1,2})?$"}, mode="validation"),
 ]
 
 UnitPrice = Annotated[
@@ -46,7 +103,8 @@ UnitPrice = Annotated[
         description="A unit price in euros, at most five decimals, sent as a JSON string.",
         examples=["1.79"],
     ),
-    PlainSerializer(lambda v: format(v, "f"), return_type=str, when_used="json"),
+    PlainSerializer(_decimal_string, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d{1,11}(\.\d{1,5})?$"}, mode="validation"),
 ]
 
 Quantity = Annotated[
@@ -54,10 +112,11 @@ Quantity = Annotated[
     Field(
         max_digits=14,
         decimal_places=4,
-        description="A quantity (pieces, persons, hours), at most four decimals, sent as a JSON string.",
+        description=("A quantity (pieces, persons, hours), at most four decimals, sent as a JSON string."),
         examples=["3"],
     ),
-    PlainSerializer(lambda v: format(v, "f"), return_type=str, when_used="json"),
+    PlainSerializer(_decimal_string, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d{1,10}(\.\d{1,4})?$"}, mode="validation"),
 ]
 
 YearMonth = Annotated[
@@ -82,6 +141,9 @@ class Message(BaseModel):
 
     #: Message type name on the wire, e.g. ``usage.voucher-created``; set by each subclass.
     message_type: ClassVar[str]
+    #: Name of the field whose value is the Kafka key (the aggregate id), for the default
+    #: `kafka_key()` and for the AsyncAPI key binding; `None` when a subclass builds its own key.
+    key_field: ClassVar[str | None] = None
 
     event_id: UUID = Field(
         description="Unique id of this message, chosen by the producer; the idempotency key.",
@@ -108,6 +170,8 @@ class Message(BaseModel):
 
     def kafka_key(self) -> bytes:
         """Kafka key: the id of the aggregate the message is about (ordering unit)."""
+        if self.key_field is not None:
+            return str(getattr(self, self.key_field)).encode()
         raise NotImplementedError(f"{type(self).__name__} must define its Kafka key")
 
 

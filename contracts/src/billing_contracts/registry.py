@@ -5,10 +5,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from billing_contracts.base import Message
-from billing_contracts.contracts import ContractSignedV1
+from billing_contracts.contracts import (
+    AccountingFirmChangeRequestedV1,
+    AdvanceBillingRequestedV1,
+    BillingContactChangeRequestedV1,
+    BusinessIdChangeRequestedV1,
+    CompanyNameChangeNoticeGivenV1,
+    ContractSignedV1,
+    DueDateChangeRequestedV1,
+    PackageChangeRequestedV1,
+    ProductionStartedV1,
+    TallennusFirmChangeApprovedV1,
+    TerminationNoticeGivenV1,
+)
 from billing_contracts.deadletter import DeadLetterV1
-from billing_contracts.invoicing import ContractChangedV1, InvoiceIssuedV1
+from billing_contracts.invoicing import (
+    ChangeRequestRefusedV1,
+    ContractChangedV1,
+    CreditNoteIssuedV1,
+    InvoiceHeldV1,
+    InvoiceIssuedV1,
+    RefundRecordedV1,
+)
 from billing_contracts.metering import MonthClosedV1, UsageAdjustedV1, UsageFinalizedV1
+from billing_contracts.partners import (
+    AccountingFirmRegisteredV1,
+    CommissionStatementIssuedV1,
+    ExpertAuthorizationPassedV1,
+    ExpertCertifiedV1,
+    PartnerTierChangedV1,
+)
+from billing_contracts.procountor import (
+    CustomerChangedInProcountorV1,
+    InvoiceDeliveredV1,
+    InvoiceDeliveryFailedV1,
+    PaymentReceivedV1,
+)
 from billing_contracts.usage import (
     EInvoiceReceivedV1,
     EInvoiceSentV1,
@@ -36,12 +68,15 @@ class TopicSpec:
     description: str = ""
 
 
-def _topic(contract: type[Message], producers: tuple[str, ...], consumers: tuple[str, ...], **kw: int) -> TopicSpec:
+def _topic(
+    contract: type[Message], producers: tuple[str, ...], consumers: tuple[str, ...], **kw: int
+) -> TopicSpec:
     name = f"{contract.message_type}.v{contract.version()}"
     doc = (contract.__doc__ or "").strip().splitlines()[0]
     return TopicSpec(name, contract, producers, consumers, description=doc, **kw)
 
 
+#: A party outside this product: customer environments, CRM, support tools, training systems.
 _EXTERNAL = ("external",)
 
 TOPICS: tuple[TopicSpec, ...] = (
@@ -53,12 +88,40 @@ TOPICS: tuple[TopicSpec, ...] = (
     _topic(UserRolesChangedV1, _EXTERNAL, ("metering",)),
     _topic(SignatureCompletedV1, _EXTERNAL, ("metering",)),
     _topic(HourEntryRecordedV1, _EXTERNAL, ("metering",)),
+    # Contract lifecycle commands (sales, CRM, support) into invoicing.
     _topic(ContractSignedV1, _EXTERNAL, ("invoicing",)),
+    _topic(ProductionStartedV1, _EXTERNAL, ("invoicing",)),
+    _topic(PackageChangeRequestedV1, _EXTERNAL, ("invoicing",)),
+    _topic(AccountingFirmChangeRequestedV1, _EXTERNAL, ("invoicing",)),
+    _topic(TerminationNoticeGivenV1, _EXTERNAL, ("invoicing",)),
+    _topic(BusinessIdChangeRequestedV1, _EXTERNAL, ("invoicing",)),
+    _topic(TallennusFirmChangeApprovedV1, _EXTERNAL, ("invoicing",)),
+    _topic(BillingContactChangeRequestedV1, _EXTERNAL, ("invoicing",)),
+    _topic(CompanyNameChangeNoticeGivenV1, _EXTERNAL, ("invoicing",)),
+    _topic(AdvanceBillingRequestedV1, _EXTERNAL, ("invoicing",)),
+    _topic(DueDateChangeRequestedV1, _EXTERNAL, ("invoicing",)),
+    # Metering output.
     _topic(UsageFinalizedV1, ("metering",), ("invoicing",)),
     _topic(UsageAdjustedV1, ("metering",), ("invoicing",)),
     _topic(MonthClosedV1, ("metering",), ("invoicing",), partitions=1),
+    # Invoicing output.
     _topic(ContractChangedV1, ("invoicing",), ("partners",)),
     _topic(InvoiceIssuedV1, ("invoicing",), ("procountor-sync", "partners")),
+    _topic(InvoiceHeldV1, ("invoicing",), _EXTERNAL),
+    _topic(CreditNoteIssuedV1, ("invoicing",), ("procountor-sync", "partners")),
+    _topic(RefundRecordedV1, ("invoicing",), ("procountor-sync",)),
+    _topic(ChangeRequestRefusedV1, ("invoicing",), _EXTERNAL),
+    # Partner program: facts about firms and experts in, tiers and commissions out.
+    _topic(AccountingFirmRegisteredV1, _EXTERNAL, ("partners",)),
+    _topic(ExpertCertifiedV1, _EXTERNAL, ("partners",)),
+    _topic(ExpertAuthorizationPassedV1, _EXTERNAL, ("partners",)),
+    _topic(PartnerTierChangedV1, ("partners",), ("invoicing", "external")),
+    _topic(CommissionStatementIssuedV1, ("partners",), _EXTERNAL),
+    # Procountor sync output.
+    _topic(CustomerChangedInProcountorV1, ("procountor-sync",), ("invoicing",)),
+    _topic(InvoiceDeliveredV1, ("procountor-sync",), ("invoicing",)),
+    _topic(InvoiceDeliveryFailedV1, ("procountor-sync",), ("invoicing",)),
+    _topic(PaymentReceivedV1, ("procountor-sync",), ("invoicing",)),
 )
 
 DEAD_LETTER_CONTRACT = DeadLetterV1

@@ -42,8 +42,7 @@ class DocumentKind(StrEnum):
 class _UsageEvent(Message):
     environment_id: EnvironmentId
 
-    def kafka_key(self) -> bytes:
-        return self.environment_id.encode()
+    key_field: ClassVar[str | None] = "environment_id"
 
 
 class VoucherCreatedV1(_UsageEvent):
@@ -87,7 +86,9 @@ class PayCalculatedV1(_UsageEvent):
         max_length=100,
         description="Pseudonymous id of the payee in the environment (never a personal identity code).",
     )
-    calculated_at: AwareDatetime = Field(description="When the pay was calculated; its Helsinki month counts.")
+    calculated_at: AwareDatetime = Field(
+        description="When the pay was calculated; its Helsinki month counts."
+    )
 
 
 class InvoiceChannel(StrEnum):
@@ -106,7 +107,9 @@ class _EInvoiceEvent(_UsageEvent):
         max_length=100,
         description="Voucher id of the invoice; it counts as a voucher whatever the channel (B-13).",
     )
-    channel: InvoiceChannel = Field(description="Channel; `operator` and `bank` are charged per message (B-13).")
+    channel: InvoiceChannel = Field(
+        description="Channel; `operator` and `bank` are charged per message (B-13)."
+    )
 
 
 class EInvoiceSentV1(_EInvoiceEvent):
@@ -160,10 +163,16 @@ class HourEntryRecordedV1(_UsageEvent):
 
     message_type: ClassVar[str] = "usage.hour-entry-recorded"
 
-    entry_id: str = Field(min_length=1, max_length=100, description="Id of the hour entry; a new event with the same id replaces it.")
+    entry_id: str = Field(
+        min_length=1,
+        max_length=100,
+        description="Id of the hour entry; a new event with the same id replaces it.",
+    )
     employee_id: str = Field(min_length=1, max_length=100, description="Id of the employee who did the work.")
     service_product_code: str = Field(
-        min_length=1, max_length=40, description="Code of the service product whose hourly rate applies (I-07)."
+        min_length=1,
+        max_length=40,
+        description="Code of the service product whose hourly rate applies (I-07).",
     )
     work_date: dt.date = Field(description="The day the work was done; its month is the billing month.")
     hours: Quantity = Field(gt=0, le=24, description="Hours worked, as a decimal string, e.g. `7.5`.")

@@ -1,0 +1,120 @@
+"""What procountor-sync publishes from the Procountor API: customers, invoice delivery, payments (I-01…I-03)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import AwareDatetime, EmailStr, Field
+
+from billing_contracts.base import BusinessId, Message, Money, ReferenceNumber
+from billing_contracts.contracts import BillingChannel, EInvoiceAddress, PostalAddress
+
+
+class CustomerChangedInProcountorV1(Message):
+    """A billing customer's data was changed in Procountor; invoicing applies it (I-02, B-22)."""
+
+    message_type: ClassVar[str] = "procountor.customer-changed"
+    key_field: ClassVar[str | None] = "payer_id"
+
+    payer_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Id of the payer (billing customer) in invoicing; the Kafka key.",
+    )
+    procountor_customer_id: str = Field(
+        min_length=1, max_length=64, description="Id of the customer in Procountor's customer register."
+    )
+    business_id: BusinessId = Field(description="Business ID of the customer.")
+    changed_at: AwareDatetime = Field(
+        description="When the change was made in Procountor, if known, else seen."
+    )
+    company_name: str = Field(
+        min_length=1,
+        max_length=80,
+        description=(
+            "Company name as shown in Procountor; informational, the name on invoices changes "
+            "only by a change notice (B-22)."
+        ),
+    )
+    billing_address: PostalAddress = Field(description="Billing address; flows into billing (B-22).")
+    billing_channel: BillingChannel = Field(description="Billing method (B-21).")
+    einvoice_address: EInvoiceAddress | None = Field(
+        default=None, description="E-invoice address and operator; present for the e-invoice channel."
+    )
+    billing_email: EmailStr | None = Field(default=None, description="Present for the email channel.")
+
+
+class DeliveryStatus(StrEnum):
+    """Where an invoice is in Procountor after we handed it over (I-01)."""
+
+    AWAITING_APPROVAL = "awaiting_approval"
+    SENT = "sent"
+
+
+class InvoiceDeliveredV1(Message):
+    """An invoice (or credit note) of ours was created in Procountor, and possibly sent on (I-01)."""
+
+    message_type: ClassVar[str] = "procountor.invoice-delivered"
+    key_field: ClassVar[str | None] = "invoice_id"
+
+    invoice_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Id of the invoice or credit note in invoicing; the Kafka key.",
+    )
+    procountor_invoice_id: str = Field(
+        min_length=1, max_length=64, description="Id of the invoice in Procountor."
+    )
+    status: DeliveryStatus = Field(
+        description="`awaiting_approval` when the optional approval step holds it, else `sent`."
+    )
+    delivered_at: AwareDatetime = Field(description="When Procountor accepted the invoice.")
+
+
+class InvoiceDeliveryFailedV1(Message):
+    """An invoice could not be handed to Procountor; the reason says why (I-01)."""
+
+    message_type: ClassVar[str] = "procountor.invoice-delivery-failed"
+    key_field: ClassVar[str | None] = "invoice_id"
+
+    invoice_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Id of the invoice or credit note in invoicing; the Kafka key.",
+    )
+    reason: str = Field(
+        min_length=1, max_length=2000, description="Why it failed, e.g. Procountor's error message."
+    )
+    retryable: bool = Field(
+        default=False, description="Whether procountor-sync will retry by itself; false needs a person."
+    )
+    attempts: int = Field(default=1, ge=1, description="Delivery attempts made so far.")
+    failed_at: AwareDatetime = Field(description="When the last attempt failed.")
+
+
+class PaymentReceivedV1(Message):
+    """A payment was recorded in Procountor against one of our invoices (I-03, B-06).
+
+    Keyed by the payer's business ID, so that all payments of one payer are seen in order.
+    """
+
+    message_type: ClassVar[str] = "procountor.payment-received"
+    key_field: ClassVar[str | None] = "payer_business_id"
+
+    procountor_payment_id: str = Field(
+        min_length=1, max_length=64, description="Id of the payment in Procountor; one payment, one event."
+    )
+    procountor_invoice_id: str = Field(
+        min_length=1, max_length=64, description="Id of the Procountor invoice the payment was made to."
+    )
+    invoice_id: str | None = Field(
+        default=None, max_length=64, description="Id of our invoice, when procountor-sync knows the mapping."
+    )
+    payer_business_id: BusinessId = Field(description="Business ID of the payer; the Kafka key.")
+    amount: Money = Field(gt=0, description="Amount paid.")
+    payment_date: dt.date = Field(description="Date the payment was made (value date).")
+    reference_number: ReferenceNumber | None = Field(
+        default=None, description="Reference number the payer used, if any."
+    )
