@@ -1,1 +1,6 @@
-"""Package."""
+"""An HTTP emulator of the part of the Procountor REST API that this product uses."""
+
+from procountor_emulator.app import create_app
+from procountor_emulator.config import ApiClientRegistration, EmulatorConfig, VatStatus
+
+__all__ = ["ApiClientRegistration", "EmulatorConfig", "VatStatus", "create_app"]

@@ -1,0 +1,65 @@
+"""`python -m procountor_emulator`: serve the emulator over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Mapping
+
+import uvicorn
+
+from procountor_emulator.app import create_app
+from procountor_emulator.config import (
+    LOCAL_API_KEY,
+    LOCAL_CLIENT_ID,
+    LOCAL_CLIENT_SECRET,
+    ApiClientRegistration,
+    EmulatorConfig,
+)
+
+ENV_PREFIX = "PROCOUNTOR_EMULATOR_"
+
+
+def config_from_environment(
+    environ: Mapping[str, str], *, token_lifetime: int, rate_limit: int
+) -> EmulatorConfig:
+    """Credentials come from the environment, never from argv, which `ps` shows to everyone."""
+    client = ApiClientRegistration(
+        client_id=environ.get(f"{ENV_PREFIX}CLIENT_ID", LOCAL_CLIENT_ID),
+        client_secret=environ.get(f"{ENV_PREFIX}CLIENT_SECRET", LOCAL_CLIENT_SECRET),
+        api_key=environ.get(f"{ENV_PREFIX}API_KEY", LOCAL_API_KEY),
+        redirect_uri=environ.get(f"{ENV_PREFIX}REDIRECT_URI") or None,
+    )
+    return EmulatorConfig(
+        clients=(client,), token_lifetime_seconds=token_lifetime, rate_limit_requests=rate_limit
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m procountor_emulator",
+        description="An in-memory emulator of the Procountor REST API (base path /api).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--token-lifetime", type=int, default=3600, help="seconds")
+    parser.add_argument("--rate-limit", type=int, default=20, help="requests per second")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    config = config_from_environment(
+        os.environ, token_lifetime=args.token_lifetime, rate_limit=args.rate_limit
+    )
+    # uvicorn's access log prints query strings; the app logs paths only.
+    uvicorn.run(
+        create_app(config),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

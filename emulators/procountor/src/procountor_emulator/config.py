@@ -1,0 +1,83 @@
+"""What an emulator instance knows before its first request: API clients, limits, clocks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+HELSINKI = ZoneInfo("Europe/Helsinki")
+
+LOCAL_CLIENT_ID = "billing-backbone-local"
+LOCAL_CLIENT_SECRET = "local-client-secret"  # noqa: S105 - a published default for local runs only
+LOCAL_API_KEY = "local-api-key"
+
+
+def helsinki_now() -> datetime:
+    """Procountor speaks local Finnish time without a zone; the emulator does the same."""
+    return datetime.now(HELSINKI).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class ApiClientRegistration:
+    """An API client registered at Procountor together with the one API key it may use."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    api_key: str = field(repr=False)
+    redirect_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class VatStatus:
+    """One entry of `vatStatuses` in `GET /vats/default`."""
+
+    code: int
+    description: str
+    sales: bool
+    purchase: bool
+
+
+DEFAULT_VAT_RATES: tuple[Decimal, ...] = (
+    Decimal("25.5"),
+    Decimal("14"),
+    Decimal("13.5"),
+    Decimal("10"),
+    Decimal("0"),
+)
+
+# The codes are environment-specific in Procountor ([?] in the reference); these are the emulator's own.
+DEFAULT_VAT_STATUSES: tuple[VatStatus, ...] = (
+    VatStatus(1, "Domestic sales / purchases", sales=True, purchase=True),
+    VatStatus(2, "Sales of goods to the EU", sales=True, purchase=False),
+    VatStatus(3, "Sales of services to the EU", sales=True, purchase=False),
+    VatStatus(4, "Sales outside the EU", sales=True, purchase=False),
+    VatStatus(5, "Domestic reverse charge (construction)", sales=True, purchase=True),
+    VatStatus(6, "VAT-free sales", sales=True, purchase=False),
+)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything that varies between emulator instances; tests build one directly."""
+
+    clients: tuple[ApiClientRegistration, ...] = (
+        ApiClientRegistration(LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET, LOCAL_API_KEY),
+    )
+    token_lifetime_seconds: int = 3600
+    rate_limit_requests: int = 20
+    rate_limit_window_seconds: float = 1.0
+    vat_rates: tuple[Decimal, ...] = DEFAULT_VAT_RATES
+    vat_statuses: tuple[VatStatus, ...] = DEFAULT_VAT_STATUSES
+    company_name: str = "Emulated Company Oy"
+    monotonic: Callable[[], float] = time.monotonic
+    """Clock for token expiry and the rate-limit window; tests pass a fake one."""
+    now: Callable[[], datetime] = helsinki_now
+    """Wall clock (naive Helsinki time) for `created` and `version` stamps."""
+
+    def client(self, client_id: str) -> ApiClientRegistration | None:
+        """The registration with this client id, if any."""
+        return next((c for c in self.clients if c.client_id == client_id), None)

@@ -1,0 +1,524 @@
+"""Procountor's validation and arithmetic, as pure functions over parsed JSON bodies."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from procountor_emulator.wire import FieldError, JsonObject
+
+CENT = Decimal("0.01")
+
+PARTNER_TYPES = frozenset({"CUSTOMER", "SUPPLIER", "PERSON"})
+PARTNER_PAYMENT_METHODS = frozenset(
+    {
+        "BANK_TRANSFER",
+        "DIRECT_DEBIT",
+        "DIRECT_PAYMENT",
+        "CLEARING",
+        "CREDIT_CARD_CHARGE",
+        "FOREIGN_PAYMENT",
+        "OTHER",
+        "CASH",
+        "DOMESTIC_PAYMENT_PLUSGIRO",
+        "DOMESTIC_PAYMENT_BANKGIRO",
+        "DOMESTIC_PAYMENT_CREDITOR",
+        "DKLMPKRE",
+        "NETS",
+    }
+)
+PARTNER_INVOICE_CHANNELS = frozenset(
+    {"EMAIL", "MAIL", "ELECTRONIC_INVOICE", "EDIFACT", "PAPER_INVOICE", "NO_SENDING"}
+)
+INVOICE_PAYMENT_METHODS = PARTNER_PAYMENT_METHODS - {"DIRECT_DEBIT"}
+INVOICE_CHANNELS = frozenset({"EMAIL", "MAIL", "ELECTRONIC_INVOICE", "NO_SENDING"})
+DELIVERY_METHODS = frozenset({"MAILING", "ONLINE", "COURIER", "VRCARGO", "BUS", "FREIGHT", "RETRIEVABLE"})
+LANGUAGES = frozenset({"DANISH", "ENGLISH", "ESTONIAN", "FINNISH", "NORWEGIAN", "SWEDISH"})
+INVOICE_TYPES = frozenset(
+    {
+        "SALES_INVOICE",
+        "SALES_ORDER",
+        "PURCHASE_INVOICE",
+        "PURCHASE_ORDER",
+        "TRAVEL_INVOICE",
+        "BILL_OF_CHARGES",
+    }
+)
+EMULATED_INVOICE_TYPES = frozenset({"SALES_INVOICE"})
+INVOICE_STATUSES = frozenset(
+    {
+        "EMPTY",
+        "UNFINISHED",
+        "NOT_SENT",
+        "SENT",
+        "RECEIVED",
+        "PAID",
+        "PAYMENT_DENIED",
+        "VERIFIED",
+        "APPROVED",
+        "INVALIDATED",
+        "PAYMENT_QUEUED",
+        "PARTLY_PAID",
+        "PAYMENT_SENT_TO_BANK",
+        "MARKED_PAID",
+        "STARTED",
+        "INVOICED",
+        "OVERRIDDEN",
+        "DELETED",
+        "UNSAVED",
+        "PAYMENT_TRANSACTION_REMOVED",
+    }
+)
+BANK_REFERENCE_CODE_TYPES = frozenset(
+    {"RF", "FI", "OCR", "KID", "GIK01", "GIK04", "GIK15", "FIK71", "FIK73", "FIK75"}
+)
+PRODUCT_TYPES = frozenset({"PURCHASE", "SALES", "TRAVEL"})
+# The unit enum has 111 values that the reference does not list; any upper-case enum-like name passes.
+UNIT_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]*$")
+ADDRESS_LIMITS = {
+    "name": 80,
+    "specifier": 80,
+    "street": 80,
+    "zip": 20,
+    "city": 40,
+    "subdivision": 35,
+}
+DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+
+
+def blank(path: str) -> FieldError:
+    return FieldError(path, f"Value of the '{path}' cannot be blank.")
+
+
+def invalid(path: str, detail: str) -> FieldError:
+    return FieldError(path, f"Invalid value of the '{path}': {detail}.")
+
+
+class Checker:
+    """Collects field errors while walking one request body."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def add(self, error: FieldError) -> None:
+        self.errors.append(error)
+
+    def obj(self, parent: JsonObject, key: str, path: str, *, required: bool) -> JsonObject | None:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.add(blank(path))
+            return None
+        if not isinstance(value, dict):
+            self.add(invalid(path, "expected an object"))
+            return None
+        return value
+
+    def text(
+        self,
+        parent: JsonObject,
+        key: str,
+        path: str,
+        *,
+        required: bool,
+        max_length: int | None = None,
+        min_length: int = 1,
+    ) -> str | None:
+        value = parent.get(key)
+        if value is None or (required and value == ""):
+            if required:
+                self.add(blank(path))
+            return None
+        if not isinstance(value, str):
+            self.add(invalid(path, "expected a string"))
+            return None
+        if value and len(value) < min_length:
+            self.add(invalid(path, f"at least {min_length} characters"))
+        if max_length is not None and len(value) > max_length:
+            self.add(invalid(path, f"at most {max_length} characters"))
+        return value
+
+    def enum(
+        self, parent: JsonObject, key: str, path: str, allowed: Collection[str], *, required: bool
+    ) -> str | None:
+        value = self.text(parent, key, path, required=required)
+        if value is not None and value not in allowed:
+            self.add(invalid(path, f"'{value}' is not one of {', '.join(sorted(allowed))}"))
+            return None
+        return value
+
+    def boolean(self, parent: JsonObject, key: str, path: str, *, required: bool) -> bool | None:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.add(blank(path))
+            return None
+        if not isinstance(value, bool):
+            self.add(invalid(path, "expected true or false"))
+            return None
+        return value
+
+    def integer(self, parent: JsonObject, key: str, path: str, *, required: bool) -> int | None:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.add(blank(path))
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(invalid(path, "expected an integer"))
+            return None
+        return value
+
+    def number(
+        self,
+        parent: JsonObject,
+        key: str,
+        path: str,
+        *,
+        required: bool,
+        minimum: Decimal | None = None,
+        maximum: Decimal | None = None,
+        scale: int | None = None,
+    ) -> Decimal | None:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.add(blank(path))
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | Decimal):
+            self.add(invalid(path, "expected a number"))
+            return None
+        number = Decimal(value)
+        if minimum is not None and number < minimum:
+            self.add(invalid(path, f"must be at least {minimum}"))
+        if maximum is not None and number > maximum:
+            self.add(invalid(path, f"must be at most {maximum}"))
+        exponent = number.as_tuple().exponent
+        if scale is not None and isinstance(exponent, int) and -exponent > scale:
+            self.add(invalid(path, f"at most {scale} decimals"))
+        return number
+
+    def day(self, parent: JsonObject, key: str, path: str, *, required: bool) -> date | None:
+        value = self.text(parent, key, path, required=required)
+        if value is None:
+            return None
+        if not DATE_PATTERN.match(value):
+            self.add(invalid(path, "expected a date yyyy-mm-dd"))
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            self.add(invalid(path, "no such date"))
+            return None
+
+    def address(self, parent: JsonObject, key: str, path: str, *, required: bool) -> JsonObject | None:
+        address = self.obj(parent, key, path, required=required)
+        if address is None:
+            return None
+        for part, limit in ADDRESS_LIMITS.items():
+            self.text(address, part, f"{path}.{part}", required=False, max_length=limit)
+        self.text(address, "country", f"{path}.country", required=False)
+        return address
+
+
+def validate_business_partner(body: JsonObject) -> list[FieldError]:
+    """The POST/PUT rules of `BusinessPartner`: name 1–80, type, paymentInfo.paymentMethod, address."""
+    check = Checker()
+    check.text(body, "name", "name", required=True, max_length=80)
+    partner_type = check.enum(body, "type", "type", PARTNER_TYPES, required=True)
+    if partner_type == "PERSON":
+        check.add(invalid("type", "persons are created with POST /persons"))
+    payment = check.obj(body, "paymentInfo", "paymentInfo", required=True)
+    if payment is not None:
+        check.enum(
+            payment,
+            "paymentMethod",
+            "paymentInfo.paymentMethod",
+            PARTNER_PAYMENT_METHODS,
+            required=True,
+        )
+        term = payment.get("paymentTermDays")
+        if term is not None and not isinstance(term, str):
+            check.add(invalid("paymentInfo.paymentTermDays", "expected a string"))
+    check.address(body, "address", "address", required=partner_type == "CUSTOMER")
+    check.address(body, "billingAddress", "billingAddress", required=False)
+    check.address(body, "deliveryAddress", "deliveryAddress", required=False)
+    invoicing = check.obj(body, "invoicingInfo", "invoicingInfo", required=False)
+    if invoicing is not None:
+        check.enum(
+            invoicing,
+            "invoiceChannel",
+            "invoicingInfo.invoiceChannel",
+            PARTNER_INVOICE_CHANNELS,
+            required=False,
+        )
+        check.text(invoicing, "identifier", "invoicingInfo.identifier", required=False)
+        check.text(invoicing, "customerNumber", "invoicingInfo.customerNumber", required=False)
+    return check.errors
+
+
+def validate_product(body: JsonObject) -> list[FieldError]:
+    """The rules of `Product`: type, name ≤100, discount 0–100, price, active, currency."""
+    check = Checker()
+    check.enum(body, "type", "type", PRODUCT_TYPES, required=True)
+    check.text(body, "name", "name", required=True, max_length=100)
+    check.text(body, "code", "code", required=False, max_length=40)
+    check.number(body, "discount", "discount", required=True, minimum=Decimal(0), maximum=Decimal(100))
+    check.number(body, "price", "price", required=True)
+    check.boolean(body, "active", "active", required=True)
+    currency = check.text(body, "currency", "currency", required=True)
+    if currency is not None and not CURRENCY_PATTERN.match(currency):
+        check.add(invalid("currency", "expected an ISO 4217 code"))
+    unit = check.text(body, "unit", "unit", required=False)
+    if unit is not None and not UNIT_PATTERN.match(unit):
+        check.add(invalid("unit", "expected a unit such as PIECE or HOUR"))
+    check.number(body, "vat", "vat", required=False, minimum=Decimal(0), maximum=Decimal(100))
+    return check.errors
+
+
+def finnish_check_digit(base: str) -> int:
+    """The 7-3-1 check digit of a Finnish reference number base (weights from the right)."""
+    weights = (7, 3, 1)
+    total = sum(int(d) * weights[i % 3] for i, d in enumerate(reversed(base)))
+    return (10 - total % 10) % 10
+
+
+def finnish_reference(base_number: int) -> str:
+    """A Finnish reference number built from a base number."""
+    base = str(base_number)
+    return base + str(finnish_check_digit(base))
+
+
+def is_valid_bank_reference(code: str) -> bool:
+    """True for a Finnish (7-3-1, 4–20 digits) or an RF creditor reference (ISO 11649, mod 97)."""
+    compact = code.replace(" ", "").upper()
+    if compact.startswith("RF"):
+        if not re.fullmatch(r"RF\d{2}[0-9A-Z]{1,21}", compact):
+            return False
+        rearranged = compact[4:] + compact[:4]
+        digits = "".join(str(int(ch, 36)) for ch in rearranged)
+        return int(digits) % 97 == 1
+    if not re.fullmatch(r"\d{4,20}", compact):
+        return False
+    return finnish_check_digit(compact[:-1]) == int(compact[-1])
+
+
+def validate_sales_invoice(
+    body: JsonObject,
+    *,
+    vat_rates: Collection[Decimal],
+    vat_statuses: Collection[int],
+    partner_exists: Callable[[int], bool],
+) -> list[FieldError]:
+    """The POST/PUT rules of a sales `Invoice` (§6.2, §6.3 and the 22.11 e-invoice address rule)."""
+    check = Checker()
+    invoice_type = check.enum(body, "type", "type", INVOICE_TYPES, required=True)
+    if invoice_type is not None and invoice_type not in EMULATED_INVOICE_TYPES:
+        check.add(invalid("type", "the emulator handles SALES_INVOICE only"))
+    partner_id = check.integer(body, "partnerId", "partnerId", required=False)
+    if partner_id is not None and not partner_exists(partner_id):
+        check.add(invalid("partnerId", f"no business partner {partner_id}"))
+    bill_date = check.day(body, "date", "date", required=True)
+    channel = check.enum(body, "invoiceChannel", "invoiceChannel", INVOICE_CHANNELS, required=True)
+    check.enum(body, "language", "language", LANGUAGES, required=True)
+    check.enum(body, "deliveryMethod", "deliveryMethod", DELIVERY_METHODS, required=False)
+    vat_status = check.integer(body, "vatStatus", "vatStatus", required=True)
+    if vat_status is not None and vat_status not in vat_statuses:
+        check.add(invalid("vatStatus", f"{vat_status} is not a VAT status of the company"))
+    check.text(body, "originalInvoiceNumber", "originalInvoiceNumber", required=False, max_length=40)
+    check.text(body, "orderReference", "orderReference", required=False, max_length=70)
+    check.text(body, "additionalInformation", "additionalInformation", required=False, max_length=10000)
+    check.number(
+        body,
+        "discountPercent",
+        "discountPercent",
+        required=True,
+        minimum=Decimal(0),
+        maximum=Decimal(100),
+        scale=4,
+    )
+
+    counter_party = check.obj(body, "counterParty", "counterParty", required=True)
+    party_address: JsonObject | None = None
+    einvoice: JsonObject | None = None
+    if counter_party is not None:
+        check.text(
+            counter_party, "contactPersonName", "counterParty.contactPersonName", required=False,
+            max_length=70,
+        )  # fmt: skip
+        party_address = check.address(
+            counter_party, "counterPartyAddress", "counterParty.counterPartyAddress", required=True
+        )
+        if party_address is not None:
+            check.text(
+                party_address,
+                "name",
+                "counterParty.counterPartyAddress.name",
+                required=True,
+                max_length=80,
+            )
+        einvoice = check.obj(counter_party, "einvoiceAddress", "counterParty.einvoiceAddress", required=False)
+    billing_address = check.address(body, "billingAddress", "billingAddress", required=False)
+    check.address(body, "deliveryAddress", "deliveryAddress", required=False)
+    # An omitted billing address is copied from the counterparty address.
+    effective_billing = billing_address if "billingAddress" in body else party_address
+
+    if channel == "ELECTRONIC_INVOICE" and counter_party is not None:
+        for path, address in (
+            ("billingAddress", effective_billing),
+            ("counterParty.counterPartyAddress", party_address),
+        ):
+            for part in ("street", "zip", "city"):
+                if not (address or {}).get(part):
+                    check.add(blank(f"{path}.{part}"))
+        country = (party_address or {}).get("country") or "FINLAND"
+        if not (einvoice or {}).get("address"):
+            check.add(blank("counterParty.einvoiceAddress.address"))
+        if country == "FINLAND" and not (einvoice or {}).get("operator"):
+            check.add(blank("counterParty.einvoiceAddress.operator"))
+    if channel == "MAIL":
+        complete = [
+            a for a in (effective_billing, party_address)
+            if a is not None and all(a.get(p) for p in ("street", "zip", "city"))
+        ]  # fmt: skip
+        if not complete:
+            for part in ("street", "zip", "city"):
+                check.add(blank(f"billingAddress.{part}"))
+
+    payment = check.obj(body, "paymentInfo", "paymentInfo", required=True)
+    if payment is not None:
+        check.enum(
+            payment,
+            "paymentMethod",
+            "paymentInfo.paymentMethod",
+            INVOICE_PAYMENT_METHODS,
+            required=True,
+        )
+        currency = check.text(payment, "currency", "paymentInfo.currency", required=True)
+        if currency is not None and not CURRENCY_PATTERN.match(currency):
+            check.add(invalid("paymentInfo.currency", "expected an ISO 4217 code"))
+        due = check.day(payment, "dueDate", "paymentInfo.dueDate", required=True)
+        check.number(
+            payment,
+            "currencyRate",
+            "paymentInfo.currencyRate",
+            required=True,
+            minimum=Decimal("0.000001"),
+        )
+        if due is not None and bill_date is not None:
+            if due < bill_date:
+                check.add(FieldError("paymentInfo.dueDate", "DUE_DATE_BEFORE_BILL_DATE"))
+            elif (due - bill_date).days > 999:
+                check.add(invalid("paymentInfo.dueDate", "payment term is at most 999 days"))
+        reference = payment.get("bankReferenceCode")
+        if reference is not None:
+            if not isinstance(reference, str):
+                check.add(invalid("paymentInfo.bankReferenceCode", "expected a string"))
+            elif reference != "" and not is_valid_bank_reference(reference):
+                check.add(FieldError("paymentInfo.bankReferenceCode", "INVALID_REFERENCE_CODE"))
+        check.enum(
+            payment,
+            "bankReferenceCodeType",
+            "paymentInfo.bankReferenceCodeType",
+            BANK_REFERENCE_CODE_TYPES,
+            required=False,
+        )
+
+    extra = check.obj(body, "extraInfo", "extraInfo", required=True)
+    if extra is not None:
+        check.boolean(extra, "accountingByRow", "extraInfo.accountingByRow", required=True)
+        check.boolean(extra, "unitPricesIncludeVat", "extraInfo.unitPricesIncludeVat", required=True)
+
+    rows = body.get("invoiceRows")
+    if not isinstance(rows, list) or not rows:
+        check.add(FieldError("invoiceRows", "An invoice must have at least one row."))
+    else:
+        for index, row in enumerate(rows):
+            _check_row(check, row, f"invoiceRows[{index}]", vat_rates)
+    return check.errors
+
+
+def _check_row(check: Checker, row: Any, path: str, vat_rates: Collection[Decimal]) -> None:
+    if not isinstance(row, dict):
+        check.add(invalid(path, "expected an object"))
+        return
+    check.text(row, "product", f"{path}.product", required=True)
+    check.text(row, "productCode", f"{path}.productCode", required=False, max_length=40)
+    check.number(row, "quantity", f"{path}.quantity", required=True)
+    unit = check.text(row, "unit", f"{path}.unit", required=True)
+    if unit is not None and not UNIT_PATTERN.match(unit):
+        check.add(invalid(f"{path}.unit", "expected a unit such as PIECE or HOUR"))
+    check.number(row, "unitPrice", f"{path}.unitPrice", required=True)
+    check.number(
+        row,
+        "discountPercent",
+        f"{path}.discountPercent",
+        required=True,
+        minimum=Decimal(0),
+        maximum=Decimal(100),
+    )
+    vat = check.number(row, "vatPercent", f"{path}.vatPercent", required=True)
+    if vat is not None and vat not in vat_rates:
+        check.add(invalid(f"{path}.vatPercent", f"{vat} is not a VAT rate in use"))
+    for key, limit in (("comment", 512), ("headerText", 512), ("explanationText", 512)):
+        check.text(row, key, f"{path}.{key}", required=False, max_length=limit)
+    check.day(row, "startDate", f"{path}.startDate", required=False)
+    check.day(row, "endDate", f"{path}.endDate", required=False)
+
+
+def to_cents(amount: Decimal) -> Decimal:
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def invoice_sum_info(body: JsonObject) -> JsonObject:
+    """Totals of a validated invoice: VAT per rate on the sum of that rate's row nets, half-up cents.
+
+    Row amounts stay unrounded until they are summed per VAT rate, so that a many-row invoice does
+    not accumulate rounding error; with gross unit prices the VAT is extracted from the gross sum.
+    """
+    prices_include_vat = bool(body["extraInfo"]["unitPricesIncludeVat"])
+    invoice_factor = 1 - Decimal(body["discountPercent"]) / 100
+    per_rate: dict[Decimal, Decimal] = {}
+    for row in body["invoiceRows"]:
+        amount = (
+            Decimal(row["quantity"])
+            * Decimal(row["unitPrice"])
+            * (1 - Decimal(row["discountPercent"]) / 100)
+            * invoice_factor
+        )
+        rate = Decimal(row["vatPercent"])
+        per_rate[rate] = per_rate.get(rate, Decimal(0)) + amount
+    net_total = vat_total = Decimal("0.00")
+    for rate, amount in per_rate.items():
+        if prices_include_vat:
+            gross = to_cents(amount)
+            vat = to_cents(gross * rate / (100 + rate))
+            net = gross - vat
+        else:
+            net = to_cents(amount)
+            vat = to_cents(net * rate / 100)
+        net_total += net
+        vat_total += vat
+    return {
+        "currency": body["paymentInfo"]["currency"],
+        "excludingVatTotal": net_total,
+        "vatSumTotal": vat_total,
+        "invoiceSumTotal": net_total + vat_total,
+    }
+
+
+def validate_payment(body: JsonObject) -> list[FieldError]:
+    """The `markpaid` body: paymentDate, amount, currency, description, paymentMethodType."""
+    check = Checker()
+    check.day(body, "paymentDate", "paymentDate", required=True)
+    check.number(body, "amount", "amount", required=True, minimum=Decimal("0.01"), scale=2)
+    currency = check.text(body, "currency", "currency", required=True)
+    if currency is not None and not CURRENCY_PATTERN.match(currency):
+        check.add(invalid("currency", "expected an ISO 4217 code"))
+    check.text(body, "description", "description", required=False, max_length=255)
+    check.text(body, "paymentMethodType", "paymentMethodType", required=False)
+    return check.errors
