@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,10 @@ def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
         acks="all",
         security=None,
         graceful_timeout=15.0,
+        # Per-message access logs at DEBUG through the standard "faststream" logger, which
+        # configure_logging keeps at WARNING; our own logs say what matters.
+        logger=logging.getLogger("faststream"),
+        log_level=logging.DEBUG,
     )
 
 

@@ -1,1 +1,1 @@
-"""Package."""
+"""Partners: the accounting-firm partner program (tiers, benefits, commissions, directory)."""

@@ -1,0 +1,110 @@
+"""Helpers for integration tests: run a service in process, publish contracts, read topics, wait."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI
+
+from billing_contracts.base import Message, wire_json
+from billing_contracts.registry import topic_for
+from devstack.infra import KafkaTarget
+from service_runtime.migrations import upgrade
+
+T = TypeVar("T")
+
+
+async def migrate(database_url: str, script_location: str) -> None:
+    """Migrate one service's schema to head (Alembic runs its own event loop, so in a thread)."""
+    await asyncio.to_thread(upgrade, database_url, script_location)
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run a service's lifespan (consumers, relay) and give an HTTP client bound to it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            yield client
+
+
+class Publisher:
+    """Publishes contracts or raw bytes the way an outside producer would."""
+
+    def __init__(self, kafka: KafkaTarget) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers, enable_idempotence=kafka.enable_idempotence, acks="all"
+        )
+
+    async def __aenter__(self) -> Publisher:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+
+    async def publish(self, *messages: Message) -> None:
+        for message in messages:
+            await self._producer.send(
+                topic_for(type(message)), value=wire_json(message), key=message.kafka_key()
+            )
+        await self._producer.flush()
+
+    async def publish_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> T:
+    """Poll `check` until it returns a truthy value; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+async def read_topic(
+    kafka: KafkaTarget,
+    topic: str,
+    *,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Read a topic from the beginning (fresh group) until `until(messages)` holds; JSON values."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=f"reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                found.extend(json.loads(r.value) for r in records)
+            if until(found):
+                return found
+        raise AssertionError(f"timed out reading {topic}; got {len(found)} messages")
+    finally:
+        await consumer.stop()
