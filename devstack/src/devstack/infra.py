@@ -95,11 +95,14 @@ def provide_postgres(*, data_dir: Path | None = None) -> Iterator[str]:
             yield server.admin_url
 
 
-@functools.cache
 def docker_available() -> bool:
-    """Tell whether a Docker engine answers within two seconds (asked once per process)."""
-    if _env_flag(NO_DOCKER_ENV, default=False):
-        return False
+    """Tell whether testcontainers can be used: a Docker engine answers and is not opted out of."""
+    return not _env_flag(NO_DOCKER_ENV, default=False) and _docker_engine_answers()
+
+
+@functools.cache
+def _docker_engine_answers() -> bool:
+    # Asked once per process: without an engine the probe costs up to its timeout.
     try:
         import docker  # type: ignore[import-untyped]  # no stubs in the workspace
 
