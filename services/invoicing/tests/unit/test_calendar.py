@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import holidays
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -190,3 +191,12 @@ def test_b09_every_instant_falls_in_the_bounds_of_its_helsinki_month(ts: dt.date
     start, end = month_bounds_utc(month)
     assert start <= ts < end
     assert month_bounds_utc(month.next())[0] == end
+
+
+def test_b03_the_holiday_calendar_public_category_includes_both_eves() -> None:
+    # B-03 relies on this: if a holidays release moved the Eves out of PUBLIC,
+    # Midsummer Eve and Christmas Eve would silently become run days.
+    public = holidays.country_holidays("FI", categories=(holidays.PUBLIC,), years=range(2024, 2031))
+    for year in range(2024, 2031):
+        assert any(d.month == 6 and public[d] == "Midsummer Eve" for d in public if d.year == year)
+        assert dt.date(year, 12, 24) in public
