@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from billing_contracts.registry import SERVICES, TOPICS, dead_letter_topic
 
 OUTPUT = Path(__file__).resolve().parent / "base" / "kafka-topics.yaml"
@@ -104,7 +105,11 @@ def topics() -> list[dict[str, Any]]:
 def render() -> str:
     """The whole kafka-topics.yaml, byte for byte."""
     body = yaml.safe_dump_all(
-        topics(), sort_keys=False, default_flow_style=False, explicit_start=True, width=1000,
+        topics(),
+        sort_keys=False,
+        default_flow_style=False,
+        explicit_start=True,
+        width=1000,
         allow_unicode=True,
     )
     return HEADER + body
@@ -133,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 tofile=f"{output} (from registry)",
             )
         )
-        sys.stderr.write(
-            f"{output} is out of date; run `uv run python deploy/generate_topics.py`\n"
-        )
+        sys.stderr.write(f"{output} is out of date; run `uv run python deploy/generate_topics.py`\n")
         return 1
     output.write_text(wanted, encoding="utf-8")
     return 0
