@@ -65,19 +65,19 @@ class Publisher:
 async def wait_until(
     check: Callable[[], Awaitable[T]],
     *,
-    timeout: float = 30.0,
+    within: float = 30.0,
     interval: float = 0.2,
     what: str = "condition",
 ) -> T:
-    """Poll `check` until it returns a truthy value; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll `check` until it returns a truthy value; fail with `what` after `within` seconds."""
+    deadline = time.monotonic() + within
     last: T | None = None
     while time.monotonic() < deadline:
         last = await check()
         if last:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+    raise AssertionError(f"timed out after {within}s waiting for {what}; last value: {last!r}")
 
 
 async def read_topic(
@@ -85,7 +85,7 @@ async def read_topic(
     topic: str,
     *,
     until: Callable[[list[dict[str, Any]]], bool],
-    timeout: float = 30.0,
+    within: float = 30.0,
 ) -> list[dict[str, Any]]:
     """Read a topic from the beginning (fresh group) until `until(messages)` holds; JSON values."""
     consumer = AIOKafkaConsumer(
@@ -98,7 +98,7 @@ async def read_topic(
     await consumer.start()
     found: list[dict[str, Any]] = []
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():

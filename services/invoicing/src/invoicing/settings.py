@@ -1,0 +1,22 @@
+"""Invoicing settings (env prefix `INVOICING_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from service_runtime.settings import ServiceSettings
+
+
+class InvoicingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INVOICING_", extra="ignore", frozen=True)
+
+    price_list_file: Path | None = Field(
+        default=None, description="Price book YAML (B-07). Unset: the bundled SAMPLE price list."
+    )
+    allow_sample_prices: bool = Field(
+        default=True,
+        description="Refuse to start on the bundled sample prices when false (set false in production).",
+    )
