@@ -340,3 +340,13 @@ def test_dockerfile_pins_uv_and_runs_the_console_script_as_uid_10001() -> None:
     assert "USER 10001:10001" in final_stage
     assert 'ENTRYPOINT ["/app/entrypoint"]' in final_stage
     assert "/usr/local/bin/uv" not in final_stage
+
+
+def test_the_documented_apply_order_covers_every_object(rendered: Rendered) -> None:
+    # deploy/README.md applies by these component labels, none (namespace, config,
+    # service accounts) first; an object with another component would never be applied.
+    steps = {None, "kafka-topic", "migration", "server", "billing-run"}
+    components = {
+        o["metadata"].get("labels", {}).get("app.kubernetes.io/component") for o in rendered.objects
+    }
+    assert components <= steps
