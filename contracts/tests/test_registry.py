@@ -1,6 +1,7 @@
 """The topic registry names every topic after its contract, in one convention."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +56,12 @@ def test_every_service_has_a_dead_letter_topic() -> None:
     assert [dead_letter_topic(s) for s in SERVICES] == [f"{s}.dead-letter.v1" for s in SERVICES]
     with pytest.raises(ValueError):
         dead_letter_topic("billing")
+
+
+def test_every_topic_outside_systems_publish_to_is_documented_for_them() -> None:
+    guide = Path(__file__).resolve().parents[2] / "docs" / "publishing-events.md"
+    if not guide.exists():
+        pytest.skip("the docs are not part of this checkout")
+    text = guide.read_text(encoding="utf-8")
+    undocumented = [s.name for s in TOPICS if "external" in s.producers and f"`{s.name}`" not in text]
+    assert undocumented == [], "add these topics to docs/publishing-events.md"
