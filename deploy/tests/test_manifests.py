@@ -350,3 +350,18 @@ def test_the_documented_apply_order_covers_every_object(rendered: Rendered) -> N
         o["metadata"].get("labels", {}).get("app.kubernetes.io/component") for o in rendered.objects
     }
     assert components <= steps
+
+
+def test_prod_invoicing_refuses_sample_prices_and_mounts_the_price_book(
+    rendered: Rendered,
+) -> None:
+    if rendered.overlay != "prod":
+        pytest.skip("dev may bill with the bundled sample prices")
+    data = config_data(rendered, "invoicing")
+    pod = rendered.one("Deployment", "invoicing")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    price_list = Path(data["INVOICING_PRICE_LIST_FILE"])
+
+    assert data["INVOICING_ALLOW_SAMPLE_PRICES"] == "false"
+    assert volumes[mounts[str(price_list.parent)]]["configMap"]["name"] == "invoicing-price-list"
