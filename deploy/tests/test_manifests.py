@@ -352,12 +352,11 @@ def test_the_documented_apply_order_covers_every_object(rendered: Rendered) -> N
     assert components <= steps
 
 
-def test_prod_invoicing_refuses_sample_prices_and_mounts_the_price_book(
-    rendered: Rendered,
-) -> None:
-    if rendered.overlay != "prod":
-        pytest.skip("dev may bill with the bundled sample prices")
+def test_only_prod_invoicing_insists_on_the_real_price_book(rendered: Rendered) -> None:
     data = config_data(rendered, "invoicing")
+    if rendered.overlay == "dev":
+        assert "INVOICING_ALLOW_SAMPLE_PRICES" not in data
+        return
     pod = rendered.one("Deployment", "invoicing")["spec"]["template"]["spec"]
     mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
