@@ -1,1 +1,1 @@
-"""Package."""
+"""Procountor sync: customers, billing data, products, invoices and payments between us and Procountor."""

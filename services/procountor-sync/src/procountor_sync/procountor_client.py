@@ -1,0 +1,519 @@
+"""An async client of the Procountor REST API: token, throttling, retries, typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import structlog
+from pydantic import SecretStr
+
+log = structlog.get_logger(__name__)
+
+JsonObject = dict[str, Any]
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Already-sent invoices need nothing more; a paid one was obviously delivered.
+DELIVERED_STATUSES = frozenset({"SENT", "PAID", "PARTLY_PAID", "MARKED_PAID"})
+
+
+@dataclass(frozen=True)
+class ProcountorClientConfig:
+    """Where Procountor is and who we are there; secrets stay `SecretStr` end to end."""
+
+    base_url: str
+    """API root including the base path, e.g. `https://pts-api.procountor.com/api`."""
+    client_id: str
+    client_secret: SecretStr
+    api_key: SecretStr
+    redirect_uri: str | None = None
+    """Sent with the token request when Procountor registered one for the client."""
+    token_renewal_margin_seconds: float = 300.0
+    """A cached token is replaced this long before Procountor says it expires."""
+    max_requests_per_second: int = 20
+    max_attempts: int = 6
+    """Attempts per request, the first included, for 429, 5xx and connection errors."""
+    backoff_initial_seconds: float = 0.25
+    backoff_max_seconds: float = 8.0
+    timeout_seconds: float = 30.0
+    page_size: int = 200
+
+
+@dataclass(frozen=True)
+class ProcountorErrorDetail:
+    """One entry of Procountor's `errors` list."""
+
+    status: int
+    field: str | None
+    message: str
+
+
+class ProcountorError(Exception):
+    """Procountor answered with an error status; `errors` is its parsed error body.
+
+    Built from the method, the path and the response only, so neither credentials nor tokens can
+    end up in its text.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        errors: Sequence[ProcountorErrorDetail],
+        *,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        self.status = status
+        self.errors = tuple(errors)
+        self.method = method
+        self.path = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.method} {self.path} " if self.method else ""
+        details = "; ".join(f"{e.field}: {e.message}" if e.field else e.message for e in self.errors)
+        return f"Procountor {where}answered {self.status}: {details or 'no error body'}"
+
+    def __repr__(self) -> str:
+        return f"ProcountorError({self.status!r}, {list(self.errors)!r})"
+
+    def has_field(self, name: str) -> bool:
+        return any(e.field == name for e in self.errors)
+
+
+class ProcountorUnavailableError(ProcountorError):
+    """Procountor could not be reached, even after retries (status 0: no response)."""
+
+
+class InvoiceDeliveryError(Exception):
+    """An invoice with this original number exists in a state from which it cannot be sent."""
+
+    def __init__(self, original_invoice_number: str, invoice_id: int, status: str) -> None:
+        super().__init__(
+            f"Invoice {original_invoice_number!r} exists in Procountor as {invoice_id} "
+            f"with status {status}; it cannot be sent."
+        )
+        self.original_invoice_number = original_invoice_number
+        self.invoice_id = invoice_id
+        self.status = status
+
+
+@dataclass
+class _Token:
+    value: SecretStr
+    renew_at: float
+
+
+@dataclass
+class _Throttle:
+    """At most `limit` request starts within any `window` seconds (a sliding window)."""
+
+    limit: int
+    clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]
+    window: float = 1.0
+    starts: deque[float] = field(default_factory=deque)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def wait(self) -> None:
+        async with self.lock:
+            while True:
+                now = self.clock()
+                while self.starts and self.starts[0] <= now - self.window:
+                    self.starts.popleft()
+                if len(self.starts) < self.limit:
+                    self.starts.append(now)
+                    return
+                await self.sleep(self.starts[0] + self.window - now)
+
+
+def dumps(value: Any) -> bytes:
+    """JSON with Decimals written as plain numbers with their exact digits, never via float."""
+    parts: list[str] = []
+    _encode(value, parts)
+    return "".join(parts).encode("utf-8")
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("JSON has no representation for a non-finite number")
+        out.append(format(value, "f"))
+    elif isinstance(value, Mapping):
+        out.append("{")
+        for index, (key, item) in enumerate(value.items()):
+            out.append("," if index else "")
+            out.append(json.dumps(str(key), ensure_ascii=False) + ":")
+            _encode(item, out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            out.append("," if index else "")
+            _encode(item, out)
+        out.append("]")
+    else:
+        # None, bool, int, str (and a stray float) are json's own business.
+        out.append(json.dumps(value, ensure_ascii=False, allow_nan=False))
+
+
+def loads(content: bytes) -> Any:
+    """Procountor's JSON with every non-integer number as a Decimal."""
+    return json.loads(content, parse_float=Decimal)
+
+
+class ProcountorClient:
+    """The Procountor REST API as async methods returning parsed JSON (Decimals for amounts).
+
+    The access token is fetched on first use, cached, renewed `token_renewal_margin_seconds` before
+    it expires and once more if Procountor answers 401 anyway. Requests are throttled client-side to
+    `max_requests_per_second`; 429, 5xx and connection failures are retried with bounded
+    exponential backoff, except that a POST is not repeated after a 5xx or a timeout, which might
+    have created the object already.
+    """
+
+    def __init__(
+        self,
+        config: ProcountorClientConfig,
+        *,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._config = config
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=config.timeout_seconds)
+        self._clock = clock
+        self._sleep = sleep
+        self._token: _Token | None = None
+        self._token_lock = asyncio.Lock()
+        self._throttle = _Throttle(config.max_requests_per_second, clock, sleep)
+        self._base = config.base_url.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"ProcountorClient(base_url={self._base!r}, client_id={self._config.client_id!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it; an injected one belongs to the caller."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- business partners ---------------------------------------------------------------------
+
+    async def find_business_partner_by_identifier(self, business_id: str) -> JsonObject | None:
+        """The full business partner whose `invoicingInfo.identifier` is this business ID."""
+        # Procountor takes `identifier` as a header so that it stays out of URLs and access logs.
+        page = await self._request_json("GET", "/businesspartners", headers={"identifier": business_id})
+        for basic in page.get("results", []):
+            if (basic.get("invoicingInfo") or {}).get("identifier") == business_id:
+                return await self._request_json("GET", f"/businesspartners/{basic['id']}")
+        return None
+
+    async def create_business_partner(self, body: Mapping[str, Any]) -> JsonObject:
+        return await self._request_json("POST", "/businesspartners", json_body=body)
+
+    async def patch_business_partner(
+        self, partner_id: int, body: Mapping[str, Any], version: str
+    ) -> JsonObject:
+        """Change name, type, address, invoicingInfo or paymentInfo; 400 if `version` is stale."""
+        return await self._request_json(
+            "PATCH", f"/businesspartners/{partner_id}", json_body={**body, "version": version}
+        )
+
+    # --- products ------------------------------------------------------------------------------
+
+    async def create_product(self, body: Mapping[str, Any]) -> JsonObject:
+        return await self._request_json("POST", "/products", json_body=body)
+
+    async def list_products(self, **filters: str) -> list[JsonObject]:
+        """Every product matching the filters (`name`, `code`, `type`, …), all pages read."""
+        return await self._list_all("/products", filters)
+
+    # --- invoices ------------------------------------------------------------------------------
+
+    async def find_invoice_by_original_number(self, number: str) -> JsonObject | None:
+        """The full invoice with this `originalInvoiceNumber`, preferring one not invalidated."""
+        found = [
+            item
+            for item in await self._list_all("/invoices", {"originalInvoiceNumber": number})
+            if item.get("originalInvoiceNumber") == number
+        ]
+        if not found:
+            return None
+        found.sort(key=lambda i: (i.get("status") == "INVALIDATED", int(i["id"])))
+        return await self.get_invoice(int(found[0]["id"]))
+
+    async def create_invoice(self, body: Mapping[str, Any]) -> JsonObject:
+        """POST a sales invoice; Procountor answers with it in status UNFINISHED."""
+        return await self._request_json("POST", "/invoices", json_body=body)
+
+    async def approve_invoice(self, invoice_id: int) -> JsonObject:
+        return await self._request_json("PUT", f"/invoices/{invoice_id}/approve", json_body={})
+
+    async def send_invoice(self, invoice_id: int) -> JsonObject:
+        return await self._request_json("PUT", f"/invoices/{invoice_id}/send")
+
+    async def get_invoice(self, invoice_id: int) -> JsonObject:
+        return await self._request_json("GET", f"/invoices/{invoice_id}")
+
+    async def list_payment_events(self, invoice_id: int) -> list[JsonObject]:
+        body = await self._request("GET", f"/invoices/{invoice_id}/paymentevents")
+        # The shape of this answer is unconfirmed; accept a bare list or a wrapped one.
+        if isinstance(body, list):
+            return body
+        if isinstance(body, dict):
+            for key in ("paymentEvents", "results"):
+                if isinstance(body.get(key), list):
+                    events: list[JsonObject] = body[key]
+                    return events
+        return []
+
+    # --- transport -----------------------------------------------------------------------------
+
+    async def _list_all(self, path: str, params: Mapping[str, str]) -> list[JsonObject]:
+        items: list[JsonObject] = []
+        page = 0
+        while True:
+            answer = await self._request_json(
+                "GET", path, params={**params, "size": str(self._config.page_size), "page": str(page)}
+            )
+            results: list[JsonObject] = answer.get("results", [])
+            items.extend(results)
+            meta = answer.get("meta") or {}
+            total = meta.get("totalCount")
+            if not results or len(results) < self._config.page_size:
+                return items
+            if isinstance(total, int) and len(items) >= total:
+                return items
+            page += 1
+
+    async def _request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> JsonObject:
+        body = await self._request(method, path, json_body=json_body, params=params, headers=headers)
+        if not isinstance(body, dict):
+            raise ProcountorError(
+                200,
+                [ProcountorErrorDetail(200, None, "expected a JSON object")],
+                method=method,
+                path=path,
+            )
+        return body
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        content = None if json_body is None else dumps(json_body)
+        renewed_after_401 = False
+        while True:
+            token = await self._access_token()
+            request_headers = {
+                "Authorization": f"Bearer {token.get_secret_value()}",
+                "Accept": "application/json",
+                **(headers or {}),
+            }
+            if content is not None:
+                request_headers["Content-Type"] = "application/json"
+            response = await self._send(method, path, content=content, params=params, headers=request_headers)
+            if response.status_code == 401 and not renewed_after_401:
+                renewed_after_401 = True
+                log.info("procountor.token.rejected", method=method, path=path)
+                self._token = None
+                continue
+            if response.status_code >= 400:
+                raise _error_from(response, method=method, path=path)
+            if response.status_code == 204 or not response.content:
+                return None
+            return loads(response.content)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str],
+        form: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One logical request: throttled, retried on 429, 5xx and connection failures."""
+        url = self._base + path
+        repeatable = method != "POST"
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._throttle.wait()
+            try:
+                response = await self._http.request(
+                    method, url, content=content, data=form, params=params, headers=headers
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                failure = f"{type(exc).__name__}"
+                retry_after = None
+            except httpx.TransportError as exc:
+                # The request may have reached Procountor; only repeat what is safe to repeat.
+                if not repeatable:
+                    raise _unavailable(method, path, type(exc).__name__) from None
+                failure = f"{type(exc).__name__}"
+                retry_after = None
+            else:
+                status = response.status_code
+                if status not in RETRYABLE_STATUSES or (status != 429 and not repeatable):
+                    return response
+                failure = str(status)
+                retry_after = _retry_after_seconds(response)
+            if attempt >= self._config.max_attempts:
+                if failure.isdigit():
+                    return response
+                raise _unavailable(method, path, failure)
+            delay = self._backoff(attempt, retry_after)
+            log.warning(
+                "procountor.request.retrying",
+                method=method,
+                path=path,
+                failure=failure,
+                attempt=attempt,
+                delay_seconds=round(delay, 3),
+            )
+            await self._sleep(delay)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        ceiling = min(
+            self._config.backoff_max_seconds,
+            self._config.backoff_initial_seconds * 2.0 ** (attempt - 1),
+        )
+        # Jitter spreads the retries of parallel callers; Retry-After, when given, is a floor.
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self._config.backoff_max_seconds))
+        return delay
+
+    async def _access_token(self) -> SecretStr:
+        token = self._token
+        if token is not None and self._clock() < token.renew_at:
+            return token.value
+        async with self._token_lock:
+            token = self._token
+            if token is not None and self._clock() < token.renew_at:
+                return token.value
+            self._token = await self._fetch_token()
+            return self._token.value
+
+    async def _fetch_token(self) -> _Token:
+        config = self._config
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": config.client_id,
+            "client_secret": config.client_secret.get_secret_value(),
+            "api_key": config.api_key.get_secret_value(),
+        }
+        if config.redirect_uri:
+            form["redirect_uri"] = config.redirect_uri
+        requested_at = self._clock()
+        # Credentials go in the form body: Procountor refuses them in the URL since 23.09.
+        response = await self._send("POST", "/oauth/token", form=form, headers={"Accept": "application/json"})
+        if response.status_code >= 400:
+            raise _error_from(response, method="POST", path="/oauth/token")
+        body = loads(response.content)
+        expires_in = float(body.get("expires_in") or 3600)
+        lifetime = max(expires_in - config.token_renewal_margin_seconds, 0.0)
+        log.info("procountor.token.fetched", client_id=config.client_id, expires_in=expires_in)
+        return _Token(SecretStr(str(body["access_token"])), renew_at=requested_at + lifetime)
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        return None
+
+
+def _unavailable(method: str, path: str, failure: str) -> ProcountorUnavailableError:
+    return ProcountorUnavailableError(
+        0, [ProcountorErrorDetail(0, None, f"no answer ({failure})")], method=method, path=path
+    )
+
+
+def _error_from(response: httpx.Response, *, method: str, path: str) -> ProcountorError:
+    status = response.status_code
+    details: list[ProcountorErrorDetail] = []
+    try:
+        body = loads(response.content)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        for item in body["errors"]:
+            if isinstance(item, dict):
+                details.append(
+                    ProcountorErrorDetail(
+                        status=int(item.get("status") or status),
+                        field=item.get("field") if isinstance(item.get("field"), str) else None,
+                        message=str(item.get("message") or ""),
+                    )
+                )
+    if not details:
+        details.append(ProcountorErrorDetail(status, None, response.reason_phrase or "error"))
+    return ProcountorError(status, details, method=method, path=path)
+
+
+async def deliver_invoice(client: ProcountorClient, body: Mapping[str, Any]) -> JsonObject:
+    """Get the invoice to SENT exactly once, however often this is called.
+
+    Procountor has no idempotency keys, so `originalInvoiceNumber` is the key: an invoice already
+    posted under that number (say, before a crash between POST and approve) is continued from its
+    status instead of being posted again. Returns the invoice as Procountor now holds it.
+    """
+    number = body.get("originalInvoiceNumber")
+    if not isinstance(number, str) or not number:
+        raise ValueError("deliver_invoice needs originalInvoiceNumber to stay idempotent")
+    invoice = await client.find_invoice_by_original_number(number)
+    if invoice is None:
+        invoice = await client.create_invoice(body)
+        log.info("procountor.invoice.created", invoice_id=invoice["id"], number=number)
+    invoice_id = int(invoice["id"])
+    status = str(invoice["status"])
+    if status in DELIVERED_STATUSES:
+        return invoice
+    if status == "UNFINISHED":
+        await client.approve_invoice(invoice_id)
+        status = "NOT_SENT"
+    if status != "NOT_SENT":
+        raise InvoiceDeliveryError(number, invoice_id, status)
+    await client.send_invoice(invoice_id)
+    log.info("procountor.invoice.sent", invoice_id=invoice_id, number=number)
+    return await client.get_invoice(invoice_id)
