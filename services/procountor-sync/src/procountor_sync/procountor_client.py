@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
@@ -113,27 +115,45 @@ class _Token:
     renew_at: float
 
 
-@dataclass
 class _Throttle:
-    """At most `limit` request starts within any `window` seconds (a sliding window)."""
+    """At most `limit` requests inside any `window` seconds as Procountor could count them.
 
-    limit: int
-    clock: Callable[[], float]
-    sleep: Callable[[float], Awaitable[None]]
-    window: float = 1.0
-    starts: deque[float] = field(default_factory=deque)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    A slot is held from the moment a request starts until `window` after its response arrived.
+    Counting from the start alone is not enough: a burst queued in the network reaches Procountor
+    late, and the next burst, sent a window after the first one *started*, would overlap it there.
+    """
 
-    async def wait(self) -> None:
-        async with self.lock:
+    def __init__(self, limit: int, clock: Callable[[], float], window: float = 1.0) -> None:
+        self._limit = limit
+        self._clock = clock
+        self._window = window
+        self._in_flight = 0
+        self._finished: deque[float] = deque()
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self._acquire()
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._in_flight -= 1
+                self._finished.append(self._clock())
+                self._changed.notify_all()
+
+    async def _acquire(self) -> None:
+        async with self._changed:
             while True:
-                now = self.clock()
-                while self.starts and self.starts[0] <= now - self.window:
-                    self.starts.popleft()
-                if len(self.starts) < self.limit:
-                    self.starts.append(now)
+                now = self._clock()
+                while self._finished and self._finished[0] <= now - self._window:
+                    self._finished.popleft()
+                if self._in_flight + len(self._finished) < self._limit:
+                    self._in_flight += 1
                     return
-                await self.sleep(self.starts[0] + self.window - now)
+                timeout = self._finished[0] + self._window - now if self._finished else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout)
 
 
 def dumps(value: Any) -> bytes:
@@ -196,7 +216,7 @@ class ProcountorClient:
         self._sleep = sleep
         self._token: _Token | None = None
         self._token_lock = asyncio.Lock()
-        self._throttle = _Throttle(config.max_requests_per_second, clock, sleep)
+        self._throttle = _Throttle(config.max_requests_per_second, clock)
         self._base = config.base_url.rstrip("/")
 
     def __repr__(self) -> str:
@@ -367,18 +387,24 @@ class ProcountorClient:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str],
         form: Mapping[str, str] | None = None,
+        repeatable: bool | None = None,
     ) -> httpx.Response:
-        """One logical request: throttled, retried on 429, 5xx and connection failures."""
+        """One logical request: throttled, retried on 429, 5xx and connection failures.
+
+        `repeatable` says whether a request that may have reached Procountor can be sent again;
+        by default everything but POST.
+        """
         url = self._base + path
-        repeatable = method != "POST"
+        if repeatable is None:
+            repeatable = method != "POST"
         attempt = 0
         while True:
             attempt += 1
-            await self._throttle.wait()
             try:
-                response = await self._http.request(
-                    method, url, content=content, data=form, params=params, headers=headers
-                )
+                async with self._throttle.slot():
+                    response = await self._http.request(
+                        method, url, content=content, data=form, params=params, headers=headers
+                    )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 failure = f"{type(exc).__name__}"
                 retry_after = None
@@ -443,7 +469,13 @@ class ProcountorClient:
             form["redirect_uri"] = config.redirect_uri
         requested_at = self._clock()
         # Credentials go in the form body: Procountor refuses them in the URL since 23.09.
-        response = await self._send("POST", "/oauth/token", form=form, headers={"Accept": "application/json"})
+        response = await self._send(
+            "POST",
+            "/oauth/token",
+            form=form,
+            headers={"Accept": "application/json"},
+            repeatable=True,  # a second token does no harm
+        )
         if response.status_code >= 400:
             raise _error_from(response, method="POST", path="/oauth/token")
         body = loads(response.content)
