@@ -96,17 +96,26 @@ class ProcountorUnavailableError(ProcountorError):
     """Procountor could not be reached, even after retries (status 0: no response)."""
 
 
-class InvoiceDeliveryError(Exception):
-    """An invoice with this original number exists in a state from which it cannot be sent."""
+class InvoiceDeliveryError(ProcountorError):
+    """An invoice with this original number exists in a state from which it cannot be sent.
+
+    A 403 like Procountor's own wrong-state answers: retrying will not help, a person must look.
+    """
 
     def __init__(self, original_invoice_number: str, invoice_id: int, status: str) -> None:
-        super().__init__(
-            f"Invoice {original_invoice_number!r} exists in Procountor as {invoice_id} "
-            f"with status {status}; it cannot be sent."
-        )
         self.original_invoice_number = original_invoice_number
         self.invoice_id = invoice_id
-        self.status = status
+        self.invoice_status = status
+        detail = (
+            f"invoice {original_invoice_number!r} exists as {invoice_id} with status {status} "
+            "and cannot be sent"
+        )
+        super().__init__(
+            403,
+            [ProcountorErrorDetail(403, "status", detail)],
+            method="PUT",
+            path=f"/invoices/{invoice_id}/send",
+        )
 
 
 @dataclass

@@ -360,8 +360,12 @@ async def test_deliver_invoice_refuses_an_invalidated_invoice(emulator: RunningE
         posted = await client.create_invoice(invoice_body())
         await client._request("PUT", f"/invoices/{posted['id']}/invalidate")
 
-        with pytest.raises(InvoiceDeliveryError):
+        with pytest.raises(InvoiceDeliveryError) as raised:
             await deliver_invoice(client, invoice_body())
+
+    assert raised.value.status == 403
+    assert raised.value.invoice_status == "INVALIDATED"
+    assert len(emulator.inspect("GET", "/invoices")) == 1
 
 
 async def test_partners_are_found_by_business_id_and_patched_with_their_version(
