@@ -597,6 +597,7 @@ async def inspect_stats(state: State) -> ProcountorJSONResponse:
             "tokensIssued": state.stats.tokens_issued,
             "activeTokens": len(state.tokens),
             "rateLimited": state.stats.rate_limited,
+            "unauthorized": state.stats.unauthorized,
             "requestsByClient": state.stats.requests_by_client,
             "sends": state.stats.sends,
         }

@@ -39,6 +39,7 @@ class Stats:
 
     tokens_issued: int = 0
     rate_limited: int = 0
+    unauthorized: int = 0
     requests_by_client: dict[str, int] = field(default_factory=dict)
     sends: list[JsonObject] = field(default_factory=list)
 
@@ -100,9 +101,11 @@ class EmulatorState:
     def client_for_token(self, token: str) -> str:
         issued = self.tokens.get(token)
         if issued is None:
+            self.stats.unauthorized += 1
             raise ApiError.single(401, "Invalid access token.")
         if self.config.monotonic() >= issued.expires_at:
             del self.tokens[token]
+            self.stats.unauthorized += 1
             raise ApiError.single(401, "Access token has expired.")
         return issued.client_id
 

@@ -207,17 +207,43 @@ async def test_the_token_is_renewed_five_minutes_before_it_expires(
     assert emulator.inspect("GET", "/stats")["tokensIssued"] == 2
 
 
-async def test_an_expired_token_is_renewed_when_procountor_answers_401(
+async def test_a_token_past_its_lifetime_is_replaced_before_procountor_refuses_it(
     start_emulator: Callable[..., RunningEmulator],
 ) -> None:
     emulator = start_emulator(token_lifetime_seconds=1)
-    # With no renewal margin the client trusts the token for its whole second.
     async with procountor(emulator, token_renewal_margin_seconds=0) as client:
         await client.list_products()
-        emulator.inspect("POST", "/tokens/expire")
+        await asyncio.sleep(1.1)
+
+        await client.list_products()
+
+    stats = emulator.inspect("GET", "/stats")
+    assert stats["tokensIssued"] == 2
+    assert stats["unauthorized"] == 0
+
+
+async def test_an_expired_token_is_renewed_when_procountor_answers_401(
+    start_emulator: Callable[..., RunningEmulator],
+) -> None:
+    emulator = start_emulator()
+    async with procountor(emulator) as client:
+        await client.list_products()
+        emulator.inspect("POST", "/tokens/expire")  # the client still trusts its token
 
         assert await client.list_products() == []
 
+    stats = emulator.inspect("GET", "/stats")
+    assert stats["tokensIssued"] == 2
+    assert stats["unauthorized"] == 1
+
+
+async def test_a_second_401_in_a_row_is_not_retried_again(emulator: RunningEmulator) -> None:
+    emulator.inspect("POST", "/faults", {"status": 401, "times": 5, "pathPrefix": "/api/products"})
+    async with procountor(emulator) as client:
+        with pytest.raises(ProcountorError) as raised:
+            await client.list_products()
+
+    assert raised.value.status == 401
     assert emulator.inspect("GET", "/stats")["tokensIssued"] == 2
 
 
