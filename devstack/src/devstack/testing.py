@@ -108,3 +108,30 @@ async def read_topic(
         raise AssertionError(f"timed out reading {topic}; got {len(found)} messages")
     finally:
         await consumer.stop()
+
+
+@contextlib.asynccontextmanager
+async def serve_http(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on a free loopback port, in this event loop; yield its base URL."""
+    import uvicorn
+
+    from devstack.broker import free_port
+
+    port = free_port(host)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_until(_started(server), within=10, interval=0.02, what="HTTP server start")
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def _started(server: Any) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bool(server.started)
+
+    return check

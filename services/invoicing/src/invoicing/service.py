@@ -376,15 +376,12 @@ async def _bill_payer(
         if exists is not None:
             return False
         envs = [r["environment_id"] for r in rows]
-        usage: dict[str, dict[str, Any]] = dict(
-            (
-                await session.execute(
-                    select(t.monthly_usage.c.environment_id, t.monthly_usage.c.usage).where(
-                        t.monthly_usage.c.month == month_key, t.monthly_usage.c.environment_id.in_(envs)
-                    )
-                )
-            ).tuples()
+        found = await session.execute(
+            select(t.monthly_usage.c.environment_id, t.monthly_usage.c.usage).where(
+                t.monthly_usage.c.month == month_key, t.monthly_usage.c.environment_id.in_(envs)
+            )
         )
+        usage: dict[str, dict[str, Any]] = {env: data for env, data in found.tuples()}
         lines: list[ChargeLine] = []
         for row in sorted(rows, key=lambda r: r["environment_id"]):
             lines += charge_lines(

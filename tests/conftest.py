@@ -1,0 +1,73 @@
+"""Cross-service fixtures: all four services and the Procountor emulator on one broker and one database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from pydantic import SecretStr
+
+from billing_contracts.registry import TOPICS, all_topic_names
+from devstack.infra import KafkaTarget, ensure_topics
+from devstack.testing import Publisher, migrate, running, serve_http
+from invoicing.app import create_app as create_invoicing
+from invoicing.calendar import HELSINKI
+from invoicing.settings import InvoicingSettings
+from metering.app import create_app as create_metering
+from metering.settings import MeteringSettings
+from partners.app import create_app as create_partners
+from partners.settings import PartnersSettings
+from procountor_emulator.app import create_app as create_emulator
+from procountor_emulator.config import LOCAL_API_KEY, LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET, EmulatorConfig
+from procountor_sync.app import create_app as create_sync
+from procountor_sync.settings import ProcountorSyncSettings
+from service_runtime.clock import FixedClock
+
+
+@dataclass
+class Stack:
+    metering: httpx.AsyncClient
+    invoicing: httpx.AsyncClient
+    partners: httpx.AsyncClient
+    sync: httpx.AsyncClient
+    procountor: httpx.AsyncClient
+    publisher: Publisher
+    clock: FixedClock
+    kafka: KafkaTarget
+
+
+@pytest_asyncio.fixture(scope="package")
+async def stack(kafka: KafkaTarget, database_url: str) -> AsyncIterator[Stack]:
+    partitions = {t.name: t.partitions for t in TOPICS}
+    await ensure_topics(kafka.bootstrap_servers, {n: partitions.get(n, 1) for n in all_topic_names()})
+    for location in ("metering", "invoicing", "partners", "procountor_sync"):
+        await migrate(database_url, f"{location}:migrations")
+    clock = FixedClock(datetime(2026, 11, 2, 6, 0, tzinfo=HELSINKI))
+    common: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka.bootstrap_servers,
+        "kafka_enable_idempotence": kafka.enable_idempotence,
+        "database_url": SecretStr(database_url),
+        "outbox_idle_seconds": 0.1,
+    }
+    async with serve_http(create_emulator(EmulatorConfig())) as procountor_url:
+        sync_settings = ProcountorSyncSettings(
+            **common,
+            procountor_base_url=f"{procountor_url}/api",
+            procountor_client_id=SecretStr(LOCAL_CLIENT_ID),
+            procountor_client_secret=SecretStr(LOCAL_CLIENT_SECRET),
+            procountor_api_key=SecretStr(LOCAL_API_KEY),
+            delivery_interval_seconds=0.2,
+        )
+        async with (
+            running(create_metering(MeteringSettings(**common, auto_close=False), clock)) as metering,
+            running(create_invoicing(InvoicingSettings(**common), clock)) as invoicing,
+            running(create_partners(PartnersSettings(**common), clock)) as partners,
+            running(create_sync(sync_settings, clock)) as sync,
+            httpx.AsyncClient(base_url=procountor_url) as procountor,
+            Publisher(kafka) as publisher,
+        ):
+            yield Stack(metering, invoicing, partners, sync, procountor, publisher, clock, kafka)
