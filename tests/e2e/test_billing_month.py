@@ -158,12 +158,12 @@ async def test_a_month_of_usage_is_metered_billed_and_sent_to_procountor_exactly
         ]
         if business_id == "2077474-0":
             assert rows == [
-                ("KEVYT-MONTHLY", 1, prices.monthly_fee, vat_rate),
-                ("EXTRA-VOUCHER", 2, prices.extra_voucher_price, vat_rate),
-                ("EXTRA-PAYEE", 1, prices.extra_payee_price, vat_rate),
+                ("KEVYT-MONTHLY", Decimal(1), prices.monthly_fee, vat_rate),
+                ("EXTRA-VOUCHER", Decimal(2), prices.extra_voucher_price, vat_rate),
+                ("EXTRA-PAYEE", Decimal(1), prices.extra_payee_price, vat_rate),
             ]
         else:
-            assert rows == [("KEVYT-MONTHLY", 1, prices.monthly_fee, vat_rate)]
+            assert rows == [("KEVYT-MONTHLY", Decimal(1), prices.monthly_fee, vat_rate)]
         assert all(
             r["startDate"] == "2026-10-01" and r["endDate"] == "2026-10-31" for r in sent["invoiceRows"]
         )

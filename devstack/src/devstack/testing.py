@@ -63,7 +63,7 @@ class Publisher:
 
 
 async def wait_until(
-    check: Callable[[], Awaitable[T]],
+    check: Callable[[], Awaitable[T | None]],
     *,
     within: float = 30.0,
     interval: float = 0.2,

@@ -381,7 +381,8 @@ async def _bill_payer(
                 t.monthly_usage.c.month == month_key, t.monthly_usage.c.environment_id.in_(envs)
             )
         )
-        usage: dict[str, dict[str, Any]] = {env: data for env, data in found.tuples()}
+        # Not dict(result): a Result has .keys(), so dict() would treat it as a mapping.
+        usage: dict[str, dict[str, Any]] = {env: data for env, data in found.tuples()}  # noqa: C416
         lines: list[ChargeLine] = []
         for row in sorted(rows, key=lambda r: r["environment_id"]):
             lines += charge_lines(
