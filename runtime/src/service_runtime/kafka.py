@@ -76,23 +76,31 @@ class KafkaPublisher:
     """The relay's producer: sends a batch and waits until the broker acknowledged every record."""
 
     def __init__(self, settings: ServiceSettings, *, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        # aiokafka binds to the running loop, so the producer is made here, not in __init__.
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            client_id=client_id,
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=self._client_id,
             acks="all",
-            enable_idempotence=settings.kafka_enable_idempotence,
-            security_protocol=settings.kafka_security_protocol,
+            enable_idempotence=self._settings.kafka_enable_idempotence,
+            security_protocol=self._settings.kafka_security_protocol,
             linger_ms=5,
             max_batch_size=256 * 1024,
         )
-
-    async def start(self) -> None:
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
 
     async def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
+        if self._producer is None:
+            raise RuntimeError("the publisher is not started")
         futures = [
             await self._producer.send(
                 m.topic,

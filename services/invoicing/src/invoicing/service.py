@@ -236,6 +236,7 @@ class RunReport:
     payers: int = 0
     invoices_issued: int = 0
     already_billed: int = 0
+    nothing_to_bill: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -312,10 +313,12 @@ async def run_billing(
             log.exception("payer_billing_failed", payer_id=payer_id, month=month_key)
             report.failures.append({"payer_id": payer_id, "reason": f"{type(exc).__name__}: {exc}"})
             continue
-        if issued:
+        if issued == "issued":
             report.invoices_issued += 1
-        else:
+        elif issued == "already_billed":
             report.already_billed += 1
+        else:
+            report.nothing_to_bill += 1
     async with sessions.begin() as session:
         await session.execute(
             update(t.billing_runs)
@@ -362,7 +365,8 @@ async def _bill_payer(
     run_date: dt.date,
     price_list: Any,
     vat_rate: Decimal,
-) -> bool:
+) -> str:
+    """Bill one payer for one month: `issued`, `already_billed` or `nothing_to_bill`."""
     month_key = str(month)
     async with sessions.begin() as session:
         await session.execute(
@@ -374,7 +378,7 @@ async def _bill_payer(
             )
         )
         if exists is not None:
-            return False
+            return "already_billed"
         envs = [r["environment_id"] for r in rows]
         found = await session.execute(
             select(t.monthly_usage.c.environment_id, t.monthly_usage.c.usage).where(
@@ -393,7 +397,7 @@ async def _bill_payer(
                 vat_rate=vat_rate,
             )
         if not lines:
-            return False
+            return "nothing_to_bill"
         totals = assemble_invoice(lines)
         number = int(await session.scalar(t.invoice_number_seq.next_value()) or 0)
         invoice_id = f"INV-{number}"
@@ -470,4 +474,4 @@ async def _bill_payer(
         month=month_key,
         total=str(totals.total_gross),
     )
-    return True
+    return "issued"

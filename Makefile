@@ -1,0 +1,33 @@
+# The two commands of the quick start are `make run` and `make test`; the rest are for developers.
+.DEFAULT_GOAL := help
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+help:        ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+run:         ## run the whole system locally and bill last month end to end (ARGS=--keep-running to stay up)
+	@scripts/bootstrap
+	uv run --frozen python -m devstack.local_run $(ARGS)
+
+test:        ## every check and every test, as CI runs them
+	@scripts/test
+
+check:       ## lint, format check, types, import rules, generated-file drift (no tests)
+	@scripts/bootstrap
+	uv run --frozen ruff check . && uv run --frozen ruff format --check . && uv run --frozen lint-imports
+	uv run --frozen mypy contracts/src runtime/src devstack/src emulators/procountor/src services/*/src deploy tests
+
+format:      ## fix lint and formatting
+	uv run ruff check --fix . && uv run ruff format .
+
+contracts:   ## regenerate contracts/schemas/*.json and contracts/asyncapi.yaml from the models
+	uv run python -m billing_contracts.export
+
+topics:      ## regenerate the Strimzi KafkaTopics from the topic registry
+	uv run python deploy/generate_topics.py
+
+bench:       ## run the benchmarks and print their figures next to this machine's ceilings
+	@scripts/bootstrap
+	uv run --frozen python -m benchmarks
+
+.PHONY: help run test check format contracts topics bench

@@ -1,0 +1,449 @@
+"""`make run`: the whole system on embedded parts, one real billing month end to end.
+
+Starts the embedded Kafka-protocol broker and PostgreSQL, the Procountor emulator and the four
+services as their own processes (exactly the `<service> serve` command the images run), then
+plays a sample month: contracts and usage are published to Kafka as outside systems would,
+metering closes the month, invoicing runs the billing on the next month's first business day,
+procountor-sync delivers the invoices to the emulator. The invoices are printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from billing_contracts.base import Message
+from billing_contracts.contracts import (
+    BillingChannel,
+    ContractSignedV1,
+    EInvoiceAddress,
+    PackageCode,
+    PayerKind,
+    PostalAddress,
+)
+from billing_contracts.registry import TOPICS, all_topic_names
+from billing_contracts.usage import (
+    DocumentKind,
+    EInvoiceReceivedV1,
+    EInvoiceSentV1,
+    InvoiceChannel,
+    PayCalculatedV1,
+    UserRole,
+    UserRolesChangedV1,
+    VoucherCreatedV1,
+    VoucherVoidedV1,
+)
+from devstack.broker import EmbeddedBroker, free_port
+from devstack.infra import KafkaTarget, async_url, create_database, ensure_topics, postgres_answers
+from devstack.postgres import EmbeddedPostgres
+from devstack.testing import Publisher
+from service_runtime.migrations import upgrade
+
+HELSINKI = ZoneInfo("Europe/Helsinki")
+ROOT = Path(__file__).resolve().parents[3]
+SERVICES = {  # service -> (command, env prefix, migrations)
+    "metering": ("metering", "METERING_", "metering:migrations"),
+    "invoicing": ("invoicing", "INVOICING_", "invoicing:migrations"),
+    "partners": ("partners", "PARTNERS_", "partners:migrations"),
+    "procountor-sync": ("procountor-sync", "PROCOUNTOR_SYNC_", "procountor_sync:migrations"),
+}
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def business_id(base: int) -> str:
+    """A valid Finnish business ID from a 7-digit base (check digit per the Y-tunnus rule)."""
+    digits = f"{base:07d}"
+    remainder = sum(int(d) * w for d, w in zip(digits, (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
+    if remainder == 1:
+        return business_id(base + 1)
+    return f"{digits}-{0 if remainder == 0 else 11 - remainder}"
+
+
+def previous_month(today: dt.date) -> tuple[int, int]:
+    first = today.replace(day=1) - dt.timedelta(days=1)
+    return first.year, first.month
+
+
+def first_business_day(year: int, month: int) -> dt.date:
+    from invoicing.calendar import first_business_day as fbd
+
+    return fbd(year, month)
+
+
+@dataclass
+class Processes:
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        handle = log.open("ab")
+        self.procs[name] = subprocess.Popen(
+            args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see .local/logs/{name}.log")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if proc.poll() is None:
+                proc.kill()
+
+
+def sample_month(year: int, month: int) -> list[Message]:
+    """A small but real month: four companies, an accounting firm, and what they did."""
+    run = uuid.uuid4().hex[:4]
+    firm_bid = business_id(3141592)
+    mid = dt.datetime(year, month, 10, 9, 30, tzinfo=HELSINKI)
+    production = dt.date(year, month, 1) - dt.timedelta(days=40)
+    messages: list[Message] = []
+
+    def envelope(at: dt.datetime) -> dict[str, Any]:
+        return {"event_id": uuid.uuid4(), "occurred_at": at, "producer": "local-run"}
+
+    def company(env: str, base: int, name: str, package: PackageCode, **extra: Any) -> str:
+        bid = business_id(base)
+        messages.append(
+            ContractSignedV1(
+                **envelope(mid - dt.timedelta(days=60)),
+                environment_id=env,
+                business_id=bid,
+                company_name=name,
+                package=package,
+                production_date=production,
+                accounting_firm_id="numero",
+                accounting_firm_business_id=firm_bid,
+                billing_address=PostalAddress(
+                    street="Aleksanterinkatu 15", postal_code="00100", city="Helsinki"
+                ),
+                billing_channel=BillingChannel.EINVOICE,
+                einvoice_address=EInvoiceAddress(
+                    address="0037" + bid.replace("-", ""), operator="003723327487"
+                ),
+                **extra,
+            )
+        )
+        return env
+
+    aurinko = company(
+        f"aurinko-{run}", 2077474, "Kahvila Aurinko Oy", PackageCode.KEVYT, reseller_partner_id="numero"
+    )
+    laine = company(f"laine-{run}", 1234567, "Rakennus Laine Oy", PackageCode.KEVYT)
+    virta = company(f"virta-{run}", 7654321, "Konepaja Virta Oy", PackageCode.JOUSTO)
+    ledger = company(
+        f"ledger-{run}",
+        1572860,
+        "Tmi Kirjanpito Virtanen",
+        PackageCode.TALLENNUS,
+        payer=PayerKind.ACCOUNTING_FIRM,
+    )
+
+    def vouchers(env: str, count: int, kind: DocumentKind = DocumentKind.PURCHASE_INVOICE) -> None:
+        for n in range(count):
+            at = dt.datetime(year, month, 1 + n % 27, 8 + n % 9, tzinfo=HELSINKI)
+            messages.append(
+                VoucherCreatedV1(
+                    **envelope(at),
+                    environment_id=env,
+                    voucher_id=f"{env}-V{n}",
+                    document_kind=kind,
+                    created_at=at,
+                )
+            )
+
+    vouchers(aurinko, 23)
+    void_at = dt.datetime(year, month, 20, tzinfo=HELSINKI)
+    messages.append(
+        VoucherVoidedV1(
+            **envelope(void_at), environment_id=aurinko, voucher_id=f"{aurinko}-V3", voided_at=void_at
+        )
+    )
+    for person in ("anna", "bertta", "cecilia", "anna"):
+        messages.append(
+            PayCalculatedV1(
+                **envelope(mid),
+                environment_id=aurinko,
+                payslip_id=f"PS-{person}-{uuid.uuid4().hex[:4]}",
+                person_id=person,
+                calculated_at=mid,
+            )
+        )
+    for n in range(4):
+        messages.append(
+            EInvoiceSentV1(
+                **envelope(mid),
+                environment_id=aurinko,
+                voucher_id=f"{aurinko}-S{n}",
+                channel=InvoiceChannel.OPERATOR,
+                sent_at=mid,
+            )
+        )
+    messages.append(
+        EInvoiceReceivedV1(
+            **envelope(mid),
+            environment_id=aurinko,
+            voucher_id=f"{aurinko}-R1",
+            channel=InvoiceChannel.BANK,
+            received_at=mid,
+        )
+    )
+    vouchers(laine, 7)
+    messages.append(
+        PayCalculatedV1(
+            **envelope(mid), environment_id=laine, payslip_id="PS-1", person_id="urho", calculated_at=mid
+        )
+    )
+    vouchers(virta, 3)
+    for user, roles in (
+        ("u1", [UserRole.ACCOUNTANT]),
+        ("u2", [UserRole.MAIN_USER]),
+        ("u3", [UserRole.MANAGEMENT_AUDITOR]),
+        ("u4", [UserRole.STAFF_ENTRY, UserRole.ACCOUNTANT]),
+    ):
+        messages.append(
+            UserRolesChangedV1(
+                **envelope(mid),
+                environment_id=ledger,
+                user_id=user,
+                roles=roles,
+                changed_at=mid - dt.timedelta(days=5),
+            )
+        )
+    return messages
+
+
+async def wait_ready(urls: dict[str, str], procs: Processes, within: float = 90) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=3) as http:
+        pending = dict(urls)
+        while pending:
+            procs.check_alive()
+            for name, url in list(pending.items()):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{url}/readyz")).status_code == 200:
+                        say(f"  {name} ready at {url}")
+                        del pending[name]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not ready: {', '.join(pending)}")
+            await asyncio.sleep(0.3)
+
+
+def print_invoices(invoices: list[dict[str, Any]], procountor: dict[str, dict[str, Any]]) -> None:
+    line = "─" * 96
+    print(f"\n{line}")
+    for inv in invoices:
+        sent = procountor.get(inv["invoice_number"], {})
+        print(f"Invoice {inv['invoice_number']}  {inv['payer_name']} ({inv['payer_business_id']})")
+        print(
+            f"  date {inv['invoice_date']}  due {inv['due_date']}  reference {inv['reference_number']}  "
+            f"period {inv['billing_period']}  Procountor: #{sent.get('id', '-')} {sent.get('status', 'not delivered')}"
+        )
+        print(
+            f"  {'environment':<16} {'product':<18} {'description':<36} {'qty':>6} {'unit €':>9} {'net €':>9}"
+        )
+        for ln in inv["lines"]:
+            qty = Decimal(ln["quantity"]).normalize()
+            print(
+                f"  {ln['environment_id']:<16} {ln['product_code']:<18} {ln['description'][:36]:<36} "
+                f"{qty!s:>6} {ln['unit_price']:>9} {ln['net']:>9}"
+            )
+        for vat in inv["vat_totals"]:
+            print(f"  {'':<72} VAT {vat['vat_rate']} % of {vat['net']}: {vat['vat']:>9}")
+        print(f"  {'':<72} total net {inv['total_net']:>9}")
+        print(f"  {'':<72} total     {inv['total_gross']:>9}")
+        print(line)
+
+
+async def play_month(urls: dict[str, str], kafka: KafkaTarget, year: int, month: int) -> None:
+    month_key = f"{year:04d}-{month:02d}"
+    run_date = first_business_day(*((year + 1, 1) if month == 12 else (year, month + 1)))
+    messages = sample_month(year, month)
+    say(f"publishing {len(messages)} contract and usage events for {month_key} to Kafka")
+    async with Publisher(kafka) as publisher:
+        await publisher.publish(*messages)
+    async with httpx.AsyncClient(timeout=30) as http:
+        envs = sorted({getattr(m, "environment_id", "") for m in messages} - {""})
+        deadline = time.monotonic() + 60
+        while True:  # usage is in when every environment's October figures stop changing
+            seen = [
+                (await http.get(f"{urls['metering']}/environments/{e}/usage/{month_key}")).json()["usage"]
+                for e in envs
+            ]
+            await asyncio.sleep(1.0)
+            again = [
+                (await http.get(f"{urls['metering']}/environments/{e}/usage/{month_key}")).json()["usage"]
+                for e in envs
+            ]
+            if (seen == again and any(u["vouchers"] for u in seen)) or time.monotonic() > deadline:
+                break
+        say(f"closing {month_key} in metering (final usage per environment goes to invoicing)")
+        closed = (await http.post(f"{urls['metering']}/months/{month_key}/close")).json()
+        say(f"  {closed}")
+        say(
+            f"billing run for {run_date.isoformat()}, the first Finnish business day after {month_key} (B-03)"
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            response = await http.post(
+                f"{urls['invoicing']}/billing-runs", json={"run_date": run_date.isoformat()}
+            )
+            if response.status_code == 200:
+                run = response.json()
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"billing run not accepted: {response.text}")
+            await asyncio.sleep(0.5)
+        say(
+            f"  payers {run['payers']}, issued {run['invoices_issued']}, already billed {run['already_billed']}, "
+            f"failures {run['failures']}"
+        )
+        invoices = (await http.get(f"{urls['invoicing']}/invoices", params={"period": month_key})).json()
+        numbers = {i["invoice_number"] for i in invoices}
+        say("waiting for procountor-sync to create, approve and send them in Procountor (the emulator)")
+        deadline = time.monotonic() + 60
+        while True:
+            sent = {
+                i["originalInvoiceNumber"]: i
+                for i in (await http.get(f"{urls['procountor']}/_emulator/invoices")).json()
+            }
+            if all(sent.get(n, {}).get("status") == "SENT" for n in numbers) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    print_invoices(invoices, sent)
+    partners = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        partners = (await http.get(f"{urls['partners']}/firms/numero")).json()
+    say(f"partners: accounting firm 'numero' has {partners['end_customers']} active end customers (P-03)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="make run", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--keep-running", action="store_true", help="keep everything up until Ctrl-C")
+    parser.add_argument("--month", help="month to bill, YYYY-MM (default: last month in Helsinki)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=ROOT / ".local", help="where PostgreSQL keeps its data"
+    )
+    args = parser.parse_args(argv)
+    if args.month:
+        year, month = (int(p) for p in args.month.split("-"))
+    else:
+        year, month = previous_month(dt.datetime.now(HELSINKI).date())
+    data: Path = args.data_dir
+    (data / "logs").mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    procs = Processes()
+    broker = EmbeddedBroker(log_path=data / "logs" / "broker.log")
+    postgres = EmbeddedPostgres(data / "pgdata")
+    try:
+        say("starting the embedded Kafka-protocol broker (Tansu) and PostgreSQL")
+        bootstrap = broker.start()
+        admin = postgres.start()
+        if not postgres_answers(admin):
+            raise RuntimeError("embedded PostgreSQL does not answer")
+        kafka = KafkaTarget(bootstrap, enable_idempotence=False, kind="embedded")
+        partitions = {t.name: t.partitions for t in TOPICS}
+        asyncio.run(ensure_topics(bootstrap, {n: partitions.get(n, 1) for n in all_topic_names()}))
+        say(f"  broker {bootstrap}, PostgreSQL {admin} (data in {data / 'pgdata'})")
+        urls: dict[str, str] = {}
+        base_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.endswith(("_DATABASE_URL", "_KAFKA_BOOTSTRAP_SERVERS"))
+        }
+        emulator_port = free_port()
+        urls["procountor"] = f"http://127.0.0.1:{emulator_port}"
+        procs.start(
+            "procountor-emulator",
+            [
+                sys.executable,
+                "-m",
+                "procountor_emulator",
+                "--port",
+                str(emulator_port),
+                "--log-level",
+                "warning",
+            ],
+            base_env,
+            data / "logs" / "procountor-emulator.log",
+        )
+        for name, (command, prefix, migrations) in SERVICES.items():
+            db = name.replace("-", "_")
+            url = async_url(create_database(admin, db))  # each run starts from empty databases
+            upgrade(url, migrations)
+            port = free_port()
+            urls[name] = f"http://127.0.0.1:{port}"
+            env = base_env | {
+                f"{prefix}KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                f"{prefix}KAFKA_ENABLE_IDEMPOTENCE": "false",  # Tansu refuses InitProducerId
+                f"{prefix}DATABASE_URL": url,
+                f"{prefix}HTTP_HOST": "127.0.0.1",
+                f"{prefix}HTTP_PORT": str(port),
+                f"{prefix}LOG_FORMAT": "json",
+                f"{prefix}OUTBOX_IDLE_SECONDS": "0.2",
+            }
+            if name == "metering":
+                # The demo plays last month now: metering closes it when told, after the usage is in,
+                # as the scheduled close would have on the 1st.
+                env[f"{prefix}AUTO_CLOSE"] = "false"
+            if name == "procountor-sync":
+                env |= {
+                    f"{prefix}PROCOUNTOR_BASE_URL": f"{urls['procountor']}/api",
+                    f"{prefix}PROCOUNTOR_CLIENT_SECRET": "local-client-secret",
+                    f"{prefix}PROCOUNTOR_API_KEY": "local-api-key",
+                }
+            procs.start(
+                name,
+                [str(Path(sys.executable).parent / command), "serve"],
+                env,
+                data / "logs" / f"{name}.log",
+            )
+        say("starting the Procountor emulator and the four services (logs in .local/logs/)")
+        asyncio.run(wait_ready({k: v for k, v in urls.items() if k != "procountor"}, procs))
+        asyncio.run(play_month(urls, kafka, year, month))
+        print("\nAPI docs (OpenAPI):")
+        for name, url in urls.items():
+            print(f"  {name:<16} {url}{'/_emulator/docs' if name == 'procountor' else '/docs'}")
+        say(f"done in {time.monotonic() - started:.0f} s")
+        if args.keep_running:
+            say("running until Ctrl-C")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    procs.check_alive()
+                    time.sleep(1)
+        return 0
+    finally:
+        say("shutting down")
+        procs.stop()
+        broker.stop()
+        postgres.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""IdempotentConsumer on a real PostgreSQL: once per event id, dead letters for the bad, redelivery on transient failure."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_contracts.base import wire_json
+from billing_contracts.deadletter import DeadLetterV1, FailureKind
+from billing_contracts.registry import dead_letter_topic, topic_for
+from billing_contracts.usage import DocumentKind, VoucherCreatedV1
+from service_runtime.clock import FixedClock
+from service_runtime.consumer import IdempotentConsumer, Rejection
+from service_runtime.metrics import ServiceMetrics
+
+from .conftest import RuntimeTestService
+
+pytestmark = pytest.mark.integration
+
+TOPIC = topic_for(VoucherCreatedV1)
+DEAD_LETTERS = dead_letter_topic("metering")
+NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FakeRecord:
+    """Satisfies the consumer's Record protocol, like aiokafka's ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class Records:
+    """Builds records with increasing offsets on one partition."""
+
+    def __init__(self) -> None:
+        self._offsets = itertools.count()
+
+    def of(self, message: VoucherCreatedV1) -> FakeRecord:
+        return self.raw(wire_json(message), key=message.kafka_key())
+
+    def raw(self, value: bytes, *, key: bytes | None = b"env-1", topic: str = TOPIC) -> FakeRecord:
+        return FakeRecord(topic=topic, partition=0, offset=next(self._offsets), key=key, value=value)
+
+
+def voucher(voucher_id: str, event_id: uuid.UUID | None = None) -> VoucherCreatedV1:
+    return VoucherCreatedV1(
+        event_id=event_id or uuid.uuid4(),
+        occurred_at=NOW,
+        producer="test",
+        environment_id="env-1",
+        voucher_id=voucher_id,
+        document_kind=DocumentKind.PURCHASE_INVOICE,
+        created_at=NOW,
+    )
+
+
+class CountVouchers:
+    """The use case: adds one to `counts[voucher_id]` per message; can be told to fail."""
+
+    def __init__(
+        self, service: RuntimeTestService, *, poison: str | None = None, fail_once: Exception | None = None
+    ) -> None:
+        self._counts = service.counts
+        self._poison = poison
+        self._fail_once = fail_once
+        self.seen: list[uuid.UUID] = []
+
+    async def __call__(self, session: AsyncSession, messages: Sequence[VoucherCreatedV1]) -> list[Rejection]:
+        for message in messages:
+            if message.voucher_id == self._poison:
+                raise ValueError(f"cannot count {message.voucher_id}")
+            stmt = pg_insert(self._counts).values(key=message.voucher_id, n=1)
+            await session.execute(
+                stmt.on_conflict_do_update(index_elements=["key"], set_={"n": self._counts.c.n + 1})
+            )
+        if self._fail_once is not None:
+            failure, self._fail_once = self._fail_once, None
+            raise failure
+        self.seen.extend(m.event_id for m in messages)
+        return []
+
+
+class Commits:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+
+
+def consumer(
+    service: RuntimeTestService, use_case: CountVouchers, group: str, on_commit: Commits | None = None
+) -> IdempotentConsumer[VoucherCreatedV1]:
+    return IdempotentConsumer(
+        service="metering",
+        group=group,
+        contracts={TOPIC: VoucherCreatedV1},
+        use_case=use_case,
+        sessions=service.sessions,
+        tables=service.tables,
+        clock=FixedClock(NOW),
+        metrics=ServiceMetrics("rt_test"),
+        on_commit=on_commit or Commits(),
+    )
+
+
+async def dead_letter_rows(service: RuntimeTestService) -> list[dict[str, object]]:
+    t = service.tables.dead_letters
+    async with service.sessions() as session:
+        rows = await session.execute(select(t).order_by(t.c.offset))
+        return [dict(r._mapping) for r in rows]
+
+
+async def outbox_letters(service: RuntimeTestService) -> list[tuple[str, DeadLetterV1]]:
+    t = service.tables.outbox
+    async with service.sessions() as session:
+        rows = (await session.execute(select(t.c.topic, t.c.value).order_by(t.c.id))).all()
+    return [(r.topic, DeadLetterV1.model_validate_json(r.value)) for r in rows]
+
+
+async def test_an_event_id_delivered_three_times_across_two_batches_is_applied_once(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    use_case = CountVouchers(service)
+    subject = consumer(service, use_case, unique_name)
+    records = Records()
+    repeated = voucher("v1")
+
+    await subject.process([records.of(repeated), records.of(voucher("v2")), records.of(repeated)])
+    await subject.process([records.of(repeated)])
+
+    assert await service.count_of("v1") == 1
+    assert await service.count_of("v2") == 1
+    assert use_case.seen.count(repeated.event_id) == 1
+    assert await service.rows(service.tables.processed_events) == 2
+    assert await service.rows(service.tables.dead_letters) == 0
+
+
+async def test_malformed_and_invalid_records_become_dead_letters_with_reasons_and_their_neighbours_count(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    subject = consumer(service, CountVouchers(service), unique_name)
+    records = Records()
+    invalid = voucher("bad")
+    invalid_value = json.dumps(invalid.model_dump(mode="json") | {"document_kind": "spaceship"}).encode()
+    batch = [
+        records.of(voucher("v1")),
+        records.raw(b"{not json"),
+        records.raw(invalid_value),
+        records.raw(wire_json(voucher("elsewhere")), topic="some.unknown-topic.v1"),
+        records.of(voucher("v2")),
+    ]
+
+    await subject.process(batch)
+
+    assert await service.count_of("v1") == 1
+    assert await service.count_of("v2") == 1
+    assert await service.count_of("bad") == 0
+    assert await service.rows(service.tables.processed_events) == 2
+
+    rows = await dead_letter_rows(service)
+    assert [(r["offset"], r["failure"], r["consumer_group"]) for r in rows] == [
+        (1, "malformed", unique_name),
+        (2, "schema_violation", unique_name),
+        (3, "schema_violation", unique_name),
+    ]
+    assert "Invalid JSON" in str(rows[0]["reason"])
+    assert rows[0]["event_id"] is None
+    assert "document_kind" in str(rows[1]["reason"])
+    assert rows[1]["event_id"] == str(invalid.event_id)
+    assert rows[1]["value"] == invalid_value
+    assert "no contract for topic some.unknown-topic.v1" in str(rows[2]["reason"])
+
+    letters = await outbox_letters(service)
+    assert {topic for topic, _ in letters} == {DEAD_LETTERS}
+    assert [(d.original_offset, d.failure, d.consumer_group) for _, d in letters] == [
+        (1, FailureKind.MALFORMED, unique_name),
+        (2, FailureKind.SCHEMA_VIOLATION, unique_name),
+        (3, FailureKind.SCHEMA_VIOLATION, unique_name),
+    ]
+    assert letters[0][1].original_value() == b"{not json"
+    assert letters[1][1].original_event_id == str(invalid.event_id)
+
+
+async def test_a_message_the_use_case_cannot_process_is_dead_lettered_and_the_others_are_applied(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    subject = consumer(service, CountVouchers(service, poison="poison"), unique_name)
+    records = Records()
+    poison = voucher("poison")
+    batch = [records.of(voucher("v1")), records.of(poison), records.of(voucher("v3"))]
+
+    await subject.process(batch)
+
+    assert await service.count_of("v1") == 1
+    assert await service.count_of("v3") == 1
+    assert await service.count_of("poison") == 0
+    rows = await dead_letter_rows(service)
+    assert [(r["offset"], r["failure"], r["event_id"]) for r in rows] == [
+        (1, "rejected", str(poison.event_id))
+    ]
+    assert str(rows[0]["reason"]).startswith("processing error: ValueError: cannot count poison")
+    letters = await outbox_letters(service)
+    assert [(t, d.original_event_id, d.failure) for t, d in letters] == [
+        (DEAD_LETTERS, str(poison.event_id), FailureKind.REJECTED)
+    ]
+
+    # The poison is claimed as processed: redelivering the batch neither retries nor re-letters it.
+    await subject.process(batch)
+
+    assert await service.count_of("v1") == 1
+    assert await service.rows(service.tables.processed_events) == 3
+    assert await service.rows(service.tables.dead_letters) == 1
+    assert await service.rows(service.tables.outbox) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OperationalError("INSERT …", {}, ConnectionResetError("server closed the connection")),
+        ConnectionError("connection reset by peer"),
+    ],
+    ids=["database-operational-error", "connection-error"],
+)
+async def test_a_transient_failure_raises_commits_nothing_and_the_redelivered_batch_is_applied_once(
+    service: RuntimeTestService, unique_name: str, failure: Exception
+) -> None:
+    commits = Commits()
+    subject = consumer(service, CountVouchers(service, fail_once=failure), unique_name, on_commit=commits)
+    records = Records()
+    batch = [records.of(voucher("v1")), records.of(voucher("v2"))]
+
+    with pytest.raises(type(failure)):
+        await subject.process(batch)
+
+    assert commits.count == 0
+    assert await service.count_of("v1") == 0
+    assert await service.rows(service.tables.processed_events) == 0
+    assert await service.rows(service.tables.dead_letters) == 0
+    assert await service.rows(service.tables.outbox) == 0
+
+    await subject.process(batch)
+
+    assert commits.count == 1
+    assert await service.count_of("v1") == 1
+    assert await service.count_of("v2") == 1
+    assert await service.rows(service.tables.processed_events) == 2
+    assert await service.rows(service.tables.dead_letters) == 0
