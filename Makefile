@@ -1,6 +1,8 @@
 # The two commands of the quick start are `make run` and `make test`; the rest are for developers.
 .DEFAULT_GOAL := help
 export PATH := $(HOME)/.local/bin:$(PATH)
+# Trust the platform certificate store (corporate proxies, mirrors), not only uv's bundled roots.
+export UV_SYSTEM_CERTS := 1
 
 help:        ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
