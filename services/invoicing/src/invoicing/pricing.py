@@ -6,25 +6,12 @@ import datetime as dt
 import itertools
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 
+from billing_contracts.contracts import PackageCode as PackageCode  # the wire vocabulary, re-exported
 from invoicing.calendar import YearMonth
 from invoicing.money import ZERO, VatCategory, require_decimal
 
 DEFAULT_PAYMENT_TERM_DAYS = 10  # B-05
-
-
-class PackageCode(StrEnum):
-    """Package (product version); values equal `billing_contracts.contracts.PackageCode`."""
-
-    ALKU = "alku"
-    KEVYT = "kevyt"
-    PERUS = "perus"
-    LAAJA = "laaja"
-    JOUSTO = "jousto"
-    SOLO = "solo"
-    TALLENNUS = "tallennus"
-    ALLEKIRJOITUS = "allekirjoitus"
 
 
 class PriceListError(ValueError):

@@ -64,7 +64,7 @@ def _check_contract(c: ContractSignedV1) -> None:
         )
     if c.accounting_firm_business_id is not None and not is_valid_business_id(c.accounting_firm_business_id):
         raise ContractRefusedError(f"business ID {c.accounting_firm_business_id} has an invalid check digit")
-    if c.package.value == PackageCode.TALLENNUS.value and c.payer is not PayerKind.ACCOUNTING_FIRM:
+    if c.package is PackageCode.TALLENNUS and c.payer is not PayerKind.ACCOUNTING_FIRM:
         raise ContractRefusedError("a Tallennus environment is paid by its accounting firm (B-17)")
     if c.billing_channel.value == "einvoice" and c.einvoice_address is None:
         raise ContractRefusedError("billing channel einvoice needs an e-invoice address and operator (B-20)")
