@@ -17,7 +17,6 @@ from service_runtime.tables import RuntimeTables, add_runtime_tables
 class RuntimeTestService:
     """The test service's tables and sessions."""
 
-    metadata: MetaData
     tables: RuntimeTables
     counts: Table
     sessions: async_sessionmaker[AsyncSession]
@@ -62,7 +61,7 @@ async def service(engine: AsyncEngine, unique_name: str) -> AsyncIterator[Runtim
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         await conn.run_sync(metadata.create_all)
     try:
-        yield RuntimeTestService(metadata, tables, counts, session_factory(engine))
+        yield RuntimeTestService(tables, counts, session_factory(engine))
     finally:
         async with engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_contracts.base import wire_json
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 TOPIC = topic_for(VoucherCreatedV1)
 DEAD_LETTERS = dead_letter_topic("metering")
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+DEADLOCK = "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected'; END $$"
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,17 @@ class CountVouchers:
     """The use case: adds one to `counts[voucher_id]` per message; can be told to fail."""
 
     def __init__(
-        self, service: RuntimeTestService, *, poison: str | None = None, fail_once: Exception | None = None
+        self,
+        service: RuntimeTestService,
+        *,
+        poison: str | None = None,
+        fail_once: Exception | None = None,
+        deadlocks: int = 0,
     ) -> None:
         self._counts = service.counts
         self._poison = poison
         self._fail_once = fail_once
+        self._deadlocks = deadlocks
         self.seen: list[uuid.UUID] = []
 
     async def __call__(self, session: AsyncSession, messages: Sequence[VoucherCreatedV1]) -> list[Rejection]:
@@ -90,6 +97,10 @@ class CountVouchers:
         if self._fail_once is not None:
             failure, self._fail_once = self._fail_once, None
             raise failure
+        if self._deadlocks > 0:
+            self._deadlocks -= 1
+            # PostgreSQL itself reports the deadlock, as it would between two replicas.
+            await session.execute(text(DEADLOCK))
         self.seen.extend(m.event_id for m in messages)
         return []
 
@@ -260,3 +271,27 @@ async def test_a_transient_failure_raises_commits_nothing_and_the_redelivered_ba
     assert await service.count_of("v2") == 1
     assert await service.rows(service.tables.processed_events) == 2
     assert await service.rows(service.tables.dead_letters) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: consumer._is_transient treats SQLSTATE 40P01/40001 as permanent and dead-letters a valid message",
+)
+async def test_a_deadlock_reported_by_postgresql_is_retried_by_redelivery_and_dead_letters_nothing(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    # Twice: the whole batch and then its first message alone would both hit it.
+    subject = consumer(service, CountVouchers(service, deadlocks=2), unique_name)
+    records = Records()
+    batch = [records.of(voucher("v1")), records.of(voucher("v2"))]
+
+    for _delivery in range(3):
+        try:
+            await subject.process(batch)
+            break
+        except DBAPIError:
+            assert await service.rows(service.tables.processed_events) == 0
+
+    assert await service.rows(service.tables.dead_letters) == 0
+    assert await service.count_of("v1") == 1
+    assert await service.count_of("v2") == 1
