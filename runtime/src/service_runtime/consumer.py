@@ -65,9 +65,19 @@ BatchUseCase = Callable[[AsyncSession, Sequence[M]], Awaitable[Sequence[Rejectio
 _TRANSIENT = (OperationalError, InterfaceError, OSError, TimeoutError, ConnectionError)
 
 
+#: PostgreSQL errors that a retry can cure: class 40 (deadlock, serialization failure), lock
+#: timeout, statement cancelled, server shutting down or starting.
+_TRANSIENT_SQLSTATES = ("55P03", "57014", "57P01", "57P02", "57P03")
+
+
 def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+        if sqlstate.startswith("40") or sqlstate in _TRANSIENT_SQLSTATES:
+            return True
     return isinstance(exc, _TRANSIENT)
 
 
@@ -171,7 +181,7 @@ class IdempotentConsumer(Generic[M]):
             by_id = {m.event_id: r for r, m in decoded}
             rejections = await self._use_case(session, [m for _, m in fresh]) if fresh else []
             letters = list(failed) + [
-                _Failed(by_id[r.event_id], FailureKind.REJECTED, r.reason, str(r.event_id))
+                _Failed(by_id[r.event_id], FailureKind.REJECTED, r.reason[:4000], str(r.event_id))
                 for r in rejections
             ]
             await self._dead_letter(session, letters)

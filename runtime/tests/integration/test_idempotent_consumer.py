@@ -273,10 +273,6 @@ async def test_a_transient_failure_raises_commits_nothing_and_the_redelivered_ba
     assert await service.rows(service.tables.dead_letters) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: consumer._is_transient treats SQLSTATE 40P01/40001 as permanent and dead-letters a valid message",
-)
 async def test_a_deadlock_reported_by_postgresql_is_retried_by_redelivery_and_dead_letters_nothing(
     service: RuntimeTestService, unique_name: str
 ) -> None:
