@@ -134,7 +134,11 @@ class EmbeddedPostgres:
         )
 
     def _run(self, program: str, *args: str) -> None:
-        command = [str(postgres_bin_path() / program), *args]
+        binary = postgres_bin_path() / program
+        if _server_user() is not None:
+            # The server user must reach the binaries too, e.g. in a virtualenv under a 0700 temp dir.
+            _make_parents_traversable(binary)
+        command = [str(binary), *args]
         # Output goes to a file, not a pipe: the server started by pg_ctl inherits
         # the handle, and a pipe kept open by it would make us wait forever.
         with tempfile.TemporaryFile("w+") as output:
