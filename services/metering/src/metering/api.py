@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from billing_contracts.metering import UsageFigures
+from metering.items import ItemKind, list_items
 from metering.repository import SqlAlchemyUsageRepository
 from metering.service import MonthNotOverError, close_month, figures
 from service_runtime.host import ServiceHost
@@ -24,6 +25,14 @@ class MonthlyUsageView(BaseModel):
     )
     usage: UsageFigures
     adjustments: int = Field(description="Late adjustments published for this month after it closed.")
+
+
+class ItemPageView(BaseModel):
+    environment_id: str
+    month: str
+    kind: ItemKind
+    items: list[dict[str, Any]] = Field(description="Items in their natural key order.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 class CloseView(BaseModel):
@@ -50,6 +59,28 @@ def build_router(host: ServiceHost, *, grace: timedelta) -> APIRouter:
             status="closed" if closed else "open",
             usage=figures(usage),
             adjustments=adjustments,
+        )
+
+    @router.get("/environments/{environment_id}/usage/{month}/items/{kind}", response_model=ItemPageView)
+    async def get_items(
+        environment_id: str,
+        month: MonthParam,
+        kind: ItemKind,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    ) -> ItemPageView:
+        """Everything behind one figure (B-19): each voucher, payee, message, user or hour entry."""
+        async with host.sessions() as session:
+            try:
+                page = await list_items(session, kind, environment_id, month, limit=limit, cursor=cursor)
+            except ValueError as exc:
+                raise HTTPException(status_code=400, detail=str(exc)) from exc
+        return ItemPageView(
+            environment_id=environment_id,
+            month=month,
+            kind=kind,
+            items=page.items,
+            next_cursor=page.next_cursor,
         )
 
     @router.post("/months/{month}/close", response_model=CloseView)
