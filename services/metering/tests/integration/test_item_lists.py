@@ -100,7 +100,7 @@ async def test_every_voucher_payee_message_and_user_behind_the_figures_is_listed
     async def all_in() -> bool:
         usage = (await metering.usage(env, "2026-09"))["usage"]
         assert isinstance(usage, dict)
-        return usage["vouchers"] == 8 and usage["billable_users"] == 1 and usage["einvoices_sent"] == 1
+        return bool(usage["vouchers"] == 8 and usage["billable_users"] == 1 and usage["einvoices_sent"] == 1)
 
     await wait_until(all_in, what="the month's usage applied")
 
