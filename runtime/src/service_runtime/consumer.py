@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from billing_contracts.base import Message
 from billing_contracts.deadletter import DeadLetterV1, FailureKind
 from billing_contracts.registry import dead_letter_topic
+from service_runtime.bulk import insert_rows
 from service_runtime.clock import Clock
 from service_runtime.metrics import ServiceMetrics
 from service_runtime.outbox import enqueue, outgoing
@@ -138,8 +140,11 @@ class IdempotentConsumer(Generic[M]):
         decoded: list[tuple[Record, M]] = []
         failed: list[_Failed] = []
         seen: set[uuid.UUID] = set()
+        for topic, count in Counter(
+            r.topic for r in records
+        ).items():  # one metric update per topic, not per record
+            self._metrics.consumed(topic=topic).inc(count)
         for record in records:
-            self._metrics.consumed(topic=record.topic).inc()
             contract = self._contracts.get(record.topic)
             if contract is None:
                 failed.append(
@@ -210,16 +215,14 @@ class IdempotentConsumer(Generic[M]):
     ) -> list[tuple[Record, M]]:
         if not decoded:
             return []
-        table = self._tables.processed_events
         now = self._clock.now()
-        claimed = (
-            await session.execute(
-                pg_insert(table)
-                .values([{"event_id": m.event_id, "topic": r.topic, "processed_at": now} for r, m in decoded])
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(table.c.event_id)
-            )
-        ).scalars()
+        claimed = await insert_rows(
+            session,
+            self._tables.processed_events,
+            [{"event_id": m.event_id, "topic": r.topic, "processed_at": now} for r, m in decoded],
+            conflict="ON CONFLICT (event_id) DO NOTHING",
+            returning="event_id",
+        )
         new_ids = set(claimed)
         fresh = [(r, m) for r, m in decoded if m.event_id in new_ids]
         for r, m in decoded:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from metering import tables as t
 from metering.domain import FREE_ROLES, VOUCHER_KINDS, Usage, month_end
+from service_runtime.bulk import insert_rows
 
 _VOUCHER_KIND_VALUES = sorted(k.value for k in VOUCHER_KINDS)
 _FREE_ROLE_VALUES = sorted(r.value for r in FREE_ROLES)
@@ -26,55 +27,44 @@ class SqlAlchemyUsageRepository:
 
     async def upsert_voucher_creations(self, rows: Sequence[dict[str, Any]]) -> None:
         """Record creations; the first creation of a voucher id wins (B-08: one voucher per id)."""
-        if not rows:
-            return
-        stmt = insert(t.vouchers).values(list(rows))
-        ex = stmt.excluded
-        v = t.vouchers.c
-        await self._s.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[v.environment_id, v.voucher_id],
-                set_={
-                    "document_kind": func.coalesce(v.document_kind, ex.document_kind),
-                    "created_at": func.coalesce(v.created_at, ex.created_at),
-                    "month": func.coalesce(v.month, ex.month),
-                },
-                where=v.created_at.is_(None),
-            )
+        await insert_rows(
+            self._s,
+            t.vouchers,
+            rows,
+            conflict="ON CONFLICT (environment_id, voucher_id) DO UPDATE SET document_kind = EXCLUDED.document_kind,"
+            " created_at = EXCLUDED.created_at, month = EXCLUDED.month WHERE vouchers.created_at IS NULL",
         )
 
     async def upsert_voucher_voids(self, rows: Sequence[dict[str, Any]]) -> None:
         """Record voids, also before the creation arrives; the earliest void wins (B-11)."""
-        if not rows:
-            return
-        stmt = insert(t.vouchers).values(list(rows))
-        ex = stmt.excluded
-        v = t.vouchers.c
-        await self._s.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[v.environment_id, v.voucher_id],
-                set_={"voided_at": ex.voided_at, "void_month": ex.void_month},
-                where=or_(v.voided_at.is_(None), ex.voided_at < v.voided_at),
-            )
+        await insert_rows(
+            self._s,
+            t.vouchers,
+            rows,
+            conflict="ON CONFLICT (environment_id, voucher_id) DO UPDATE SET voided_at = EXCLUDED.voided_at,"
+            " void_month = EXCLUDED.void_month"
+            " WHERE vouchers.voided_at IS NULL OR EXCLUDED.voided_at < vouchers.voided_at",
         )
 
     async def insert_ignoring_duplicates(self, table_name: str, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            table = t.metadata.tables[f"{t.SCHEMA}.{table_name}"]
-            await self._s.execute(insert(table).values(list(rows)).on_conflict_do_nothing())
+        if not rows:
+            return
+        table = t.metadata.tables[f"{t.SCHEMA}.{table_name}"]
+        if table is t.user_role_changes:  # an array column: the (rare) role changes go through executemany
+            await self._s.execute(insert(table).on_conflict_do_nothing(), list(rows))
+        else:
+            await insert_rows(self._s, table, rows)
 
     async def upsert_hour_entries(self, rows: Sequence[dict[str, Any]]) -> None:
         """The newest recording of an hour entry wins."""
-        if not rows:
-            return
-        stmt = insert(t.hour_entries).values(list(rows))
-        cols = {c.name: stmt.excluded[c.name] for c in t.hour_entries.c if c.name != "entry_id"}
-        await self._s.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[t.hour_entries.c.entry_id],
-                set_=cols,
-                where=stmt.excluded.recorded_at > t.hour_entries.c.recorded_at,
-            )
+        columns = [c.name for c in t.hour_entries.c if c.name != "entry_id"]
+        await insert_rows(
+            self._s,
+            t.hour_entries,
+            rows,
+            conflict="ON CONFLICT (entry_id) DO UPDATE SET "
+            + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+            + " WHERE EXCLUDED.recorded_at > hour_entries.recorded_at",
         )
 
     async def voucher_months(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
