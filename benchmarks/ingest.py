@@ -1,0 +1,244 @@
+"""The real metering service, in this process, ingesting the published workload; then a month close."""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
+
+from benchmarks.ceilings import TopicOffsets
+from benchmarks.machine import peak_rss_bytes, reset_peak_rss, rss_bytes
+from benchmarks.report import Report
+from benchmarks.workload import B10_KINDS, MONTH, MONTH_END, Expected
+from devstack.testing import running
+from metering.app import create_app
+from metering.service import close_month
+from metering.settings import MeteringSettings
+from service_runtime.clock import FixedClock
+from service_runtime.database import create_engine, session_factory
+
+GROUP = "metering"
+GRACE = timedelta(hours=2)
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    records: int
+    seconds: float
+    """From entering the service's lifespan until every event is stored and every offset committed."""
+    startup_seconds: float
+    """From entering the lifespan until the group first committed an offset."""
+    stop_seconds: float
+    rss_before: int
+    rss_sampled_peak: int
+    rss_kernel_peak: int | None
+    """VmHWM after a reset just before the run: the true peak of the run (None if the reset was refused)."""
+    consumer_settings: dict[str, object]
+    """The service's effective consumer settings (its defaults unless overridden)."""
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+    @property
+    def steady_rate(self) -> float:
+        return self.records / (self.seconds - self.startup_seconds)
+
+
+async def _committed(admin: AIOKafkaAdminClient, ends: TopicOffsets) -> TopicOffsets:
+    # Partitions are named: Tansu 0.6.0 answers an OffsetFetch for "all partitions" in a form
+    # aiokafka cannot decode (the connection is dropped).
+    partitions = [TopicPartition(topic, partition) for topic, partition in ends]
+    offsets = await admin.list_consumer_group_offsets(GROUP, partitions=partitions)
+    return {(tp.topic, tp.partition): int(meta.offset) for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def end_to_end(
+    *,
+    bootstrap: str,
+    sqlalchemy_url: str,
+    libpq_url: str,
+    ends: TopicOffsets,
+    distinct_event_ids: int,
+    max_records: int | None,
+    give_up_after: float,
+    profile: Path | None,
+) -> EndToEnd:
+    """Run metering until it has stored every event and committed every offset; time it."""
+    settings = MeteringSettings(
+        kafka_bootstrap_servers=bootstrap,
+        kafka_enable_idempotence=False,
+        database_url=SecretStr(sqlalchemy_url),
+        auto_close=False,
+    )
+    if max_records:
+        settings = settings.model_copy(update={"kafka_consumer_max_records": max_records})
+    consumer_settings = {
+        name: value
+        for name, value in settings.model_dump().items()
+        if name.startswith("kafka_consumer_") or name == "database_pool_size"
+    }
+    # The service's own clock sits after the data month, so no event is "implausibly in the future".
+    app = create_app(settings, FixedClock(MONTH_END + timedelta(days=40)))
+    records = sum(ends.values())
+    connection = await asyncpg.connect(libpq_url)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    profiler = cProfile.Profile() if profile else None
+    try:
+        kernel_peak_available = reset_peak_rss()
+        rss_before = sampled_peak = rss_bytes()
+        if profiler:
+            profiler.enable()
+        started = time.perf_counter()
+        first_commit: float | None = None
+        async with running(app):
+            while True:
+                await asyncio.sleep(POLL_SECONDS)
+                now = time.perf_counter()
+                sampled_peak = max(sampled_peak, rss_bytes())
+                if now - started > give_up_after:
+                    raise TimeoutError(f"metering did not finish {records} records in {give_up_after:.0f} s")
+                committed = await _committed(admin, ends)
+                if first_commit is None and committed:
+                    first_commit = now
+                if any(committed.get(tp, 0) < end for tp, end in ends.items()):
+                    continue
+                # Offsets are committed after the database transaction, so this holds already; checked anyway.
+                stored = await connection.fetchval("SELECT count(*) FROM metering.processed_events")
+                if stored >= distinct_event_ids:
+                    finished = time.perf_counter()
+                    break
+        stopped = time.perf_counter()
+        if profiler:
+            profiler.disable()
+        kernel_peak = peak_rss_bytes() if kernel_peak_available else None
+    finally:
+        await admin.close()
+        await connection.close()
+    if profiler and profile:
+        profiler.dump_stats(str(profile))
+    return EndToEnd(
+        records=records,
+        seconds=finished - started,
+        startup_seconds=(first_commit or finished) - started,
+        stop_seconds=stopped - finished,
+        rss_before=rss_before,
+        rss_sampled_peak=sampled_peak,
+        rss_kernel_peak=kernel_peak,
+        consumer_settings=consumer_settings,
+    )
+
+
+@dataclass(frozen=True)
+class MonthClose:
+    seconds: float
+    environments: int
+    closed_now: bool
+    error: str | None = None
+    """Why the close failed (the benchmark reports it rather than stopping)."""
+
+
+async def close(sqlalchemy_url: str) -> MonthClose:
+    """Close the data month the way the closer does, with a clock just after the month's grace."""
+    engine = create_engine(sqlalchemy_url, pool_size=2)
+    try:
+        clock = FixedClock(MONTH_END + GRACE + timedelta(hours=1))
+        started = time.perf_counter()
+        try:
+            result = await close_month(session_factory(engine), clock, MONTH, grace=GRACE)
+        except Exception as exc:
+            # SQLAlchemy quotes the whole statement and its parameters: the first line says it.
+            first_line = (str(getattr(exc, "orig", None) or exc).splitlines() or [""])[0]
+            reason = f"{type(exc).__name__}: {first_line[:300]}"
+            return MonthClose(time.perf_counter() - started, 0, False, reason)
+        seconds = time.perf_counter() - started
+    finally:
+        await engine.dispose()
+    return MonthClose(seconds, result.environment_count, result.closed_now)
+
+
+async def verify(libpq_url: str, expected: Expected, closed: MonthClose, report: Report) -> None:
+    """Compare what metering stored and finalized with what the generated data says."""
+    c = await asyncpg.connect(libpq_url)
+    try:
+        processed = await c.fetchval("SELECT count(*) FROM metering.processed_events")
+        report.check(
+            "every distinct event id processed once",
+            processed == expected.distinct_event_ids,
+            f"{processed} processed, {expected.distinct_event_ids} distinct generated",
+        )
+        dead = await c.fetchval("SELECT count(*) FROM metering.dead_letters")
+        report.check("no dead letters", dead == 0, f"{dead} dead letters")
+
+        # Created minus voided in the creation month, per month (no void precedes its creation here).
+        rows = await c.fetch(
+            """
+            SELECT month,
+                   count(*) - count(*) FILTER (WHERE void_month = month) AS vouchers
+            FROM metering.vouchers
+            WHERE month IS NOT NULL AND document_kind = ANY($1::text[])
+            GROUP BY month ORDER BY month
+            """,
+            [k.value for k in B10_KINDS],
+        )
+        stored_by_month = {r["month"]: int(r["vouchers"]) for r in rows}
+        report.check(
+            "vouchers per month = distinct voucher ids created - same-month voids",
+            stored_by_month == expected.vouchers_by_month,
+            f"stored {stored_by_month}, expected {expected.vouchers_by_month}",
+        )
+
+        rows = await c.fetch(
+            "SELECT environment_id, usage FROM metering.finalized_usage WHERE month = $1", MONTH
+        )
+        finalized = {r["environment_id"]: _json(r["usage"]) for r in rows}
+        vouchers = {env: int(u.get("vouchers", 0)) for env, u in finalized.items() if u.get("vouchers")}
+        wrong = sum(
+            1
+            for env in vouchers.keys() | expected.vouchers_by_environment.keys()
+            if vouchers.get(env) != expected.vouchers_by_environment.get(env)
+        )
+        report.check(
+            f"finalized {MONTH} vouchers per environment",
+            wrong == 0,
+            f"{len(expected.vouchers_by_environment)} environments with vouchers, {wrong} differ; "
+            f"total {sum(vouchers.values())} vs {sum(expected.vouchers_by_environment.values())} expected",
+        )
+        payees = sum(int(u.get("payees", 0)) for u in finalized.values())
+        report.check(
+            f"finalized {MONTH} payees", payees == expected.payees, f"{payees} vs {expected.payees} expected"
+        )
+        sent = sum(int(u.get("einvoices_sent", 0)) for u in finalized.values())
+        report.check(
+            f"finalized {MONTH} fee e-invoices sent",
+            sent == expected.einvoices_sent,
+            f"{sent} vs {expected.einvoices_sent} expected",
+        )
+        report.check(
+            "month close finalized every environment with usage",
+            closed.closed_now and closed.environments == expected.environments_with_usage,
+            f"month close failed: {closed.error}"
+            if closed.error
+            else f"{closed.environments} finalized, {expected.environments_with_usage} expected",
+        )
+    finally:
+        await c.close()
+
+
+def _json(value: object) -> dict[str, Any]:
+    data = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(data, dict):
+        raise TypeError(f"usage is not an object: {data!r}")
+    return data
