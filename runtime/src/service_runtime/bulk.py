@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, TextClause, text
+from sqlalchemy import Row, Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 _PG_TYPES = {
@@ -27,6 +27,8 @@ _PG_TYPES = {
     "TIMESTAMP": "timestamptz",
     "LARGEBINARY": "bytea",
     "BYTEA": "bytea",
+    "JSONB": "jsonb",  # pass JSON text: json.dumps(value)
+    "JSON": "json",
 }
 
 
@@ -56,11 +58,11 @@ async def insert_rows(
     *,
     conflict: str = "ON CONFLICT DO NOTHING",
     returning: str | None = None,
-) -> list[Any]:
-    """Insert `rows` (dicts with the same keys) in one statement; return the `returning` values."""
+) -> list[Row[Any]]:
+    """Insert `rows` (dicts with the same keys) in one statement; return the `returning` rows."""
     if not rows:
         return []
     columns = tuple(rows[0])
     params = {c: [r[c] for r in rows] for c in columns}
     result = await session.execute(_statement(table, columns, conflict, returning), params)
-    return list(result.scalars()) if returning else []
+    return list(result.all()) if returning else []

@@ -22,7 +22,7 @@ from billing_contracts.registry import dead_letter_topic
 from service_runtime.bulk import insert_rows
 from service_runtime.clock import Clock
 from service_runtime.metrics import ServiceMetrics
-from service_runtime.outbox import enqueue, outgoing
+from service_runtime.outbox import OUTBOX_WRITTEN, enqueue, outgoing
 from service_runtime.tables import RuntimeTables
 
 log = structlog.get_logger(__name__)
@@ -106,7 +106,7 @@ class IdempotentConsumer(Generic[M]):
         tables: RuntimeTables,
         clock: Clock,
         metrics: ServiceMetrics,
-        on_commit: Callable[[], None] = lambda: None,
+        on_outbox_written: Callable[[], None] = lambda: None,
     ) -> None:
         self._service = service
         self._group = group
@@ -116,7 +116,7 @@ class IdempotentConsumer(Generic[M]):
         self._tables = tables
         self._clock = clock
         self._metrics = metrics
-        self._on_commit = on_commit
+        self._on_outbox_written = on_outbox_written
         self._dead_letter_topic = dead_letter_topic(service)
 
     @property
@@ -128,13 +128,14 @@ class IdempotentConsumer(Generic[M]):
         with self._metrics.batch_seconds.time():
             decoded, failed = self._decode(records)
             try:
-                await self._apply(decoded, failed)
+                wrote_outbox = await self._apply(decoded, failed)
             except Exception as exc:
                 if _is_transient(exc):
                     raise
                 log.warning("batch_failed_retrying_one_by_one", error=type(exc).__name__, size=len(records))
-                await self._apply_one_by_one(decoded, failed)
-        self._on_commit()
+                wrote_outbox = await self._apply_one_by_one(decoded, failed)
+        if wrote_outbox:
+            self._on_outbox_written()
 
     def _decode(self, records: Sequence[Record]) -> tuple[list[tuple[Record, M]], list[_Failed]]:
         decoded: list[tuple[Record, M]] = []
@@ -180,7 +181,8 @@ class IdempotentConsumer(Generic[M]):
             _event_id_of(record.value),
         )
 
-    async def _apply(self, decoded: Sequence[tuple[Record, M]], failed: Sequence[_Failed]) -> None:
+    async def _apply(self, decoded: Sequence[tuple[Record, M]], failed: Sequence[_Failed]) -> bool:
+        """Apply one batch in one transaction; True when it added outbox rows."""
         async with self._sessions.begin() as session:
             fresh = await self._claim(session, decoded)
             by_id = {m.event_id: r for r, m in decoded}
@@ -190,12 +192,13 @@ class IdempotentConsumer(Generic[M]):
                 for r in rejections
             ]
             await self._dead_letter(session, letters)
+            return bool(session.info.get(OUTBOX_WRITTEN))
 
-    async def _apply_one_by_one(self, decoded: Sequence[tuple[Record, M]], failed: Sequence[_Failed]) -> None:
-        await self._apply([], failed)
+    async def _apply_one_by_one(self, decoded: Sequence[tuple[Record, M]], failed: Sequence[_Failed]) -> bool:
+        wrote = await self._apply([], failed)
         for record, message in decoded:
             try:
-                await self._apply([(record, message)], [])
+                wrote |= await self._apply([(record, message)], [])
             except Exception as exc:
                 if _is_transient(exc):
                     raise
@@ -209,6 +212,8 @@ class IdempotentConsumer(Generic[M]):
                 async with self._sessions.begin() as session:
                     await self._claim(session, [(record, message)])
                     await self._dead_letter(session, [failure])
+                wrote = True
+        return wrote
 
     async def _claim(
         self, session: AsyncSession, decoded: Sequence[tuple[Record, M]]
@@ -223,7 +228,7 @@ class IdempotentConsumer(Generic[M]):
             conflict="ON CONFLICT (event_id) DO NOTHING",
             returning="event_id",
         )
-        new_ids = set(claimed)
+        new_ids = {row[0] for row in claimed}
         fresh = [(r, m) for r, m in decoded if m.event_id in new_ids]
         for r, m in decoded:
             if m.event_id not in new_ids:

@@ -62,6 +62,7 @@ class ServiceHost:
         *,
         group: str | None = None,
         max_records: int | None = None,
+        instances: int | None = None,
     ) -> IdempotentConsumer[Any]:
         """Subscribe a use case to topics, idempotently, in batches, with dead letters."""
         group = group or self.name
@@ -74,14 +75,15 @@ class ServiceHost:
             tables=self.tables,
             clock=self.clock,
             metrics=self.metrics,
-            on_commit=self.relay.wake,
+            on_outbox_written=self.relay.wake,
         )
-        subscribe(
-            self.broker,
-            consumer,
-            group=group,
-            max_records=max_records or self.settings.kafka_consumer_max_records,
-        )
+        for _ in range(instances or self.settings.kafka_consumer_instances):
+            subscribe(
+                self.broker,
+                consumer,
+                group=group,
+                max_records=max_records or self.settings.kafka_consumer_max_records,
+            )
         return consumer
 
     def run_in_background(self, loop: Callable[[], Awaitable[None]]) -> None:

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 
 from service_runtime.consumer import IdempotentConsumer
 from service_runtime.outbox import OutgoingMessage
@@ -59,6 +60,7 @@ def subscribe(
         batch_timeout_ms=100,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_undecoded,
         title=f"{group}",
     )
     async def handle(message: KafkaMessage) -> None:
@@ -70,6 +72,11 @@ def subscribe(
             log.exception("batch_will_be_redelivered", group=group, size=len(records))
             await asyncio.sleep(retry_pause_s)
             raise
+
+
+async def _undecoded(message: StreamMessage[Any]) -> None:
+    """Skip FastStream's per-record JSON decoding: the consumer validates the raw bytes itself."""
+    return
 
 
 class KafkaPublisher:

@@ -20,6 +20,10 @@ from service_runtime.metrics import ServiceMetrics
 log = structlog.get_logger(__name__)
 
 
+#: Set in `session.info` when a transaction added outbox rows, so the relay is woken only then.
+OUTBOX_WRITTEN = "outbox_written"
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
     """One record to publish."""
@@ -46,6 +50,7 @@ async def enqueue(
     """Add messages to the outbox inside the caller's transaction (one multi-row insert)."""
     if not messages:
         return
+    session.info[OUTBOX_WRITTEN] = True
     now = clock.now()
     await session.execute(
         insert(table),

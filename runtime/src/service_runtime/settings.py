@@ -22,6 +22,13 @@ class ServiceSettings(BaseSettings):
     kafka_consumer_max_records: int = Field(
         default=500, ge=1, description="Largest batch a consumer handles at once."
     )
+    kafka_consumer_instances: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Consumers per subscription in this process (same group, disjoint partitions): while one "
+        "waits for the database, another decodes.",
+    )
     database_url: SecretStr = Field(
         default=SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/billing"),
         description="SQLAlchemy URL of the service's database (asyncpg driver); secret because it may hold a password.",

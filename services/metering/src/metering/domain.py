@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from billing_contracts.usage import DocumentKind, InvoiceChannel, UserRole
@@ -61,8 +63,26 @@ def month_of(at: datetime) -> str:
     """B-09: the Helsinki calendar month (`YYYY-MM`) of an aware timestamp."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("naive datetime")
+    # Hot path (one call per event): find the month among Helsinki month starts as epoch seconds,
+    # instead of a time-zone conversion per event.
+    instant = at.timestamp()
+    starts, names = _month_starts(2000, 2100)
+    i = bisect_right(starts, instant) - 1
+    if 0 <= i < len(names) - 1:
+        return names[i]
     local = at.astimezone(HELSINKI)
     return f"{local.year:04d}-{local.month:02d}"
+
+
+@cache
+def _month_starts(first_year: int, last_year: int) -> tuple[list[float], list[str]]:
+    starts: list[float] = []
+    names: list[str] = []
+    for year in range(first_year, last_year + 1):
+        for mon in range(1, 13):
+            starts.append(datetime(year, mon, 1, tzinfo=HELSINKI).timestamp())
+            names.append(f"{year:04d}-{mon:02d}")
+    return starts, names
 
 
 def month_start(month: str) -> datetime:

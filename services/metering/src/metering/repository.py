@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -25,15 +26,23 @@ class SqlAlchemyUsageRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def upsert_voucher_creations(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Record creations; the first creation of a voucher id wins (B-08: one voucher per id)."""
-        await insert_rows(
+    async def upsert_voucher_creations(self, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+        """Record creations; the earliest creation of a voucher id wins, in any delivery order (B-08, B-09).
+
+        Returns (environment, new month) of vouchers whose stored creation moved to an earlier one:
+        the month it left may be closed and need an adjustment.
+        """
+        written = await insert_rows(
             self._s,
             t.vouchers,
             rows,
             conflict="ON CONFLICT (environment_id, voucher_id) DO UPDATE SET document_kind = EXCLUDED.document_kind,"
-            " created_at = EXCLUDED.created_at, month = EXCLUDED.month WHERE vouchers.created_at IS NULL",
+            " created_at = EXCLUDED.created_at, month = EXCLUDED.month"
+            " WHERE vouchers.created_at IS NULL OR EXCLUDED.created_at < vouchers.created_at",
+            # xmax is 0 for a fresh insert and set when ON CONFLICT updated an existing row.
+            returning="environment_id, month, (xmax::text <> '0') AS moved",
         )
+        return {(r.environment_id, r.month) for r in written if r.moved}
 
     async def upsert_voucher_voids(self, rows: Sequence[dict[str, Any]]) -> None:
         """Record voids, also before the creation arrives; the earliest void wins (B-11)."""
@@ -88,6 +97,22 @@ class SqlAlchemyUsageRepository:
             select(t.closed_months.c.month).where(t.closed_months.c.month.in_(months))
         )
         return set(rows.scalars())
+
+    async def closed_months_since(self, month: str) -> list[str]:
+        """Closed months from `month` on, oldest first."""
+        c = t.closed_months.c
+        return list(
+            (await self._s.execute(select(c.month).where(c.month >= month).order_by(c.month))).scalars()
+        )
+
+    async def hour_entry_months(self, entry_ids: Iterable[str]) -> set[tuple[str, str]]:
+        """(environment, month) where the given hour entries stand now, before they are re-recorded."""
+        ids = sorted(set(entry_ids))
+        if not ids:
+            return set()
+        h = t.hour_entries.c
+        rows = await self._s.execute(select(h.environment_id, h.month).where(h.entry_id.in_(ids)))
+        return {(r.environment_id, r.month) for r in rows}
 
     async def is_closed(self, month: str) -> bool:
         return bool(await self.closed_months([month]))
@@ -192,18 +217,13 @@ class SqlAlchemyUsageRepository:
         return {(r.environment_id, r.month): (r.usage, r.adjustments) for r in rows}
 
     async def save_finalized(self, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        stmt = insert(t.finalized_usage).values(list(rows))
-        await self._s.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[t.finalized_usage.c.environment_id, t.finalized_usage.c.month],
-                set_={
-                    "usage": stmt.excluded.usage,
-                    "adjustments": stmt.excluded.adjustments,
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            )
+        """Store published figures, any number of environments in one statement."""
+        await insert_rows(
+            self._s,
+            t.finalized_usage,
+            [r | {"usage": json.dumps(r["usage"])} for r in rows],
+            conflict="ON CONFLICT (environment_id, month) DO UPDATE SET usage = EXCLUDED.usage,"
+            " adjustments = EXCLUDED.adjustments, updated_at = EXCLUDED.updated_at",
         )
 
     async def mark_closed(self, month: str, closed_at: datetime, environment_count: int) -> bool:

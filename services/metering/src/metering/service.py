@@ -106,6 +106,8 @@ class UsageRecorder:
         signatures: list[dict[str, Any]] = []
         hours: dict[str, dict[str, Any]] = {}
         touched: set[tuple[str, str]] = set()
+        # Changes that count in their month and in every later month (B-16 users at month end).
+        carried: set[tuple[str, str]] = set()
 
         def create(env: str, voucher_id: str, kind: str, at: Any) -> None:
             key = (env, voucher_id)
@@ -176,7 +178,7 @@ class UsageRecorder:
                             "roles": sorted(r.value for r in event.roles),
                         }
                     )
-                    touched.add((event.environment_id, month_of(event.changed_at)))
+                    carried.add((event.environment_id, month_of(event.changed_at)))
                 case SignatureCompletedV1():
                     month = month_of(event.completed_at)
                     signatures.append(
@@ -210,14 +212,18 @@ class UsageRecorder:
                         Rejection(event.event_id, f"unsupported message {type(event).__name__}")
                     )
 
-        await repo.upsert_voucher_creations(list(creations.values()))
+        carried |= await repo.upsert_voucher_creations(list(creations.values()))
         await repo.upsert_voucher_voids(list(voids.values()))
         await repo.insert_ignoring_duplicates("payees", payees)
         await repo.insert_ignoring_duplicates("einvoice_messages", messages)
         await repo.insert_ignoring_duplicates("user_role_changes", roles)
         await repo.insert_ignoring_duplicates("signatures", signatures)
+        touched |= await repo.hour_entry_months(hours)  # an entry moved to another month leaves its old one
         await repo.upsert_hour_entries(list(hours.values()))
         touched |= await repo.voucher_months(voids)
+        if carried:
+            closed = await repo.closed_months_since(min(m for _, m in carried))
+            touched |= {(env, c) for env, m in carried for c in closed if c >= m}
         await self._adjust_closed_months(session, repo, touched)
         return rejections
 
@@ -228,7 +234,6 @@ class UsageRecorder:
         closed = await repo.closed_months(m for _, m in touched)
         if not closed:
             return
-        # Users carried into later months: a role change in a closed month affects that month only.
         keys = sorted((env, m) for env, m in touched if m in closed)
         finalized = await repo.finalized(keys)
         now = self._clock.now()

@@ -11,6 +11,9 @@ from service_runtime.settings import ServiceSettings
 class MeteringSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="METERING_", extra="ignore", frozen=True)
 
+    kafka_consumer_max_records: int = Field(
+        default=2000, ge=1, description="Usage arrives in bulk: large batches."
+    )
     close_grace_hours: float = Field(
         default=2.0,
         ge=0,

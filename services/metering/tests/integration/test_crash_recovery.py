@@ -133,6 +133,7 @@ async def test_a_consumer_killed_before_its_offset_commit_and_restarted_does_not
         "METERING_KAFKA_ENABLE_IDEMPOTENCE": str(kafka.enable_idempotence).lower(),
         "METERING_DATABASE_URL": crash_database,
         "METERING_DATABASE_POOL_SIZE": "2",
+        "METERING_KAFKA_CONSUMER_INSTANCES": "1",  # one consumer: a restart waits for one session timeout
         "METERING_KAFKA_CONSUMER_MAX_RECORDS": str(MAX_RECORDS),
         "METERING_OUTBOX_IDLE_SECONDS": "0.2",
         "METERING_LOG_FORMAT": "json",

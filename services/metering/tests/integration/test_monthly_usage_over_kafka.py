@@ -440,13 +440,6 @@ async def test_closing_a_month_twice_answers_closed_now_false_and_an_unfinished_
     assert (await metering.http.post("/months/2026-13/close")).status_code == 422
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: UsageRecorder touches only the month of a role change (service.py, UserRolesChangedV1 "
-        "case), but B-16 carries the user into every later month, so later closed months get no adjustment"
-    ),
-)
 async def test_b16_a_late_role_change_adjusts_every_closed_month_whose_end_it_precedes(
     metering: Metering,
 ) -> None:
@@ -471,13 +464,6 @@ async def test_b16_a_late_role_change_adjusts_every_closed_month_whose_end_it_pr
     assert june["adjustments"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: a re-recorded hour entry moved to another month touches only its new month "
-        "(service.py, HourEntryRecordedV1 case), so the closed month it left gets no adjustment"
-    ),
-)
 async def test_i07_an_hour_entry_moved_out_of_a_closed_month_adjusts_that_month(metering: Metering) -> None:
     a = env()
     await metering.publisher.publish(

@@ -491,14 +491,6 @@ def test_the_reference_model_counts_a_hand_made_month_as_the_rules_say() -> None
 # --- a re-emitted creation whose timestamp differs ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: SqlAlchemyUsageRepository.upsert_voucher_creations keeps the first *stored* creation "
-        "(ON CONFLICT … WHERE created_at IS NULL), while UsageRecorder keeps the earliest within a "
-        "batch, so the month of a voucher depends on delivery order and batching"
-    ),
-)
 async def test_b09_a_voucher_created_twice_counts_in_the_month_of_its_earliest_creation_in_any_delivery_order(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
