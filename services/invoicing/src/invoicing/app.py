@@ -9,9 +9,11 @@ from billing_contracts.contracts import ContractSignedV1
 from billing_contracts.metering import MonthClosedV1, UsageAdjustedV1, UsageFinalizedV1
 from billing_contracts.registry import topic_for
 from invoicing.api import build_router
+from invoicing.contract_service import ContractIntake
+from invoicing.contracts_api import build_contracts_router
 from invoicing.price_list_loader import load_price_book, sample_price_book
 from invoicing.pricing import PriceBook
-from invoicing.service import ContractIntake, UsageIntake
+from invoicing.service import UsageIntake
 from invoicing.settings import InvoicingSettings
 from invoicing.tables import runtime_tables
 from service_runtime.clock import Clock
@@ -46,5 +48,5 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
         host,
         title="Invoicing",
         description="Contracts, effective-dated price lists and the monthly billing run.",
-        routers=[build_router(host, price_book)],
+        routers=[build_router(host, price_book), build_contracts_router(host)],
     )
