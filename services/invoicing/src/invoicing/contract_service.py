@@ -12,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_contracts.base import Message
 from billing_contracts.contracts import ContractSignedV1, PayerKind
 from billing_contracts.invoicing import ContractChangedV1, ContractStatus
+from invoicing import contract_repository as repo
 from invoicing import tables as t
 from invoicing.calendar import HELSINKI
+from invoicing.contract_rules import EffectiveTerms, initial_change
 from invoicing.pricing import PackageCode
 from invoicing.references import is_valid_business_id
 from service_runtime.clock import Clock
@@ -85,14 +87,18 @@ async def sign_contract(session: AsyncSession, c: ContractSignedV1, clock: Clock
     ).scalar_one_or_none()
     if created is None:
         raise ContractRefusedError(f"environment {c.environment_id} already has a contract")
-    await session.execute(
-        insert(t.contract_changes).values(
-            contract_id=contract_id,
-            at=now,
-            change="signed",
-            requested_by=None,
-            details=c.model_dump(mode="json"),
-        )
+    change_id = await repo.record_change(
+        session, contract_id=contract_id, at=now, change="signed", details=c.model_dump(mode="json")
+    )
+    signed = EffectiveTerms(
+        package=c.package,
+        accounting_firm_id=c.accounting_firm_id,
+        accounting_firm_business_id=c.accounting_firm_business_id,
+        payer_kind=c.payer,
+        payer_id=payer_id,
+    )
+    await repo.add_term_change(
+        session, contract_id, initial_change(signed, signed_at=now), change_id=change_id, applied=True
     )
     changed = ContractChangedV1(
         event_id=uuid.uuid4(),

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Identity,
+    Index,
     Integer,
     Numeric,
     PrimaryKeyConstraint,
@@ -17,6 +18,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -54,6 +57,53 @@ contracts = Table(
     Column("status", String(30), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # B-27: termination notice, end (`end_date`) and the day until which the data is kept.
+    Column("notice_given_on", Date, nullable=True),
+    Column("termination_reason", Text, nullable=True),
+    Column("data_retained_until", Date, nullable=True),
+    # B-28: e-invoice addresses are per business ID and end with the old contract.
+    Column("einvoice_address_ends_on", Date, nullable=True),
+    Column("predecessor_contract_id", String(64), nullable=True),
+    Column("successor_contract_id", String(64), nullable=True),
+    comment="Each contract's current state; package, firm and payer per month are in contract_terms (B-26).",
+)
+
+# B-26: effective-dated package, accounting firm and payer. One row per change; the terms of a
+# month fold every row from before or in it (NULL effective_from: the terms signed with).
+contract_terms = Table(
+    "contract_terms",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("contract_id", String(64), nullable=False),
+    Column("effective_from", Date, nullable=True, comment="First day of the month; NULL = from the start."),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("change_id", BigInteger, nullable=True, comment="The contract_changes row that made it."),
+    Column("package", String(20), nullable=True),
+    Column("sets_accounting_firm", Boolean, nullable=False),
+    Column("accounting_firm_id", String(64), nullable=True),
+    Column("accounting_firm_business_id", String(9), nullable=True),
+    Column("payer_kind", String(20), nullable=True),
+    Column("payer_id", String(64), nullable=True),
+    Column(
+        "applied",
+        Boolean,
+        nullable=False,
+        comment="Reflected in the contracts row (in effect now or before).",
+    ),
+    Index("ix_contract_terms_contract", "contract_id", "effective_from"),
+    Index("ix_contract_terms_pending", "effective_from", postgresql_where=text("NOT applied")),
+)
+
+# B-29: a Tallennus firm change waiting for the approvals of both firms.
+tallennus_firm_changes = Table(
+    "tallennus_firm_changes",
+    metadata,
+    Column("contract_id", String(64), primary_key=True, comment="At most one pending change per contract."),
+    Column("old_accounting_firm_id", String(64), nullable=False),
+    Column("new_accounting_firm_id", String(64), nullable=False),
+    Column("old_approval", JSONB, nullable=True),
+    Column("new_approval", JSONB, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 # Audit of every contract change: who, when, what, why.
@@ -66,13 +116,30 @@ contract_changes = Table(
     Column("change", String(60), nullable=False),
     Column("requested_by", JSONB, nullable=True),
     Column("details", JSONB, nullable=False),
+    Column(
+        "outcome",
+        String(20),
+        nullable=False,
+        server_default="accepted",
+        comment="accepted, pending, refused.",
+    ),
+    Column("rule", String(8), nullable=True, comment="SPEC rule of a refusal (B-25 …)."),
+    Column("reason", Text, nullable=True, comment="Why: the refusal's reason or the requester's."),
+    Column("effective_from", Date, nullable=True, comment="First billed month it affects (B-26)."),
+    Column("source", String(20), nullable=True, comment="http, kafka or procountor."),
+    Column("event_id", Uuid, nullable=True, comment="The command's event id."),
 )
 
+# B-07: effective-dated price lists, one row each, from the configured file or the API.
 price_lists = Table(
     "price_lists",
     metadata,
-    Column("id", Integer, primary_key=True, comment="Single row: the whole price book as loaded."),
-    Column("document", Text, nullable=False, comment="The price book YAML exactly as loaded (B-07)."),
+    Column("price_list_id", String(64), primary_key=True),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_to", Date, nullable=True),
+    Column("is_sample", Boolean, nullable=False, comment="Made-up prices, refused in production."),
+    Column("document", Text, nullable=False, comment="The price list as a one-list price book YAML."),
+    Column("source", String(20), nullable=False, comment="file or api."),
     Column("loaded_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -103,7 +170,15 @@ usage_adjustments = Table(
     Column("usage", JSONB, nullable=False),
     Column("previous", JSONB, nullable=False),
     Column("billed_invoice_id", String(64), nullable=True),
+    Column(
+        "billed_in_period",
+        String(7),
+        nullable=True,
+        comment="Billing period of the run that billed it: as the month's own usage or as a correction.",
+    ),
+    Column("received_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("environment_id", "month", "adjustment_no"),
+    Index("ix_usage_adjustments_unbilled", "month", postgresql_where=text("billed_in_period IS NULL")),
 )
 
 billing_runs = Table(
@@ -119,6 +194,15 @@ billing_runs = Table(
     Column("invoices_issued", Integer, nullable=False, server_default="0"),
     Column("already_billed", Integer, nullable=False, server_default="0"),
     Column("failures", JSONB, nullable=False, server_default="[]"),
+    # Progress and counts; the authoritative outcome of each payer is in billing_outcomes.
+    Column("held", Integer, nullable=False, server_default="0"),
+    Column("zero", Integer, nullable=False, server_default="0"),
+    Column("nothing_to_bill", Integer, nullable=False, server_default="0"),
+    Column("payers_done", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_run_date", Date, nullable=True, comment="Invoice date of the latest attempt."),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
+    comment="One row per billing period (run_id run-YYYY-MM); every attempt updates it.",
 )
 
 invoices = Table(
@@ -138,6 +222,155 @@ invoices = Table(
     Column("run_id", String(64), nullable=False),
     Column("document", JSONB, nullable=False, comment="The issued invoice as published (InvoiceIssuedV1)."),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("paid_amount", Numeric(14, 2), nullable=False, server_default="0"),
+    Column("credited_net", Numeric(14, 2), nullable=False, server_default="0"),
+    Column("credited_gross", Numeric(14, 2), nullable=False, server_default="0"),
+    Column("procountor_invoice_id", String(64), nullable=True, index=True),
+    Column("delivery_status", String(30), nullable=True, comment="From procountor-sync (I-01)."),
+    Column("delivery_error", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=True),
     # The database, not only the code, guarantees one invoice per payer and period (no double billing).
     UniqueConstraint("payer_id", "billing_period", name="uq_invoices_payer_period"),
+    Index("ix_invoices_billing_period", "billing_period"),
+    Index("ix_invoices_open", "payer_id", postgresql_where=text("status = 'open'")),
+)
+
+# --- Billing run (issue 4): outcomes, held lines, corrections, tiers, credit notes, payments ---
+
+#: B-15, B-17: what each payer's billing period became; the primary key makes it happen once.
+billing_outcomes = Table(
+    "billing_outcomes",
+    metadata,
+    Column("payer_id", String(64), nullable=False),
+    Column("billing_period", String(7), nullable=False),
+    Column("outcome", String(20), nullable=False, comment="issue, hold, zero or nothing."),
+    Column("reason", String(30), nullable=True, comment="The B-15 reason."),
+    Column("invoice_id", String(64), nullable=True),
+    Column("net", Numeric(14, 2), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("payer_id", "billing_period"),
+    comment="Each (payer, billing period) is decided exactly once, whatever reruns or concurrent runs do.",
+)
+
+#: Which run billed each environment-month, and for which payer: corrections need the month billed.
+billed_environment_months = Table(
+    "billed_environment_months",
+    metadata,
+    Column("environment_id", String(64), nullable=False),
+    Column("month", String(7), nullable=False),
+    Column("payer_id", String(64), nullable=False),
+    Column("billing_period", String(7), nullable=False),
+    PrimaryKeyConstraint("environment_id", "month"),
+)
+
+#: B-15: lines held under the minimum invoice, until an invoice of the payer carries them.
+held_lines = Table(
+    "held_lines",
+    metadata,
+    Column("payer_id", String(64), nullable=False),
+    Column("billing_period", String(7), nullable=False, comment="The run that held them."),
+    Column("lines", JSONB, nullable=False, comment="InvoiceLine objects (without line_no)."),
+    Column("net", Numeric(14, 2), nullable=False),
+    Column("reason", String(30), nullable=False),
+    Column("held_at", DateTime(timezone=True), nullable=False),
+    Column("released_in_period", String(7), nullable=True),
+    Column("released_invoice_id", String(64), nullable=True, comment="NULL with a period: settled at zero."),
+    PrimaryKeyConstraint("payer_id", "billing_period"),
+    Index("ix_held_lines_unreleased", "payer_id", postgresql_where=text("released_in_period IS NULL")),
+)
+
+#: Payers set aside by a run, with the reason; removed when a later attempt bills them.
+billing_failures = Table(
+    "billing_failures",
+    metadata,
+    Column("billing_period", String(7), nullable=False),
+    Column("payer_id", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("billing_period", "payer_id"),
+)
+
+#: P-07: each firm's partner tier, effective-dated by the first month it is billed with.
+partner_tiers = Table(
+    "partner_tiers",
+    metadata,
+    Column("firm_id", String(64), nullable=False),
+    Column("effective_month", String(7), nullable=False),
+    Column("tier", String(20), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("event_id", Uuid, nullable=False),
+    PrimaryKeyConstraint("firm_id", "effective_month"),
+)
+
+credit_notes = Table(
+    "credit_notes",
+    metadata,
+    Column("credit_note_id", String(64), primary_key=True),
+    Column("credit_note_number", BigInteger, nullable=False, unique=True, comment="Same series as invoices."),
+    Column("reference_number", String(20), nullable=False, unique=True),
+    Column("invoice_id", String(64), nullable=False, index=True),
+    Column("payer_id", String(64), nullable=False, index=True),
+    Column("credit_date", Date, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("total_net", Numeric(14, 2), nullable=False),
+    Column("total_vat", Numeric(14, 2), nullable=False),
+    Column("total_gross", Numeric(14, 2), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("request_id", String(100), nullable=True, unique=True, comment="Client idempotency key."),
+    Column("document", JSONB, nullable=False, comment="The credit note as published (CreditNoteIssuedV1)."),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: I-03, B-06: payments from Procountor and where they went.
+payments = Table(
+    "payments",
+    metadata,
+    Column("procountor_payment_id", String(64), primary_key=True),
+    Column("event_id", Uuid, nullable=False),
+    Column("payer_business_id", String(9), nullable=False, index=True),
+    Column("invoice_id", String(64), nullable=True),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("payment_date", Date, nullable=False),
+    Column("allocations", JSONB, nullable=False, comment="[{invoice_id, amount}] applied to open invoices."),
+    Column("refunded", Numeric(14, 2), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+#: B-06: money to return to a payer that had no open invoice for it (a refund, not a credit).
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("refund_id", String(64), primary_key=True),
+    Column("payer_id", String(64), nullable=False, index=True),
+    Column("payer_business_id", String(9), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("payment_date", Date, nullable=False),
+    Column("payment_event_id", Uuid, nullable=False, unique=True),
+    Column("procountor_payment_id", String(64), nullable=False),
+    Column("procountor_invoice_id", String(64), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("status", String(20), nullable=False, server_default="to_refund"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: B-23: every due-date move, who asked, who made it, when and why.
+due_date_changes = Table(
+    "due_date_changes",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("invoice_id", String(64), nullable=False, index=True),
+    Column("old_due_date", Date, nullable=True),
+    Column("new_due_date", Date, nullable=False),
+    Column("outcome", String(20), nullable=False, comment="accepted or refused."),
+    Column("reason", Text, nullable=False, comment="The requester's reason."),
+    Column("refusal", Text, nullable=True),
+    Column("changed_by", String(100), nullable=False),
+    Column("requested_by", JSONB, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("source", String(20), nullable=False, comment="http or kafka."),
+    Column("event_id", Uuid, nullable=True, unique=True),
 )
