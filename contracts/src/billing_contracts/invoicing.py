@@ -62,6 +62,33 @@ class ContractChangedV1(Message):
     change: str = Field(
         max_length=60, description="What changed, e.g. `signed`, `package_changed`, `terminated`."
     )
+    effective_from: dt.date | None = Field(
+        default=None,
+        description=(
+            "First day of the first billed month the change applies to (B-26); a change that "
+            "takes effect later is announced again, with the new state, when it does."
+        ),
+    )
+    data_retained_until: dt.date | None = Field(
+        default=None, description="After termination, the environment's data is kept until this day (B-27)."
+    )
+    payer_kind: PayerKind | None = Field(default=None, description="Who pays now (B-17).")
+    payer_id: str | None = Field(
+        default=None, max_length=64, description="Business ID of the payer now (B-17)."
+    )
+    accounting_firm_business_id: BusinessId | None = Field(
+        default=None, description="Business ID of the accounting firm now, if known."
+    )
+    predecessor_contract_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The contract this one replaced on a business ID change (B-28).",
+    )
+    successor_contract_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The contract that replaces this one on a business ID change (B-28).",
+    )
 
 
 class InvoiceLine(BaseModel):
@@ -85,6 +112,19 @@ class InvoiceLine(BaseModel):
     net: Money = Field(description="Line net, rounded half up to cents (B-18).")
     vat_rate: Quantity = Field(description="VAT percent in force for the service period, e.g. `25.5`.")
     is_correction: bool = Field(default=False, description="A labelled correction for an earlier month.")
+    charge_kind: str | None = Field(
+        default=None,
+        max_length=30,
+        description=(
+            "Why the line is charged: `monthly_fee`, `extra_voucher`, `extra_payee`, `einvoice_sent`, "
+            "`einvoice_received`, `user`, `signature`, `minimum_charge`, `own_use_discount` or "
+            "`service_hours`; the key to its specification (B-19)."
+        ),
+    )
+    carried_from_period: YearMonth | None = Field(
+        default=None,
+        description="Billing period whose run held the line under the minimum invoice (B-15), if carried.",
+    )
 
 
 class VatTotal(BaseModel):
@@ -132,6 +172,14 @@ class InvoiceIssuedV1(Message):
     software_net_by_reseller: dict[str, Money] = Field(
         default_factory=dict,
         description="Net software charges per reseller partner id, for commissions (P-08).",
+    )
+    final_invoice: bool = Field(
+        default=False,
+        description="The invoice of a contract's last month or of a payer left without contracts (B-15, B-27).",
+    )
+    carried_net: Money = Field(
+        default=Decimal("0.00"),
+        description="Net of the lines on it that earlier runs held under the minimum invoice (B-15).",
     )
 
 
@@ -265,6 +313,9 @@ class ChangeRequestRefusedV1(Message):
         default=None, description="Environment the refused command was about, if one."
     )
     refused_event_id: UUID = Field(description="`event_id` of the refused command.")
+    contract_id: str | None = Field(
+        default=None, max_length=64, description="Contract the refused command was about, if one exists."
+    )
     refused_message_type: str = Field(
         min_length=1,
         max_length=100,
