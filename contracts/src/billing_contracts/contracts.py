@@ -249,6 +249,13 @@ class BusinessIdChangeRequestedV1(_ContractCommand):
     new_company_name: str = Field(
         min_length=1, max_length=80, description="Company name under the new business ID."
     )
+    new_einvoice_address: EInvoiceAddress | None = Field(
+        default=None,
+        description=(
+            "E-invoice address of the new business ID, if already known; the old business ID's "
+            "addresses end with the old contract (B-28)."
+        ),
+    )
     requested_by: Requester = Field(description=_REQUESTED_BY)
 
 
@@ -280,6 +287,13 @@ class TallennusFirmChangeApprovedV1(_ContractCommand):
     new_package: PackageCode | None = Field(
         default=None,
         description="Package the new firm wants; required on the new firm's approval (B-29).",
+    )
+    new_accounting_firm_business_id: BusinessId | None = Field(
+        default=None,
+        description=(
+            "Business ID of the new firm, which becomes the payer (B-17); needed on the new "
+            "firm's approval unless invoicing already knows the firm from another contract."
+        ),
     )
     approved_by: Requester = Field(
         description="The person who signed the approval on behalf of the approving firm."
