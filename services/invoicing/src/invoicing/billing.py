@@ -1,19 +1,36 @@
-"""Charge rules for one environment-month and invoice totals, pure (B-01…B-18, I-07)."""
+"""Charge rules for one environment-month, corrections, minimum invoices and totals, pure (B-01…B-18, I-07, P-07)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from billing_contracts.partners import PartnerTier
 from invoicing.calendar import YearMonth
 from invoicing.money import ZERO, cents, require_decimal, vat_amount
 from invoicing.pricing import PackageCode, PackagePrice, PriceList
 
 MINIMUM_INVOICE_NET = Decimal("10.00")  # B-15
 HALF_YEAR_RUN_MONTHS = frozenset({1, 7})  # B-15 decision: January and July runs send everything
+
+#: P-06: the software discount for a partner's own use, by tier (percent of the software charges).
+OWN_USE_DISCOUNT_PERCENT: Mapping[PartnerTier, Decimal] = {
+    PartnerTier.PARTNER: Decimal(0),
+    PartnerTier.SILVER: Decimal(25),
+    PartnerTier.GOLD: Decimal(50),
+    PartnerTier.PLATINUM: Decimal(100),
+}
+
+_TIER_NAMES = {
+    PartnerTier.PARTNER: "Partneri / Partner",
+    PartnerTier.SILVER: "Hopea / Silver",
+    PartnerTier.GOLD: "Kulta / Gold",
+    PartnerTier.PLATINUM: "Platina / Platinum",
+}
 
 
 class ChargeKind(StrEnum):
@@ -27,6 +44,7 @@ class ChargeKind(StrEnum):
     USER = "user"  # B-16
     SIGNATURE = "signature"
     MINIMUM_CHARGE = "minimum_charge"  # B-14
+    OWN_USE_DISCOUNT = "own_use_discount"  # P-07: negative, on the software charges
     SERVICE_HOURS = "service_hours"  # I-07
 
     @property
@@ -125,6 +143,12 @@ class ChargeLine:
     vat_rate: Decimal  # percent in force for the service period (B-18)
     period_start: dt.date
     period_end: dt.date
+    is_correction: bool = False  # a labelled correction of an earlier, already billed month
+    carried_from: YearMonth | None = None  # B-15: held in the run of this billing period
+
+    @property
+    def service_month(self) -> YearMonth:
+        return YearMonth.of(self.period_start)
 
 
 def charge_lines(
@@ -134,11 +158,14 @@ def charge_lines(
     month: YearMonth,
     price_list: PriceList,
     vat_rate: Decimal,
+    own_use_tier: PartnerTier | None = None,
 ) -> list[ChargeLine]:
     """The charges of one environment for one billed month, in arrears (B-04).
 
     `price_list` and `vat_rate` are those in force for `month` (B-07, B-18);
     the caller takes the rate from `VatRateTable.rate_for(month, package.vat_category)`.
+    `own_use_tier` is the partner's tier in effect for `month` when the
+    environment is the partner's own (P-07); it adds a discount line.
     Lines with nothing to charge are left out.
     """
     require_decimal(vat_rate, "vat_rate")
@@ -276,6 +303,23 @@ def charge_lines(
                 minimum,
             )
         )
+    # P-07: the own-use discount of the partner's tier, its own line, on the software charges
+    # (the minimum charge included, service hours not).
+    if contract.own_use and own_use_tier is not None:
+        discount = own_use_discount(lines, own_use_tier)
+        if discount is not None:
+            percent = OWN_USE_DISCOUNT_PERCENT[own_use_tier]
+            lines.append(
+                line(
+                    ChargeKind.OWN_USE_DISCOUNT,
+                    "OWN-USE-DISCOUNT",
+                    f"Kumppanin oman käytön alennus / Partner own-use discount, "
+                    f"{_TIER_NAMES[own_use_tier]} {percent.normalize():f} %",
+                    1,
+                    Unit.MONTH,
+                    discount,
+                )
+            )
     # I-07: billable hours at their service product's rate; after the minimum,
     # which they do not count towards.
     for product_code in sorted(usage.billable_hours):
@@ -308,6 +352,75 @@ def minimum_charge_line(lines: Iterable[ChargeLine], package: PackagePrice) -> D
     software = sum((ln.net for ln in lines if ln.kind.is_software), ZERO)
     shortfall = cents(package.minimum_monthly_charge) - software
     return shortfall if shortfall > ZERO else None
+
+
+def own_use_discount(lines: Iterable[ChargeLine], tier: PartnerTier) -> Decimal | None:
+    """The (negative) amount of the P-07 own-use discount line, or None when there is none.
+
+    The percent of the tier (P-06) of the environment's software charges of the
+    month, rounded half up to cents; service hours are work, not software.
+    """
+    percent = OWN_USE_DISCOUNT_PERCENT[tier]
+    software = sum((ln.net for ln in lines if ln.kind.is_software), ZERO)
+    amount = cents(software * percent / Decimal(100))
+    return -amount if amount > ZERO else None
+
+
+def correction_lines(
+    contract: EnvironmentContract,
+    *,
+    previous: MonthlyUsage,
+    current: MonthlyUsage,
+    month: YearMonth,
+    price_list: PriceList,
+    vat_rate: Decimal,
+    own_use_tier: PartnerTier | None = None,
+) -> list[ChargeLine]:
+    """Labelled correction lines for a month already billed with `previous` usage (B-04).
+
+    Both figures are priced with the contract, prices, VAT rate and tier of the
+    corrected month, because charges are not linear in usage (included vouchers,
+    minimum charge, discount). Each line is the difference of one product: its
+    net is the difference of the two rounded nets, so that the original line
+    plus its correction is exactly what the corrected figures cost. An issued
+    invoice is never reopened: the correction goes on the next invoice.
+    """
+    before = charge_lines(
+        contract, previous, month=month, price_list=price_list, vat_rate=vat_rate, own_use_tier=own_use_tier
+    )
+    after = charge_lines(
+        contract, current, month=month, price_list=price_list, vat_rate=vat_rate, own_use_tier=own_use_tier
+    )
+    old = {(ln.kind, ln.product_code): ln for ln in before}
+    new = {(ln.kind, ln.product_code): ln for ln in after}
+    keys = list(new) + [k for k in old if k not in new]
+    corrections: list[ChargeLine] = []
+    for key in keys:
+        was, now = old.get(key), new.get(key)
+        template = now if now is not None else was
+        if template is None:  # pragma: no cover - every key comes from one of the two
+            continue
+        net = (now.net if now else ZERO) - (was.net if was else ZERO)
+        qty_was = was.quantity if was else Decimal(0)
+        qty_now = now.quantity if now else Decimal(0)
+        if net == ZERO and qty_now == qty_was:
+            continue
+        same_price = was is None or now is None or was.unit_price == now.unit_price
+        if same_price:
+            quantity, unit_price = qty_now - qty_was, template.unit_price
+        else:  # e.g. a minimum charge or a discount whose amount changed: one line of the difference
+            quantity, unit_price = Decimal(1), net
+        corrections.append(
+            dataclasses.replace(
+                template,
+                description=f"Korjaus / Correction {month}: {template.description}"[:200],
+                quantity=quantity,
+                unit_price=unit_price,
+                net=net,
+                is_correction=True,
+            )
+        )
+    return corrections
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +484,7 @@ class MinimumInvoiceReason(StrEnum):
     REACHED_MINIMUM = "reached_minimum"
     HALF_YEAR_RUN = "half_year_run"  # January and July runs send everything held
     BELOW_MINIMUM = "below_minimum"  # held and carried into the next run
+    NEGATIVE_BALANCE = "negative_balance"  # corrections outweigh the charges: carried, never sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,3 +514,109 @@ def minimum_invoice_decision(
     if run_month.month in HALF_YEAR_RUN_MONTHS:
         return MinimumInvoiceDecision(True, MinimumInvoiceReason.HALF_YEAR_RUN)
     return MinimumInvoiceDecision(False, MinimumInvoiceReason.BELOW_MINIMUM)
+
+
+class SettlementKind(StrEnum):
+    """What a billing run does with one payer's lines of one billing period (B-15, B-17)."""
+
+    ISSUE = "issue"  # an invoice is issued, with everything held before
+    HOLD = "hold"  # the lines are held and carried into the next run
+    ZERO = "zero"  # the lines net to exactly nothing: recorded and released, nothing to send
+    NOTHING = "nothing"  # no lines at all
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The decision of one payer and billing period, and the lines it covers."""
+
+    kind: SettlementKind
+    reason: MinimumInvoiceReason | None
+    #: ISSUE and ZERO: every line of the invoice, held ones included; HOLD: the lines held now.
+    lines: tuple[ChargeLine, ...]
+    totals: InvoiceTotals
+    #: Net of everything held for the payer after this decision (B-15).
+    accumulated_held_net: Decimal
+
+
+def _invoice_order(lines: Iterable[ChargeLine]) -> list[ChargeLine]:
+    # B-17: per environment; within it the oldest service month first, a month's
+    # corrections after its own lines, and the rule order of each month kept (stable sort).
+    return sorted(lines, key=lambda ln: (ln.environment_id, ln.service_month, ln.is_correction))
+
+
+def settle_payer(
+    lines: Iterable[ChargeLine],
+    held: Iterable[ChargeLine],
+    *,
+    run_month: YearMonth,
+    is_final: bool,
+    applies: bool,
+) -> Settlement:
+    """Issue an invoice of `held` + `lines`, or hold `lines` for the next run (B-15).
+
+    `held` are the lines held in earlier runs (each with its `carried_from`).
+    `run_month` is the month of the run (the January run bills December).
+    `applies` is false when any environment on the invoice has a package that is
+    always invoiced (B-15 names Taloushallinto, Solo and Allekirjoitus): the invoice
+    goes anyway, so nothing on it is held. `is_final`: the invoice of a contract's
+    last month (B-27) is always sent. **Decision:** a negative total (corrections
+    outweighing charges) is never sent as an invoice except a final one; it is
+    carried like a held amount until charges outweigh it.
+    """
+    new = tuple(lines)
+    earlier = tuple(held)
+    everything = tuple(_invoice_order(earlier + new))
+    if not everything:
+        return Settlement(SettlementKind.NOTHING, None, (), assemble_invoice(()), ZERO)
+    totals = assemble_invoice(everything)
+    if totals.total_net < ZERO and not is_final:
+        return Settlement(
+            SettlementKind.HOLD,
+            MinimumInvoiceReason.NEGATIVE_BALANCE,
+            tuple(_invoice_order(new)),
+            assemble_invoice(new),
+            totals.total_net,
+        )
+    decision = minimum_invoice_decision(totals.total_net, run_month, is_final=is_final, applies=applies)
+    if not decision.send:
+        return Settlement(
+            SettlementKind.HOLD,
+            decision.reason,
+            tuple(_invoice_order(new)),
+            assemble_invoice(new),
+            totals.total_net,
+        )
+    if totals.total_net == ZERO and totals.total_gross == ZERO:
+        return Settlement(SettlementKind.ZERO, decision.reason, everything, totals, ZERO)
+    return Settlement(SettlementKind.ISSUE, decision.reason, everything, totals, ZERO)
+
+
+@dataclass(frozen=True, slots=True)
+class TierBook:
+    """Each partner firm's tier over time, by the first month billed with it (P-07)."""
+
+    #: firm id → (effective month, tier), in any order.
+    changes: Mapping[str, tuple[tuple[YearMonth, PartnerTier], ...]] = field(default_factory=dict)
+
+    def tier_for(self, firm_id: str | None, month: YearMonth) -> PartnerTier | None:
+        """The tier in effect for `month`: the latest change effective in or before it.
+
+        **Decision (P-07):** a tier change during month M applies from the M bill, so
+        the change's `effective_month` is compared with the billed month.
+        """
+        if firm_id is None:
+            return None
+        in_effect = [(m, tier) for m, tier in self.changes.get(firm_id, ()) if m <= month]
+        return max(in_effect, key=lambda change: change[0])[1] if in_effect else None
+
+
+def software_net_by_reseller(
+    lines: Iterable[ChargeLine], reseller_of: Mapping[str, str | None]
+) -> dict[str, Decimal]:
+    """P-08: the net software charges of each reseller's environments on an invoice."""
+    nets: dict[str, Decimal] = {}
+    for ln in lines:
+        reseller = reseller_of.get(ln.environment_id)
+        if reseller and ln.kind.is_software:
+            nets[reseller] = nets.get(reseller, ZERO) + ln.net
+    return nets

@@ -187,7 +187,7 @@ billing_runs = Table(
     Column("run_id", String(64), primary_key=True),
     Column("run_date", Date, nullable=False),
     Column("billing_month", String(7), nullable=False),
-    Column("status", String(20), nullable=False),
+    Column("status", String(30), nullable=False, comment="running, completed, completed_with_failures."),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("payers", Integer, nullable=False, server_default="0"),

@@ -1,0 +1,436 @@
+"""The billing run's persistence: usage in, outcomes, invoices, held lines and corrections out (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ARRAY, String, Table, TextClause, any_, func, literal, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_contracts.metering import UsageFigures
+from billing_contracts.partners import PartnerTier
+from invoicing import tables as t
+from invoicing.billing import MonthlyUsage, TierBook
+from invoicing.calendar import YearMonth
+
+_U = t.monthly_usage.c
+_A = t.usage_adjustments.c
+_H = t.held_lines.c
+_O = t.billing_outcomes.c
+
+
+def monthly_usage(data: Mapping[str, Any] | None) -> MonthlyUsage:
+    """Metering's figures (`UsageFigures` JSON) as the domain's usage."""
+    if data is None:
+        return MonthlyUsage()
+    f = UsageFigures.model_validate(data)
+    return MonthlyUsage(
+        vouchers=f.vouchers,
+        payees=f.payees,
+        einvoices_sent=f.einvoices_sent,
+        einvoices_received=f.einvoices_received,
+        billable_users=f.billable_users,
+        signatures=f.signatures,
+        billable_hours={k: Decimal(v) for k, v in f.billable_hours.items()},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """A late change of a closed month's usage from metering (UsageAdjustedV1)."""
+
+    environment_id: str
+    month: YearMonth
+    adjustment_no: int
+    usage: MonthlyUsage
+    previous: MonthlyUsage
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRow:
+    """Lines held for a payer in the run of one billing period (B-15)."""
+
+    payer_id: str
+    billing_period: YearMonth
+    lines: tuple[dict[str, Any], ...]
+    net: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Outcomes of one billing period so far, from the outcome table."""
+
+    issued: int = 0
+    held: int = 0
+    zero: int = 0
+    nothing: int = 0
+
+    @property
+    def decided(self) -> int:
+        return self.issued + self.held + self.zero + self.nothing
+
+
+class SqlAlchemyBillingRepository:
+    """Reads and writes the billing run's tables inside the caller's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    # --- readiness and run records ---
+
+    async def month_ready(self, month: YearMonth) -> bool:
+        """Metering closed the month and every final usage it announced has arrived."""
+        closed = await self._s.scalar(
+            select(t.closed_months.c.environment_count).where(t.closed_months.c.month == str(month))
+        )
+        if closed is None:
+            return False
+        received = await self._s.scalar(select(func.count()).where(_U.month == str(month)))
+        return int(received or 0) >= int(closed)
+
+    async def month_closed(self, month: YearMonth) -> bool:
+        closed = await self._s.scalar(
+            select(t.closed_months.c.month).where(t.closed_months.c.month == str(month))
+        )
+        return closed is not None
+
+    async def start_run(self, run_id: str, month: YearMonth, run_date: dt.date, now: dt.datetime) -> int:
+        """Record an attempt of the run of `month`; returns its attempt number."""
+        r = t.billing_runs.c
+        attempt = await self._s.scalar(
+            insert(t.billing_runs)
+            .values(
+                run_id=run_id,
+                run_date=run_date,
+                billing_month=str(month),
+                status="running",
+                started_at=now,
+                attempts=1,
+                last_run_date=run_date,
+                updated_at=now,
+            )
+            .on_conflict_do_update(
+                index_elements=[r.run_id],
+                set_={
+                    "status": "running",
+                    "attempts": t.billing_runs.c.attempts + 1,
+                    "last_run_date": run_date,
+                    "updated_at": now,
+                    "finished_at": None,
+                },
+            )
+            .returning(r.attempts)
+        )
+        return int(attempt or 1)
+
+    async def record_progress(self, run_id: str, *, payers: int, done: int, now: dt.datetime) -> None:
+        r = t.billing_runs.c
+        await self._s.execute(
+            update(t.billing_runs)
+            .where(r.run_id == run_id)
+            .values(payers=payers, payers_done=done, updated_at=now)
+        )
+
+    async def finish_run(
+        self, run_id: str, month: YearMonth, *, already_billed: int, now: dt.datetime
+    ) -> tuple[Counts, list[dict[str, Any]]]:
+        counts = await self.counts(month)
+        failures = await self.failures(month)
+        r = t.billing_runs.c
+        await self._s.execute(
+            update(t.billing_runs)
+            .where(r.run_id == run_id)
+            .values(
+                status="completed_with_failures" if failures else "completed",
+                finished_at=now,
+                updated_at=now,
+                invoices_issued=counts.issued,
+                held=counts.held,
+                zero=counts.zero,
+                nothing_to_bill=counts.nothing,
+                already_billed=already_billed,
+                payers_done=counts.decided,
+                failures=failures,
+            )
+        )
+        return counts, failures
+
+    async def counts(self, month: YearMonth) -> Counts:
+        rows = await self._s.execute(
+            select(_O.outcome, func.count()).where(_O.billing_period == str(month)).group_by(_O.outcome)
+        )
+        by = {outcome: int(n) for outcome, n in rows.tuples()}
+        return Counts(
+            issued=by.get("issue", 0),
+            held=by.get("hold", 0),
+            zero=by.get("zero", 0),
+            nothing=by.get("nothing", 0),
+        )
+
+    async def failures(self, month: YearMonth) -> list[dict[str, Any]]:
+        f = t.billing_failures.c
+        rows = await self._s.execute(
+            select(f.payer_id, f.reason, f.attempts, f.failed_at)
+            .where(f.billing_period == str(month))
+            .order_by(f.payer_id)
+        )
+        return [
+            {"payer_id": p, "reason": reason, "attempts": n, "failed_at": at.isoformat()}
+            for p, reason, n, at in rows.tuples()
+        ]
+
+    async def record_failures(self, month: YearMonth, failures: Mapping[str, str], now: dt.datetime) -> None:
+        if not failures:
+            return
+        f = t.billing_failures.c
+        stmt = insert(t.billing_failures).values(
+            [
+                {"billing_period": str(month), "payer_id": p, "reason": reason[:4000], "failed_at": now}
+                for p, reason in sorted(failures.items())
+            ]
+        )
+        await self._s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[f.billing_period, f.payer_id],
+                set_={
+                    "reason": stmt.excluded.reason,
+                    "failed_at": stmt.excluded.failed_at,
+                    "attempts": t.billing_failures.c.attempts + 1,
+                },
+            )
+        )
+
+    async def clear_failures(self, month: YearMonth, payers: Sequence[str]) -> None:
+        if not payers:
+            return
+        f = t.billing_failures.c
+        await self._s.execute(
+            t.billing_failures.delete().where(f.billing_period == str(month), f.payer_id == _any(payers))
+        )
+
+    # --- planning reads ---
+
+    async def decided_payers(self, month: YearMonth) -> set[str]:
+        rows = await self._s.execute(select(_O.payer_id).where(_O.billing_period == str(month)))
+        return set(rows.scalars())
+
+    async def payers_with_held_lines(self) -> set[str]:
+        rows = await self._s.execute(select(_H.payer_id).where(_H.released_in_period.is_(None)).distinct())
+        return set(rows.scalars())
+
+    async def pending_adjustment_keys(self, before: YearMonth) -> set[tuple[str, YearMonth]]:
+        """(environment, month) of unbilled adjustments of months before `before`."""
+        rows = await self._s.execute(
+            select(_A.environment_id, _A.month)
+            .where(_A.billed_in_period.is_(None), _A.month < str(before))
+            .distinct()
+        )
+        return {(env, YearMonth.parse(m)) for env, m in rows.tuples()}
+
+    async def tier_book(self) -> TierBook:
+        p = t.partner_tiers.c
+        rows = await self._s.execute(select(p.firm_id, p.effective_month, p.tier))
+        changes: dict[str, list[tuple[YearMonth, PartnerTier]]] = defaultdict(list)
+        for firm, month, tier in rows.tuples():
+            changes[firm].append((YearMonth.parse(month), PartnerTier(tier)))
+        return TierBook({firm: tuple(c) for firm, c in changes.items()})
+
+    # --- one batch of payers, in its transaction ---
+
+    async def lock_payers(self, month: YearMonth, payers: Sequence[str]) -> None:
+        """Serialise billing of these payers' period with any concurrent run (sorted: no deadlocks)."""
+        keys = sorted(f"bill:{p}:{month}" for p in payers)
+        await self._s.execute(
+            text("SELECT count(pg_advisory_xact_lock(hashtext(k))) FROM unnest(CAST(:keys AS text[])) AS k"),
+            {"keys": keys},
+        )
+
+    async def decided_among(self, month: YearMonth, payers: Sequence[str]) -> set[str]:
+        rows = await self._s.execute(
+            select(_O.payer_id).where(_O.billing_period == str(month), _O.payer_id == _any(payers))
+        )
+        return set(rows.scalars())
+
+    async def usage_of(
+        self, month: YearMonth, environments: Sequence[str], *, lock: bool
+    ) -> tuple[dict[str, MonthlyUsage], list[tuple[str, int]]]:
+        """Each environment's usage of `month`: the final figures, or the latest adjustment of them.
+
+        Returns the usage and the (environment, adjustment number) keys folded in.
+        """
+        if not environments:
+            return {}, []
+        envs = list(environments)
+        rows = await self._s.execute(
+            select(_U.environment_id, _U.usage).where(_U.month == str(month), _U.environment_id == _any(envs))
+        )
+        data: dict[str, Mapping[str, Any]] = {env: usage for env, usage in rows.tuples()}  # noqa: C416
+        query = select(_A.environment_id, _A.adjustment_no, _A.usage).where(
+            _A.month == str(month), _A.environment_id == _any(envs), _A.billed_in_period.is_(None)
+        )
+        if lock:
+            query = query.with_for_update()
+        latest: dict[str, tuple[int, Mapping[str, Any]]] = {}
+        folded: list[tuple[str, int]] = []
+        for env, number, usage in (await self._s.execute(query)).tuples():
+            folded.append((env, number))
+            if env not in latest or number > latest[env][0]:
+                latest[env] = (number, usage)
+        for env, (_, usage) in latest.items():
+            data[env] = usage
+        return {env: monthly_usage(u) for env, u in data.items()}, folded
+
+    async def held_of(self, payers: Sequence[str], *, lock: bool) -> dict[str, list[HeldRow]]:
+        if not payers:
+            return {}
+        query = (
+            select(_H.payer_id, _H.billing_period, _H.lines, _H.net)
+            .where(_H.payer_id == _any(payers), _H.released_in_period.is_(None))
+            .order_by(_H.payer_id, _H.billing_period)
+        )
+        if lock:
+            query = query.with_for_update()
+        held: dict[str, list[HeldRow]] = defaultdict(list)
+        for payer, period, lines, net in (await self._s.execute(query)).tuples():
+            held[payer].append(HeldRow(payer, YearMonth.parse(period), tuple(lines), net))
+        return held
+
+    async def pending_adjustments_of(
+        self, keys: Iterable[tuple[str, YearMonth]], *, lock: bool
+    ) -> list[Adjustment]:
+        """Unbilled adjustments of these (environment, month) pairs, oldest first."""
+        pairs = sorted({(env, str(m)) for env, m in keys})
+        if not pairs:
+            return []
+        query = (
+            select(_A.environment_id, _A.month, _A.adjustment_no, _A.usage, _A.previous)
+            .where(tuple_(_A.environment_id, _A.month).in_(pairs), _A.billed_in_period.is_(None))
+            .order_by(_A.environment_id, _A.month, _A.adjustment_no)
+        )
+        if lock:
+            query = query.with_for_update()
+        return [
+            Adjustment(env, YearMonth.parse(m), n, monthly_usage(usage), monthly_usage(previous))
+            for env, m, n, usage, previous in (await self._s.execute(query)).tuples()
+        ]
+
+    async def billed_environment_months(
+        self, keys: Iterable[tuple[str, YearMonth]]
+    ) -> set[tuple[str, YearMonth]]:
+        pairs = sorted({(env, str(m)) for env, m in keys})
+        if not pairs:
+            return set()
+        b = t.billed_environment_months.c
+        rows = await self._s.execute(
+            select(b.environment_id, b.month).where(tuple_(b.environment_id, b.month).in_(pairs))
+        )
+        return {(env, YearMonth.parse(m)) for env, m in rows.tuples()}
+
+    async def mark_adjustments_billed(
+        self,
+        keys: Sequence[tuple[str, YearMonth, int]],
+        month: YearMonth,
+        invoice_of: Mapping[str, str | None],
+    ) -> None:
+        """Adjustments folded into `month`'s billing; `invoice_of` maps environment → invoice id."""
+        if not keys:
+            return
+        await self._s.execute(
+            text(
+                "UPDATE invoicing.usage_adjustments AS a SET billed_in_period = :period, billed_invoice_id = k.inv"
+                " FROM unnest(CAST(:envs AS text[]), CAST(:months AS text[]), CAST(:numbers AS integer[]),"
+                " CAST(:invoices AS text[])) AS k(env, month, no, inv)"
+                " WHERE a.environment_id = k.env AND a.month = k.month AND a.adjustment_no = k.no"
+                " AND a.billed_in_period IS NULL"
+            ),
+            {
+                "period": str(month),
+                "envs": [k[0] for k in keys],
+                "months": [str(k[1]) for k in keys],
+                "numbers": [k[2] for k in keys],
+                "invoices": [invoice_of.get(k[0]) for k in keys],
+            },
+        )
+
+    async def next_invoice_numbers(self, n: int) -> list[int]:
+        """`n` numbers of the one unique increasing series of invoices and credit notes (B-18)."""
+        if n <= 0:
+            return []
+        rows = await self._s.execute(
+            text("SELECT nextval('invoicing.invoice_number_seq') FROM generate_series(1, :n)"), {"n": n}
+        )
+        return sorted(int(v) for v in rows.scalars())
+
+    async def save_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        # No ON CONFLICT: a second decision of a (payer, period) must fail the transaction.
+        await insert_rows(self._s, t.billing_outcomes, rows, conflict="")
+
+    async def save_invoices(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        await insert_rows(self._s, t.invoices, rows, conflict="")
+
+    async def save_billed_environment_months(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        await insert_rows(self._s, t.billed_environment_months, rows)
+
+    async def save_held(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        await insert_rows(self._s, t.held_lines, rows, conflict="")
+
+    async def release_held(self, released: Mapping[str, str | None], month: YearMonth) -> None:
+        """Mark every held line of these payers as invoiced (payer → invoice id; None: settled at zero)."""
+        if not released:
+            return
+        payers = sorted(released)
+        await self._s.execute(
+            text(
+                "UPDATE invoicing.held_lines AS h SET released_in_period = :period, released_invoice_id = k.inv"
+                " FROM unnest(CAST(:payers AS text[]), CAST(:invoices AS text[])) AS k(payer, inv)"
+                " WHERE h.payer_id = k.payer AND h.released_in_period IS NULL"
+            ),
+            {"period": str(month), "payers": payers, "invoices": [released[p] for p in payers]},
+        )
+
+
+@functools.cache
+def _insert_statement(table: Table, columns: tuple[str, ...], conflict: str) -> TextClause:
+    # service_runtime.bulk guesses array types from class names (BigInteger becomes text); here
+    # each column's own PostgreSQL type is compiled, so any column type is written exactly.
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    arrays = ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)
+    names = ", ".join(f'"{c}"' for c in columns)
+    # Identifiers come from our table metadata, never from input; values are bound.
+    sql = f'INSERT INTO "{table.schema}"."{table.name}" ({names}) SELECT * FROM unnest({arrays}) {conflict}'  # noqa: S608
+    return text(sql)
+
+
+async def insert_rows(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict: str = "ON CONFLICT DO NOTHING",
+) -> None:
+    """Insert `rows` (dicts with the same keys) in one statement over column arrays (JSONB: JSON text)."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    await session.execute(
+        _insert_statement(table, columns, conflict), {c: [r[c] for r in rows] for c in columns}
+    )
+
+
+def _any(values: Sequence[str]) -> Any:
+    """`= ANY(:array)`: one bound parameter however many values (no parameter limit)."""
+    return any_(literal(list(values), ARRAY(String)))
+
+
+def jsonb(value: Any) -> str:
+    """JSON text for a JSONB column written through `insert_rows`."""
+    return json.dumps(value, separators=(",", ":"))
