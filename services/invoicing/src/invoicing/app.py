@@ -5,15 +5,22 @@ from __future__ import annotations
 import structlog
 from fastapi import FastAPI
 
-from billing_contracts.contracts import ContractSignedV1
 from billing_contracts.metering import MonthClosedV1, UsageAdjustedV1, UsageFinalizedV1
+from billing_contracts.partners import PartnerTierChangedV1
+from billing_contracts.procountor import CustomerChangedInProcountorV1
 from billing_contracts.registry import topic_for
 from invoicing.api import build_router
-from invoicing.contract_service import ContractIntake
+from invoicing.contract_service import (
+    CONTRACT_COMMANDS,
+    ContractIntake,
+    ProcountorCustomerIntake,
+    keep_contracts_current,
+)
 from invoicing.contracts_api import build_contracts_router
 from invoicing.price_list_loader import load_price_book, sample_price_book
+from invoicing.price_list_repository import configured_price_book_text
 from invoicing.pricing import PriceBook
-from invoicing.service import UsageIntake
+from invoicing.service import PartnerTierIntake, UsageIntake
 from invoicing.settings import InvoicingSettings
 from invoicing.tables import runtime_tables
 from service_runtime.clock import Clock
@@ -37,16 +44,33 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
     host = ServiceHost(name="invoicing", settings=settings, clock=clock, tables=runtime_tables)
     price_book = load_prices(settings)
     host.consume(
-        {topic_for(ContractSignedV1): ContractSignedV1}, ContractIntake(clock), group="invoicing-contracts"
+        {topic_for(c): c for c in CONTRACT_COMMANDS}, ContractIntake(clock), group="invoicing-contracts"
     )
+    host.consume(
+        {topic_for(CustomerChangedInProcountorV1): CustomerChangedInProcountorV1},
+        ProcountorCustomerIntake(clock),
+        group="invoicing-procountor-customers",
+    )
+    host.run_in_background(lambda: keep_contracts_current(host.sessions, clock))
     host.consume(
         {topic_for(c): c for c in (UsageFinalizedV1, UsageAdjustedV1, MonthClosedV1)},
         UsageIntake(clock),
         group="invoicing-usage",
     )
+    # P-07: partner tiers for the own-use discount.
+    host.consume(
+        {topic_for(PartnerTierChangedV1): PartnerTierChangedV1}, PartnerTierIntake(), group="invoicing-tiers"
+    )
     return create_service_app(
         host,
         title="Invoicing",
         description="Contracts, effective-dated price lists and the monthly billing run.",
-        routers=[build_router(host, price_book), build_contracts_router(host)],
+        routers=[
+            build_router(host, price_book),
+            build_contracts_router(
+                host,
+                configured_price_book=configured_price_book_text(settings.price_list_file),
+                allow_sample_prices=settings.allow_sample_prices,
+            ),
+        ],
     )

@@ -144,16 +144,10 @@ def termination(notice_given_at: dt.datetime) -> Termination:
     )
 
 
-def status_on(
-    today: dt.date, *, production_date: dt.date, end_date: dt.date | None, terminated: bool = False
-) -> ContractStatus:
-    """The lifecycle state on a day: signed → active on the production date → noticed → terminated."""
+def status_on(today: dt.date, *, production_date: dt.date, end_date: dt.date | None) -> ContractStatus:
+    """The lifecycle state on a day: signed → active on the production date → noticed → terminated after the end."""
     if end_date is not None:
-        return (
-            ContractStatus.TERMINATED
-            if terminated or today > end_date
-            else ContractStatus.TERMINATION_NOTICED
-        )
+        return ContractStatus.TERMINATED if today > end_date else ContractStatus.TERMINATION_NOTICED
     return ContractStatus.ACTIVE if production_date <= today else ContractStatus.SIGNED
 
 
