@@ -556,6 +556,7 @@ def settle_payer(
 
     `held` are the lines held in earlier runs (each with its `carried_from`).
     `run_month` is the month of the run (the January run bills December).
+    Lines that net to exactly nothing settle at zero: recorded, nothing sent or held.
     `applies` is false when any environment on the invoice has a package that is
     always invoiced (B-15 names Taloushallinto, Solo and Allekirjoitus): the invoice
     goes anyway, so nothing on it is held. `is_final`: the invoice of a contract's
@@ -569,6 +570,9 @@ def settle_payer(
     if not everything:
         return Settlement(SettlementKind.NOTHING, None, (), assemble_invoice(()), ZERO)
     totals = assemble_invoice(everything)
+    if totals.total_net == ZERO and totals.total_gross == ZERO:
+        # e.g. a Platinum partner's own environment (100 % discount): recorded, nothing to send or hold.
+        return Settlement(SettlementKind.ZERO, None, everything, totals, ZERO)
     if totals.total_net < ZERO and not is_final:
         return Settlement(
             SettlementKind.HOLD,
@@ -586,8 +590,6 @@ def settle_payer(
             assemble_invoice(new),
             totals.total_net,
         )
-    if totals.total_net == ZERO and totals.total_gross == ZERO:
-        return Settlement(SettlementKind.ZERO, decision.reason, everything, totals, ZERO)
     return Settlement(SettlementKind.ISSUE, decision.reason, everything, totals, ZERO)
 
 
