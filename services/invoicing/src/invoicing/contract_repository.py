@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, or_, select, update
+from sqlalchemy import RowMapping, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_contracts.contracts import PayerKind
@@ -161,6 +161,13 @@ async def mark_terms_applied(session: AsyncSession, contract_id: str, month: Yea
         )
         .values(applied=True)
     )
+
+
+async def last_billed_month(session: AsyncSession, environment_id: str) -> YearMonth | None:
+    """The latest month billed for the environment (invoiced or held), if any."""
+    b = t.billed_environment_months.c
+    month = await session.scalar(select(func.max(b.month)).where(b.environment_id == environment_id))
+    return None if month is None else YearMonth.parse(str(month))
 
 
 async def contracts_due_for_refresh(session: AsyncSession, today: dt.date) -> list[str]:

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -107,10 +107,6 @@ def contract_id_for(environment_id: str) -> str:
 
 def today_in_helsinki(clock: Clock) -> dt.date:
     return clock.now().astimezone(HELSINKI).date()
-
-
-#: Kept for callers of the first version; every refusal carries a rule id and a reason.
-ContractRefusedError = ChangeRefusedError
 
 
 class ContractNotFoundError(Exception):
@@ -368,6 +364,19 @@ async def _schedule(
     contract_id = row["contract_id"]
     month = change.effective_from
     assert month is not None
+    note = None
+    billed = await repo.last_billed_month(session, row["environment_id"])
+    if billed is not None and month <= billed:
+        # An issued invoice is never reopened: a change processed after its month was billed
+        # applies from the first month not billed yet, and the audit says so.
+        later = billed.next()
+        if row["end_date"] is not None and later.first_day > row["end_date"]:
+            raise ChangeRefusedError(
+                "B-26", f"{month}…{billed} are already invoiced and the contract ends on {row['end_date']}"
+            )
+        note = f"{month} is already invoiced; the change applies from {later}"
+        change = replace(change, effective_from=later)
+        month = later
     after = change.apply_to(await _terms_for(session, contract_id, month))
     check_payer(after, business_id=row["business_id"])
     change_id = await repo.record_change(
@@ -377,6 +386,7 @@ async def _schedule(
         change=name,
         details=dict(details or command.model_dump(mode="json")),
         requested_by=_json(requested_by),
+        reason=note,
         effective_from=month.first_day,
         source=source,
         event_id=command.event_id,

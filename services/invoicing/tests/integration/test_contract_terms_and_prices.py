@@ -8,6 +8,7 @@ import pytest
 import pytest_asyncio
 
 from devstack.infra import KafkaTarget
+from invoicing import tables as t
 from invoicing.calendar import YearMonth
 from invoicing.contract_repository import contract_terms_for_month
 from invoicing.contract_rules import ContractStatus, ContractTerms
@@ -242,3 +243,38 @@ async def test_sample_prices_are_refused_where_samples_are_not_allowed(stack: Co
     async with stack.sessions.begin() as session:
         with pytest.raises(PriceListError, match="SAMPLE"):
             await store_price_book(session, sample, source="api", now=NOW, allow_sample=False)
+
+
+async def test_a_change_processed_after_its_month_was_invoiced_applies_from_the_first_month_not_billed(
+    stack: ContractStack,
+) -> None:
+    await stack.sign("terms-late", 37)
+    async with stack.sessions.begin() as session:
+        await session.execute(
+            t.billed_environment_months.insert().values(
+                environment_id="terms-late",
+                month="2026-03",
+                payer_id=business_id(37),
+                billing_period="2026-03",
+            )
+        )
+    stack.clock.set(helsinki(2026, 4, 2, 10))
+
+    response = await stack.http.post(
+        "/contracts/C-terms-late/package-changes",
+        json={
+            "change_kind": "package_size",
+            "new_package": "perus",
+            "requested_at": "2026-03-10T10:00:00+02:00",  # by the cut-off: March, but March is invoiced
+            "requested_by": MAIN_USER,
+        },
+    )
+
+    assert response.json()["effective_from"] == "2026-04-01"
+    march, april = await terms_of(stack, "2026-03"), await terms_of(stack, "2026-04")
+    assert (march["terms-late"].package, april["terms-late"].package) == (
+        PackageCode.KEVYT,
+        PackageCode.PERUS,
+    )
+    (audit,) = await stack.changes_named("C-terms-late", "package_size_changed")
+    assert audit["reason"] == "2026-03 is already invoiced; the change applies from 2026-04"
