@@ -1,13 +1,23 @@
-"""Invoicing's HTTP API: billing runs, invoices, held amounts (contracts and price lists: contracts_api)."""
+"""Invoicing's HTTP API: billing runs, invoices and their specification, held amounts, credit notes, refunds,
+due dates (contracts and price lists: contracts_api)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
+from billing_contracts.base import Quantity
+from billing_contracts.contracts import Requester
+from billing_contracts.invoicing import InvoiceIssuedV1
+from invoicing import tables as t
+from invoicing.billing import CreditRefusedError
 from invoicing.billing_run import (
     AdvanceBillingError,
     MonthNotClosedError,
@@ -25,7 +35,17 @@ from invoicing.invoice_views import (
     list_invoice_views,
     planned_view,
 )
+from invoicing.price_list_repository import price_book_for_billing
 from invoicing.pricing import PriceBook
+from invoicing.receivables import (
+    CreditRequest,
+    DueDateChange,
+    DueDateRefusedError,
+    InvoiceNotFoundError,
+    change_due_date,
+    issue_credit_note,
+)
+from invoicing.specification import MeteringItemsClient, MeteringUnavailableError, specification
 from service_runtime.host import ServiceHost
 
 Period = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Billing period YYYY-MM.")]
@@ -62,16 +82,60 @@ class BillingRunView(BaseModel):
     totals: dict[str, int] = Field(description="The period's outcomes so far, all attempts together.")
 
 
+class CreditLineRequest(BaseModel):
+    line_no: int = Field(ge=1, description="Line of the invoice to credit.")
+    quantity: Quantity | None = Field(default=None, description="How much of it; default: all that is left.")
+
+
+class CreditNoteRequest(BaseModel):
+    reason: str = Field(
+        min_length=1, max_length=500, description="Why the invoice is credited (on the note)."
+    )
+    credited_by: str = Field(min_length=1, max_length=100, description="The operator crediting it (audit).")
+    lines: list[CreditLineRequest] | None = Field(
+        default=None, description="Lines to credit; omitted: the whole invoice (what is left of it)."
+    )
+    request_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Idempotency key: a retry with the same key gets the same note.",
+    )
+
+
+class DueDateRequest(BaseModel):
+    new_due_date: dt.date = Field(description="The due date the invoice should have (B-23).")
+    reason: str = Field(min_length=1, max_length=500, description="Why it moves (audit).")
+    changed_by: str = Field(min_length=1, max_length=100, description="The support user making the change.")
+    requested_by: Requester = Field(description="Who asked (B-25 decides whether they may).")
+    requested_at: dt.datetime | None = Field(
+        default=None, description="When the customer asked; default now."
+    )
+
+
 def _view(report: RunReport) -> BillingRunView:
     return BillingRunView(**report.__dict__)
 
 
-def build_router(host: ServiceHost, price_book: PriceBook) -> APIRouter:
+def build_router(
+    host: ServiceHost,
+    price_book: PriceBook,
+    *,
+    metering: Callable[[], httpx.AsyncClient] | None = None,
+    batch_size: int = 500,
+) -> APIRouter:
+    """The billing API; `metering` makes a client of metering's API for specifications (B-19)."""
     router = APIRouter()
+
+    async def prices() -> PriceBook:
+        # B-07: the price lists loaded into the database (file or API), else the configured book.
+        async with host.sessions() as session:
+            return await price_book_for_billing(session, price_book)
 
     async def _run(run_date: dt.date) -> BillingRunView:
         try:
-            report = await run_billing(host.sessions, host.clock, price_book, run_date)
+            report = await run_billing(
+                host.sessions, host.clock, await prices(), run_date, batch_size=batch_size
+            )
         except (NotABillingDayError, AdvanceBillingError) as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         except MonthNotClosedError as exc:
@@ -114,8 +178,9 @@ def build_router(host: ServiceHost, price_book: PriceBook) -> APIRouter:
         Works for an open month too (with the usage received so far): `month_closed` says which.
         """
         try:
+            book = await prices()
             month, closed, planned, failures = await preview_billing(
-                host.sessions, host.clock, price_book, body.run_date
+                host.sessions, host.clock, book, body.run_date
             )
         except NotABillingDayError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
@@ -123,7 +188,7 @@ def build_router(host: ServiceHost, price_book: PriceBook) -> APIRouter:
             "billing_month": str(month),
             "run_date": body.run_date.isoformat(),
             "month_closed": closed,
-            "payers": [planned_view(p, run_date=body.run_date, price_book=price_book) for p in planned],
+            "payers": [planned_view(p, run_date=body.run_date, price_book=book) for p in planned],
             "failures": [{"payer_id": p, "reason": r} for p, r in sorted(failures.items())],
         }
 
@@ -164,6 +229,119 @@ def build_router(host: ServiceHost, price_book: PriceBook) -> APIRouter:
         if view is None:
             raise HTTPException(status_code=404, detail=f"no invoice {invoice_id}")
         return view
+
+    @router.get("/invoices/{invoice_id}/specification", tags=["invoices"])
+    async def get_specification(invoice_id: str) -> dict[str, Any]:
+        """B-19: every voucher, payee, message, user, signature and hour behind every line."""
+        async with host.sessions() as session:
+            document = await session.scalar(
+                select(t.invoices.c.document).where(t.invoices.c.invoice_id == invoice_id)
+            )
+        if document is None:
+            raise HTTPException(status_code=404, detail=f"no invoice {invoice_id}")
+        if metering is None:
+            raise HTTPException(
+                status_code=503, detail="INVOICING_METERING_URL is not set: no item lists to read"
+            )
+        try:
+            async with metering() as client:
+                return await specification(
+                    InvoiceIssuedV1.model_validate(document), MeteringItemsClient(client)
+                )
+        except MeteringUnavailableError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+
+    @router.post("/invoices/{invoice_id}/credit-notes", status_code=201, tags=["credit notes"])
+    async def credit(invoice_id: str, body: CreditNoteRequest) -> dict[str, Any]:
+        """Credit an issued invoice in full or by line, with a reason; published like an invoice."""
+        request = CreditRequest(
+            invoice_id=invoice_id,
+            reason=body.reason,
+            credited_by=body.credited_by,
+            lines=None if body.lines is None else {ln.line_no: ln.quantity for ln in body.lines},
+            request_id=body.request_id,
+        )
+        try:
+            async with host.sessions.begin() as session:
+                note = await issue_credit_note(session, request, host.clock)
+        except InvoiceNotFoundError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        except CreditRefusedError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        host.relay.wake()
+        return note.model_dump(mode="json")
+
+    @router.get("/credit-notes", tags=["credit notes"])
+    async def list_credit_notes(
+        invoice_id: str | None = None, payer_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        c = t.credit_notes.c
+        query = select(c.document).order_by(c.credit_note_number)
+        if invoice_id:
+            query = query.where(c.invoice_id == invoice_id)
+        if payer_id:
+            query = query.where(c.payer_id == payer_id)
+        async with host.sessions() as session:
+            return list((await session.execute(query)).scalars())
+
+    @router.get("/credit-notes/{credit_note_id}", tags=["credit notes"])
+    async def get_credit_note(credit_note_id: str) -> dict[str, Any]:
+        c = t.credit_notes.c
+        async with host.sessions() as session:
+            document = await session.scalar(select(c.document).where(c.credit_note_id == credit_note_id))
+        if document is None:
+            raise HTTPException(status_code=404, detail=f"no credit note {credit_note_id}")
+        found: dict[str, Any] = document
+        return found
+
+    @router.get("/refunds", tags=["refunds"])
+    async def list_refunds(payer_id: str | None = None) -> list[dict[str, Any]]:
+        """B-06: payments that found no open invoice, to be returned to the payer."""
+        r = t.refunds.c
+        query = select(t.refunds).order_by(r.created_at, r.refund_id)
+        if payer_id:
+            query = query.where(r.payer_id == payer_id)
+        async with host.sessions() as session:
+            rows = (await session.execute(query)).mappings().all()
+        return [
+            {k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in row.items()} for row in rows
+        ]
+
+    @router.post("/invoices/{invoice_id}/due-date", tags=["invoices"])
+    async def move_due_date(invoice_id: str, body: DueDateRequest) -> dict[str, Any]:
+        """B-23: support moves one invoice's due date; audited (who asked, who changed it, when, why)."""
+        change = DueDateChange(
+            invoice_id=invoice_id,
+            new_due_date=body.new_due_date,
+            reason=body.reason,
+            changed_by=body.changed_by,
+            requested_by=body.requested_by,
+            requested_at=body.requested_at or host.clock.now(),
+            source="http",
+        )
+        refusal: DueDateRefusedError | None = None
+        try:
+            async with host.sessions.begin() as session:
+                try:
+                    due = await change_due_date(session, change, host.clock)
+                except DueDateRefusedError as exc:
+                    refusal = exc  # the refusal's audit row commits with this transaction
+        except InvoiceNotFoundError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        if refusal is not None:
+            raise HTTPException(status_code=422, detail={"rule": refusal.rule, "reason": refusal.reason})
+        return {"invoice_id": invoice_id, "due_date": due.isoformat()}
+
+    @router.get("/invoices/{invoice_id}/due-date-changes", tags=["invoices"])
+    async def due_date_changes(invoice_id: str) -> list[dict[str, Any]]:
+        d = t.due_date_changes.c
+        async with host.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(t.due_date_changes).where(d.invoice_id == invoice_id).order_by(d.id)
+                )
+            ).mappings()
+            return [dict(r) for r in rows]
 
     @router.get("/payers/{payer_id}/held", tags=["invoices"])
     async def held(payer_id: str) -> dict[str, Any]:

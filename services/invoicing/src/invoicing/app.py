@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import httpx
 import structlog
 from fastapi import FastAPI
 
+from billing_contracts.contracts import DueDateChangeRequestedV1
 from billing_contracts.metering import MonthClosedV1, UsageAdjustedV1, UsageFinalizedV1
 from billing_contracts.partners import PartnerTierChangedV1
-from billing_contracts.procountor import CustomerChangedInProcountorV1
+from billing_contracts.procountor import (
+    CustomerChangedInProcountorV1,
+    InvoiceDeliveredV1,
+    InvoiceDeliveryFailedV1,
+    PaymentReceivedV1,
+)
 from billing_contracts.registry import topic_for
 from invoicing.api import build_router
 from invoicing.contract_service import (
@@ -20,6 +29,7 @@ from invoicing.contracts_api import build_contracts_router
 from invoicing.price_list_loader import load_price_book, sample_price_book
 from invoicing.price_list_repository import configured_price_book_text
 from invoicing.pricing import PriceBook
+from invoicing.receivables import DueDateIntake, ReceivablesIntake
 from invoicing.service import PartnerTierIntake, UsageIntake
 from invoicing.settings import InvoicingSettings
 from invoicing.tables import runtime_tables
@@ -38,6 +48,14 @@ def load_prices(settings: InvoicingSettings) -> PriceBook:
             )
         log.warning("sample_prices_in_use")
     return book
+
+
+def metering_client(settings: InvoicingSettings) -> Callable[[], httpx.AsyncClient] | None:
+    """Clients of metering's API for invoice specifications (B-19); None when no URL is set."""
+    url = settings.metering_url
+    if url is None:
+        return None
+    return lambda: httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30.0))
 
 
 def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
@@ -61,12 +79,28 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
     host.consume(
         {topic_for(PartnerTierChangedV1): PartnerTierChangedV1}, PartnerTierIntake(), group="invoicing-tiers"
     )
+    # I-01, I-03, B-06: delivery state and payments of issued invoices; B-23 due-date moves.
+    host.consume(
+        {topic_for(c): c for c in (PaymentReceivedV1, InvoiceDeliveredV1, InvoiceDeliveryFailedV1)},
+        ReceivablesIntake(clock),
+        group="invoicing-receivables",
+    )
+    host.consume(
+        {topic_for(DueDateChangeRequestedV1): DueDateChangeRequestedV1},
+        DueDateIntake(clock),
+        group="invoicing-due-dates",
+    )
     return create_service_app(
         host,
         title="Invoicing",
         description="Contracts, effective-dated price lists and the monthly billing run.",
         routers=[
-            build_router(host, price_book),
+            build_router(
+                host,
+                price_book,
+                metering=metering_client(settings),
+                batch_size=settings.billing_batch_size,
+            ),
             build_contracts_router(
                 host,
                 configured_price_book=configured_price_book_text(settings.price_list_file),

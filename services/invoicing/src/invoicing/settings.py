@@ -20,3 +20,10 @@ class InvoicingSettings(ServiceSettings):
         default=True,
         description="Refuse to start on the bundled sample prices when false (set false in production).",
     )
+    metering_url: str | None = Field(
+        default=None,
+        description="Base URL of metering's API, for invoice specifications (B-19), e.g. `http://metering`.",
+    )
+    billing_batch_size: int = Field(
+        default=500, ge=1, le=5000, description="Payers billed per transaction in a billing run."
+    )
