@@ -40,7 +40,9 @@ def _array_type(table: Table, column: str) -> str:
 
 
 @cache
-def _statement(table: Table, columns: tuple[str, ...], conflict: str, returning: str | None) -> TextClause:
+def _statement(
+    table: Table, columns: tuple[str, ...], conflict: str, returning: str | None, returning_where: str | None
+) -> TextClause:
     target = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
     arrays = ", ".join(f"CAST(:{c} AS {_array_type(table, c)})" for c in columns)
     names = ", ".join(f'"{c}"' for c in columns)
@@ -48,6 +50,9 @@ def _statement(table: Table, columns: tuple[str, ...], conflict: str, returning:
     sql = f"INSERT INTO {target} ({names}) SELECT * FROM unnest({arrays}) {conflict}"  # noqa: S608
     if returning:
         sql += f" RETURNING {returning}"
+        if returning_where:
+            # Only the rows the caller needs travel back (usually none).
+            sql = f"WITH written AS ({sql}) SELECT * FROM written WHERE {returning_where}"  # noqa: S608
     return text(sql)
 
 
@@ -58,11 +63,15 @@ async def insert_rows(
     *,
     conflict: str = "ON CONFLICT DO NOTHING",
     returning: str | None = None,
+    returning_where: str | None = None,
 ) -> list[Row[Any]]:
-    """Insert `rows` (dicts with the same keys) in one statement; return the `returning` rows."""
+    """Insert `rows` (dicts with the same keys) in one statement; return the `returning` rows.
+
+    `returning_where` filters the returned rows in the database (e.g. only updated ones).
+    """
     if not rows:
         return []
     columns = tuple(rows[0])
     params = {c: [r[c] for r in rows] for c in columns}
-    result = await session.execute(_statement(table, columns, conflict, returning), params)
+    result = await session.execute(_statement(table, columns, conflict, returning, returning_where), params)
     return list(result.all()) if returning else []

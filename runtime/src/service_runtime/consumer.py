@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from pydantic import ValidationError
+from sqlalchemy import Table, TextClause, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from billing_contracts.base import Message
 from billing_contracts.deadletter import DeadLetterV1, FailureKind
 from billing_contracts.registry import dead_letter_topic
-from service_runtime.bulk import insert_rows
 from service_runtime.clock import Clock
 from service_runtime.metrics import ServiceMetrics
 from service_runtime.outbox import OUTBOX_WRITTEN, enqueue, outgoing
@@ -107,6 +109,7 @@ class IdempotentConsumer(Generic[M]):
         clock: Clock,
         metrics: ServiceMetrics,
         on_outbox_written: Callable[[], None] = lambda: None,
+        pipeline: int = 1,
     ) -> None:
         self._service = service
         self._group = group
@@ -118,55 +121,70 @@ class IdempotentConsumer(Generic[M]):
         self._metrics = metrics
         self._on_outbox_written = on_outbox_written
         self._dead_letter_topic = dead_letter_topic(service)
+        self._pipeline = max(1, pipeline)
 
     @property
     def topics(self) -> list[str]:
         return sorted(self._contracts)
 
     async def process(self, records: Sequence[Record]) -> None:
-        """Process one batch; return only when its effects are committed."""
+        """Process one batch; return only when all its effects are committed.
+
+        With `pipeline` > 1 the batch is split by Kafka key into that many parts, applied in
+        concurrent transactions: one part's Python work runs while another waits for the
+        database. Parts share no key, hence no aggregate. If any part
+        fails, this raises after the others finished, and the whole batch is redelivered: the
+        parts that committed are then recognised by their claims and count nothing twice.
+        """
         with self._metrics.batch_seconds.time():
-            decoded, failed = self._decode(records)
-            try:
-                wrote_outbox = await self._apply(decoded, failed)
-            except Exception as exc:
-                if _is_transient(exc):
-                    raise
-                log.warning("batch_failed_retrying_one_by_one", error=type(exc).__name__, size=len(records))
-                wrote_outbox = await self._apply_one_by_one(decoded, failed)
+            parts = _split_by_key(records, self._pipeline)
+            if len(parts) == 1:
+                wrote_outbox = await self._process_part(records)
+            else:
+                tasks = []
+                for part in parts:
+                    tasks.append(asyncio.create_task(self._process_part(part)))
+                    # Let this part send its first statement before the next part decodes.
+                    await asyncio.sleep(0)
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+                errors = [r for r in results if isinstance(r, BaseException)]
+                if errors:
+                    raise errors[0]
+                wrote_outbox = any(r is True for r in results)
         if wrote_outbox:
             self._on_outbox_written()
+
+    async def _process_part(self, records: Sequence[Record]) -> bool:
+        decoded, failed = self._decode(records)
+        try:
+            return await self._apply(decoded, failed)
+        except Exception as exc:
+            if _is_transient(exc):
+                raise
+            log.warning("batch_failed_retrying_one_by_one", error=type(exc).__name__, size=len(records))
+            return await self._apply_one_by_one(decoded, failed)
 
     def _decode(self, records: Sequence[Record]) -> tuple[list[tuple[Record, M]], list[_Failed]]:
         decoded: list[tuple[Record, M]] = []
         failed: list[_Failed] = []
-        seen: set[uuid.UUID] = set()
-        for topic, count in Counter(
-            r.topic for r in records
-        ).items():  # one metric update per topic, not per record
+        contracts = self._contracts
+        # One metric update per topic, not per record.
+        for topic, count in Counter(r.topic for r in records).items():
             self._metrics.consumed(topic=topic).inc(count)
         for record in records:
-            contract = self._contracts.get(record.topic)
+            contract = contracts.get(record.topic)
             if contract is None:
                 failed.append(
                     _Failed(
-                        record,
-                        FailureKind.SCHEMA_VIOLATION,
-                        f"no contract for topic {record.topic}",
-                        None,
+                        record, FailureKind.SCHEMA_VIOLATION, f"no contract for topic {record.topic}", None
                     )
                 )
                 continue
             try:
-                message = contract.model_validate_json(record.value or b"")
+                decoded.append((record, contract.model_validate_json(record.value or b"")))
             except ValidationError as exc:
                 failed.append(self._describe(record, exc))
-                continue
-            if message.event_id in seen:
-                self._metrics.duplicates(topic=record.topic).inc()
-                continue
-            seen.add(message.event_id)
-            decoded.append((record, message))
+        # Duplicates, within the batch or with earlier ones, are found by the claim in one statement.
         return decoded, failed
 
     @staticmethod
@@ -185,12 +203,14 @@ class IdempotentConsumer(Generic[M]):
         """Apply one batch in one transaction; True when it added outbox rows."""
         async with self._sessions.begin() as session:
             fresh = await self._claim(session, decoded)
-            by_id = {m.event_id: r for r, m in decoded}
             rejections = await self._use_case(session, [m for _, m in fresh]) if fresh else []
-            letters = list(failed) + [
-                _Failed(by_id[r.event_id], FailureKind.REJECTED, r.reason[:4000], str(r.event_id))
-                for r in rejections
-            ]
+            letters = list(failed)
+            if rejections:
+                by_id = {m.event_id: r for r, m in fresh}
+                letters += [
+                    _Failed(by_id[r.event_id], FailureKind.REJECTED, r.reason[:4000], str(r.event_id))
+                    for r in rejections
+                ]
             await self._dead_letter(session, letters)
             return bool(session.info.get(OUTBOX_WRITTEN))
 
@@ -218,22 +238,27 @@ class IdempotentConsumer(Generic[M]):
     async def _claim(
         self, session: AsyncSession, decoded: Sequence[tuple[Record, M]]
     ) -> list[tuple[Record, M]]:
+        """Claim the event ids in `processed_events`; return the records seen for the first time.
+
+        One statement for the whole batch, which answers only the positions of the duplicates
+        (usually none): a repeated id within the batch counts once, at its first position.
+        """
         if not decoded:
             return []
-        now = self._clock.now()
-        claimed = await insert_rows(
-            session,
-            self._tables.processed_events,
-            [{"event_id": m.event_id, "topic": r.topic, "processed_at": now} for r, m in decoded],
-            conflict="ON CONFLICT (event_id) DO NOTHING",
-            returning="event_id",
+        result = await session.execute(
+            _claim_statement(self._tables.processed_events),
+            {
+                "ids": [m.event_id for _, m in decoded],
+                "topics": [r.topic for r, _ in decoded],
+                "now": self._clock.now(),
+            },
         )
-        new_ids = {row[0] for row in claimed}
-        fresh = [(r, m) for r, m in decoded if m.event_id in new_ids]
-        for r, m in decoded:
-            if m.event_id not in new_ids:
-                self._metrics.duplicates(topic=r.topic).inc()
-        return fresh
+        duplicates = {n - 1 for (n,) in result}
+        if not duplicates:
+            return list(decoded)
+        for i in duplicates:
+            self._metrics.duplicates(topic=decoded[i][0].topic).inc()
+        return [d for i, d in enumerate(decoded) if i not in duplicates]
 
     async def _dead_letter(self, session: AsyncSession, letters: Sequence[_Failed]) -> None:
         if not letters:
@@ -298,6 +323,36 @@ class IdempotentConsumer(Generic[M]):
                 )
             )
         await enqueue(session, self._tables.outbox, messages, self._clock)
+
+
+def _split_by_key(records: Sequence[Record], parts: int) -> list[Sequence[Record]]:
+    """Split a batch into at most `parts` groups; records with the same Kafka key share a group.
+
+    The key is the aggregate (an environment for usage), whatever the topic or partition, so
+    concurrent groups never write the same rows and cannot deadlock on them.
+    """
+    if parts <= 1 or len(records) < 2 * parts:
+        return [records]
+    groups: list[list[Record]] = [[] for _ in range(parts)]
+    for record in records:
+        groups[hash(record.key) % parts].append(record)
+    return [g for g in groups if g]
+
+
+@cache
+def _claim_statement(table: Table) -> TextClause:
+    target = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+    # Identifiers come from our own table metadata, never from input; values are bound.
+    return text(
+        "WITH input AS (SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:topics AS text[]))"  # noqa: S608
+        " WITH ORDINALITY AS u(event_id, topic, n)),"
+        " first AS (SELECT DISTINCT ON (event_id) event_id, topic, n FROM input ORDER BY event_id, n),"
+        f" claimed AS (INSERT INTO {target} (event_id, topic, processed_at)"
+        " SELECT event_id, topic, CAST(:now AS timestamptz) FROM first ORDER BY event_id"
+        " ON CONFLICT (event_id) DO NOTHING RETURNING event_id)"
+        " SELECT input.n FROM input LEFT JOIN (SELECT first.n FROM first JOIN claimed USING (event_id)) AS fresh"
+        " ON fresh.n = input.n WHERE fresh.n IS NULL"
+    )
 
 
 def _event_id_of(value: bytes | None) -> str | None:

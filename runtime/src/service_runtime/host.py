@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -76,6 +77,7 @@ class ServiceHost:
             clock=self.clock,
             metrics=self.metrics,
             on_outbox_written=self.relay.wake,
+            pipeline=self.settings.kafka_consumer_pipeline,
         )
         for _ in range(instances or self.settings.kafka_consumer_instances):
             subscribe(
@@ -93,6 +95,11 @@ class ServiceHost:
     async def start(self) -> None:
         await self.publisher.start()
         await self.broker.start()
+        # Everything alive now (modules, schemas, metadata, connections) lives as long as the
+        # process: move it out of the cyclic collector's sight, so that collections caused by
+        # the allocations of each batch stay cheap (a full collection would walk all of it).
+        gc.collect()
+        gc.freeze()
         self._tasks = [asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox-relay")]
         self._tasks += [
             asyncio.create_task(_forever(job), name=f"{self.name}-background") for job in self._background

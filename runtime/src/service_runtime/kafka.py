@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.parser import AioKafkaBatchParser
 from faststream.message import StreamMessage
 
 from service_runtime.consumer import IdempotentConsumer
@@ -60,6 +61,7 @@ def subscribe(
         batch_timeout_ms=100,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=_records_only,
         decoder=_undecoded,
         title=f"{group}",
     )
@@ -72,6 +74,28 @@ def subscribe(
             log.exception("batch_will_be_redelivered", group=group, size=len(records))
             await asyncio.sleep(retry_pause_s)
             raise
+
+
+async def _records_only(
+    records: tuple[ConsumerRecord[Any, Any], ...],
+    original: Callable[[Any], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """FastStream's batch parser without its per-record header dictionaries: we use only the records.
+
+    The message keeps what acking needs (the records and the consumer, for commit and seek).
+    """
+    parser = getattr(original, "__self__", None)
+    if not isinstance(parser, AioKafkaBatchParser) or not records:
+        return await original(records)
+    first, last = records[0], records[-1]
+    message: StreamMessage[Any] = parser.msg_class(
+        body=b"",
+        raw_message=records,
+        message_id=f"{first.offset}-{last.offset}-{first.timestamp}",
+        correlation_id=f"{first.topic}-{first.partition}-{first.offset}",
+        consumer=parser._consumer,  # what the default parser passes too
+    )
+    return message
 
 
 async def _undecoded(message: StreamMessage[Any]) -> None:

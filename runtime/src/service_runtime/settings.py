@@ -29,6 +29,13 @@ class ServiceSettings(BaseSettings):
         description="Consumers per subscription in this process (same group, disjoint partitions): while one "
         "waits for the database, another decodes.",
     )
+    kafka_consumer_pipeline: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Parts a batch is split into by partition and applied in concurrent transactions, so that "
+        "decoding one part overlaps the database work of another.",
+    )
     database_url: SecretStr = Field(
         default=SecretStr("postgresql+asyncpg://postgres@127.0.0.1:5432/billing"),
         description="SQLAlchemy URL of the service's database (asyncpg driver); secret because it may hold a password.",

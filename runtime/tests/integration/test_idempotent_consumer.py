@@ -114,7 +114,12 @@ class Commits:
 
 
 def consumer(
-    service: RuntimeTestService, use_case: CountVouchers, group: str, on_commit: Commits | None = None
+    service: RuntimeTestService,
+    use_case: CountVouchers,
+    group: str,
+    on_commit: Commits | None = None,
+    *,
+    pipeline: int = 1,
 ) -> IdempotentConsumer[VoucherCreatedV1]:
     return IdempotentConsumer(
         service="metering",
@@ -126,6 +131,7 @@ def consumer(
         clock=FixedClock(NOW),
         metrics=ServiceMetrics("rt_test"),
         on_outbox_written=on_commit or Commits(),
+        pipeline=pipeline,
     )
 
 
@@ -291,3 +297,44 @@ async def test_a_deadlock_reported_by_postgresql_is_retried_by_redelivery_and_de
     assert await service.rows(service.tables.dead_letters) == 0
     assert await service.count_of("v1") == 1
     assert await service.count_of("v2") == 1
+
+
+async def test_a_batch_applied_in_concurrent_parts_counts_each_event_once_even_with_repeats_across_parts(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    use_case = CountVouchers(service)
+    subject = consumer(service, use_case, unique_name, pipeline=3)
+    records = Records()
+    events = [voucher(f"v{i}") for i in range(60)]
+    # Keys spread the batch over the three parts; the repeats carry other keys, so that a part
+    # may meet an event id that another part claims at the same time.
+    batch = [records.raw(wire_json(e), key=f"env-{i % 7}".encode()) for i, e in enumerate(events)]
+    batch += [records.raw(wire_json(e), key=f"env-{(i + 3) % 7}".encode()) for i, e in enumerate(events[:20])]
+
+    await subject.process(batch)
+
+    assert [await service.count_of(f"v{i}") for i in range(60)] == [1] * 60
+    assert sorted(use_case.seen) == sorted(e.event_id for e in events)
+    assert await service.rows(service.tables.processed_events) == 60
+
+
+async def test_when_one_concurrent_part_fails_the_whole_batch_is_redelivered_and_applied_once(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    subject = consumer(
+        service,
+        CountVouchers(service, fail_once=OperationalError("SELECT 1", {}, Exception("gone"))),
+        unique_name,
+        pipeline=2,
+    )
+    records = Records()
+    batch = [records.raw(wire_json(voucher(f"v{i}")), key=f"env-{i}".encode()) for i in range(20)]
+
+    with pytest.raises(OperationalError):
+        await subject.process(batch)
+    committed_before_redelivery = await service.rows(service.tables.processed_events)
+    await subject.process(batch)
+
+    assert committed_before_redelivery < 20  # the failed part committed nothing
+    assert [await service.count_of(f"v{i}") for i in range(20)] == [1] * 20
+    assert await service.rows(service.tables.processed_events) == 20

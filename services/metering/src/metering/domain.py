@@ -63,14 +63,20 @@ def month_of(at: datetime) -> str:
     """B-09: the Helsinki calendar month (`YYYY-MM`) of an aware timestamp."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("naive datetime")
-    # Hot path (one call per event): find the month among Helsinki month starts as epoch seconds,
-    # instead of a time-zone conversion per event.
-    instant = at.timestamp()
+    return month_at(at.timestamp())
+
+
+def month_at(instant: float) -> str:
+    """B-09: the Helsinki calendar month (`YYYY-MM`) of an instant in POSIX seconds.
+
+    The hot path (one call per event): the month is found among Helsinki month starts as epoch
+    seconds, instead of a time-zone conversion per event.
+    """
     starts, names = _month_starts(2000, 2100)
     i = bisect_right(starts, instant) - 1
     if 0 <= i < len(names) - 1:
         return names[i]
-    local = at.astimezone(HELSINKI)
+    local = datetime.fromtimestamp(instant, HELSINKI)
     return f"{local.year:04d}-{local.month:02d}"
 
 

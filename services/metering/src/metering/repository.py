@@ -20,6 +20,14 @@ _VOUCHER_KIND_VALUES = sorted(k.value for k in VOUCHER_KINDS)
 _FREE_ROLE_VALUES = sorted(r.value for r in FREE_ROLES)
 
 
+# Arrays instead of a tuple IN-list, so that the statement is compiled once whatever the count.
+_VOUCHER_MONTHS = text(
+    "SELECT v.environment_id, v.month FROM metering.vouchers AS v"
+    " JOIN unnest(CAST(:envs AS text[]), CAST(:vouchers AS text[])) AS k(environment_id, voucher_id)"
+    " USING (environment_id, voucher_id) WHERE v.month IS NOT NULL"
+)
+
+
 class SqlAlchemyUsageRepository:
     """Reads and writes metering's tables inside the caller's transaction."""
 
@@ -41,8 +49,9 @@ class SqlAlchemyUsageRepository:
             " WHERE vouchers.created_at IS NULL OR EXCLUDED.created_at < vouchers.created_at",
             # xmax is 0 for a fresh insert and set when ON CONFLICT updated an existing row.
             returning="environment_id, month, (xmax::text <> '0') AS moved",
+            returning_where="moved",
         )
-        return {(r.environment_id, r.month) for r in written if r.moved}
+        return {(r.environment_id, r.month) for r in written}
 
     async def upsert_voucher_voids(self, rows: Sequence[dict[str, Any]]) -> None:
         """Record voids, also before the creation arrives; the earliest void wins (B-11)."""
@@ -81,11 +90,8 @@ class SqlAlchemyUsageRepository:
         keys = list(keys)
         if not keys:
             return set()
-        v = t.vouchers.c
         rows = await self._s.execute(
-            select(v.environment_id, v.month).where(
-                tuple_(v.environment_id, v.voucher_id).in_(keys), v.month.is_not(None)
-            )
+            _VOUCHER_MONTHS, {"envs": [env for env, _ in keys], "vouchers": [v for _, v in keys]}
         )
         return {(r.environment_id, r.month) for r in rows}
 

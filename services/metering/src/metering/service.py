@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +24,7 @@ from billing_contracts.usage import (
     VoucherCreatedV1,
     VoucherVoidedV1,
 )
-from metering.domain import Usage, close_is_due, is_implausible_future, month_of
+from metering.domain import MAX_FUTURE_SKEW, Usage, close_is_due, month_at
 from metering.repository import SqlAlchemyUsageRepository
 from metering.tables import runtime_tables
 from service_runtime.clock import Clock
@@ -47,20 +47,17 @@ USAGE_CONTRACTS: tuple[type[Message], ...] = (
 )
 
 
-def _event_time(event: Message) -> Any:
-    for name in (
-        "created_at",
-        "voided_at",
-        "calculated_at",
-        "sent_at",
-        "received_at",
-        "changed_at",
-        "completed_at",
-        "recorded_at",
-    ):
-        if hasattr(event, name):
-            return getattr(event, name)
-    return event.occurred_at
+#: The timestamp of each usage event that decides its month and is checked for plausibility.
+_TIME_FIELD: dict[type[Message], str] = {
+    VoucherCreatedV1: "created_at",
+    VoucherVoidedV1: "voided_at",
+    PayCalculatedV1: "calculated_at",
+    EInvoiceSentV1: "sent_at",
+    EInvoiceReceivedV1: "received_at",
+    UserRolesChangedV1: "changed_at",
+    SignatureCompletedV1: "completed_at",
+    HourEntryRecordedV1: "recorded_at",
+}
 
 
 def figures(usage: Usage) -> UsageFigures:
@@ -88,6 +85,131 @@ def usage_from_json(data: dict[str, Any]) -> Usage:
     )
 
 
+class _Batch:
+    """The rows one batch of usage events writes, each table's rows de-duplicated by key."""
+
+    def __init__(self) -> None:
+        # (environment, voucher) → (kind, created at, month): the earliest creation wins (B-09).
+        self.creations: dict[tuple[str, str], tuple[str, datetime, str]] = {}
+        # (environment, voucher) → (voided at, month): the earliest void wins (B-11).
+        self.voids: dict[tuple[str, str], tuple[datetime, str]] = {}
+        self.payees: list[dict[str, Any]] = []
+        self.messages: list[dict[str, Any]] = []
+        self.roles: list[dict[str, Any]] = []
+        self.signatures: list[dict[str, Any]] = []
+        self.hours: dict[str, dict[str, Any]] = {}
+        self.touched: set[tuple[str, str]] = set()
+        # Changes that count in their month and in every later month (B-16 users at month end).
+        self.carried: set[tuple[str, str]] = set()
+
+    def create(self, env: str, voucher_id: str, kind: str, at: datetime, month: str) -> None:
+        key = (env, voucher_id)
+        known = self.creations.get(key)
+        if known is None or at < known[1]:
+            self.creations[key] = (kind, at, month)
+        self.touched.add((env, month))
+
+    def voucher_created(self, e: VoucherCreatedV1, month: str) -> None:
+        self.create(e.environment_id, e.voucher_id, e.document_kind.value, e.created_at, month)
+
+    def voucher_voided(self, e: VoucherVoidedV1, month: str) -> None:
+        key = (e.environment_id, e.voucher_id)
+        known = self.voids.get(key)
+        if known is None or e.voided_at < known[0]:
+            self.voids[key] = (e.voided_at, month)
+
+    def einvoice_sent(self, e: EInvoiceSentV1, month: str) -> None:
+        self._einvoice(e.environment_id, e.voucher_id, "sent", e.channel, e.sent_at, month)
+
+    def einvoice_received(self, e: EInvoiceReceivedV1, month: str) -> None:
+        self._einvoice(e.environment_id, e.voucher_id, "received", e.channel, e.received_at, month)
+
+    def _einvoice(
+        self, env: str, voucher_id: str, direction: str, channel: Any, at: datetime, month: str
+    ) -> None:
+        # B-13: every e-invoice is also a voucher (B-08), whatever its channel.
+        self.create(
+            env, voucher_id, "sales_invoice" if direction == "sent" else "purchase_invoice", at, month
+        )
+        self.messages.append(
+            {
+                "environment_id": env,
+                "voucher_id": voucher_id,
+                "direction": direction,
+                "channel": channel.value,
+                "at": at,
+                "month": month,
+            }
+        )
+
+    def pay_calculated(self, e: PayCalculatedV1, month: str) -> None:
+        self.payees.append(
+            {
+                "environment_id": e.environment_id,
+                "month": month,
+                "person_id": e.person_id,
+                "first_payslip_id": e.payslip_id,
+                "first_calculated_at": e.calculated_at,
+            }
+        )
+        self.touched.add((e.environment_id, month))
+
+    def roles_changed(self, e: UserRolesChangedV1, month: str) -> None:
+        self.roles.append(
+            {
+                "environment_id": e.environment_id,
+                "user_id": e.user_id,
+                "changed_at": e.changed_at,
+                "roles": sorted(r.value for r in e.roles),
+            }
+        )
+        self.carried.add((e.environment_id, month))
+
+    def signature_completed(self, e: SignatureCompletedV1, month: str) -> None:
+        self.signatures.append(
+            {
+                "environment_id": e.environment_id,
+                "signature_id": e.signature_id,
+                "signer_count": e.signer_count,
+                "completed_at": e.completed_at,
+                "month": month,
+            }
+        )
+        self.touched.add((e.environment_id, month))
+
+    def hours_recorded(self, e: HourEntryRecordedV1, _: str) -> None:
+        # I-07: an hour entry belongs to the month of its work date; the newest recording wins.
+        month = f"{e.work_date.year:04d}-{e.work_date.month:02d}"
+        previous = self.hours.get(e.entry_id)
+        if previous is None or e.recorded_at > previous["recorded_at"]:
+            self.hours[e.entry_id] = {
+                "entry_id": e.entry_id,
+                "environment_id": e.environment_id,
+                "employee_id": e.employee_id,
+                "service_product_code": e.service_product_code,
+                "work_date": e.work_date,
+                "month": month,
+                "hours": e.hours,
+                "billable": e.billable,
+                "recorded_at": e.recorded_at,
+            }
+        self.touched.add((e.environment_id, month))
+
+
+_Handler = Callable[[_Batch, Any, str], None]
+
+_HANDLERS: dict[type[Message], _Handler] = {
+    VoucherCreatedV1: _Batch.voucher_created,
+    VoucherVoidedV1: _Batch.voucher_voided,
+    EInvoiceSentV1: _Batch.einvoice_sent,
+    EInvoiceReceivedV1: _Batch.einvoice_received,
+    PayCalculatedV1: _Batch.pay_calculated,
+    UserRolesChangedV1: _Batch.roles_changed,
+    SignatureCompletedV1: _Batch.signature_completed,
+    HourEntryRecordedV1: _Batch.hours_recorded,
+}
+
+
 class UsageRecorder:
     """The batch use case behind every usage topic."""
 
@@ -96,131 +218,53 @@ class UsageRecorder:
 
     async def __call__(self, session: AsyncSession, events: Sequence[Message]) -> list[Rejection]:
         now = self._clock.now()
+        latest_plausible = (now + MAX_FUTURE_SKEW).timestamp()
         repo = SqlAlchemyUsageRepository(session)
         rejections: list[Rejection] = []
-        creations: dict[tuple[str, str], dict[str, Any]] = {}
-        voids: dict[tuple[str, str], dict[str, Any]] = {}
-        payees: list[dict[str, Any]] = []
-        messages: list[dict[str, Any]] = []
-        roles: list[dict[str, Any]] = []
-        signatures: list[dict[str, Any]] = []
-        hours: dict[str, dict[str, Any]] = {}
-        touched: set[tuple[str, str]] = set()
-        # Changes that count in their month and in every later month (B-16 users at month end).
-        carried: set[tuple[str, str]] = set()
-
-        def create(env: str, voucher_id: str, kind: str, at: Any) -> None:
-            key = (env, voucher_id)
-            month = month_of(at)
-            if key not in creations or at < creations[key]["created_at"]:
-                creations[key] = {
-                    "environment_id": env,
-                    "voucher_id": voucher_id,
-                    "document_kind": kind,
-                    "created_at": at,
-                    "month": month,
-                }
-            touched.add((env, month))
-
+        batch = _Batch()
         for event in events:
-            at = _event_time(event)
-            if is_implausible_future(at, now):
+            kind = type(event)
+            handler = _HANDLERS.get(kind)
+            if handler is None:
+                rejections.append(Rejection(event.event_id, f"unsupported message {kind.__name__}"))
+                continue
+            at: datetime = getattr(event, _TIME_FIELD[kind])
+            # One epoch conversion per event serves both the plausibility check and B-09's month.
+            instant = at.timestamp()
+            if instant > latest_plausible:
                 rejections.append(
                     Rejection(event.event_id, f"timestamp {at.isoformat()} is implausibly far in the future")
                 )
                 continue
-            match event:
-                case VoucherCreatedV1():
-                    create(
-                        event.environment_id, event.voucher_id, event.document_kind.value, event.created_at
-                    )
-                case VoucherVoidedV1():
-                    key = (event.environment_id, event.voucher_id)
-                    if key not in voids or event.voided_at < voids[key]["voided_at"]:
-                        voids[key] = {
-                            "environment_id": event.environment_id,
-                            "voucher_id": event.voucher_id,
-                            "voided_at": event.voided_at,
-                            "void_month": month_of(event.voided_at),
-                        }
-                case EInvoiceSentV1() | EInvoiceReceivedV1():
-                    sent = isinstance(event, EInvoiceSentV1)
-                    kind = "sales_invoice" if sent else "purchase_invoice"
-                    create(event.environment_id, event.voucher_id, kind, at)
-                    messages.append(
-                        {
-                            "environment_id": event.environment_id,
-                            "voucher_id": event.voucher_id,
-                            "direction": "sent" if sent else "received",
-                            "channel": event.channel.value,
-                            "at": at,
-                            "month": month_of(at),
-                        }
-                    )
-                case PayCalculatedV1():
-                    month = month_of(event.calculated_at)
-                    payees.append(
-                        {
-                            "environment_id": event.environment_id,
-                            "month": month,
-                            "person_id": event.person_id,
-                            "first_payslip_id": event.payslip_id,
-                            "first_calculated_at": event.calculated_at,
-                        }
-                    )
-                    touched.add((event.environment_id, month))
-                case UserRolesChangedV1():
-                    roles.append(
-                        {
-                            "environment_id": event.environment_id,
-                            "user_id": event.user_id,
-                            "changed_at": event.changed_at,
-                            "roles": sorted(r.value for r in event.roles),
-                        }
-                    )
-                    carried.add((event.environment_id, month_of(event.changed_at)))
-                case SignatureCompletedV1():
-                    month = month_of(event.completed_at)
-                    signatures.append(
-                        {
-                            "environment_id": event.environment_id,
-                            "signature_id": event.signature_id,
-                            "signer_count": event.signer_count,
-                            "completed_at": event.completed_at,
-                            "month": month,
-                        }
-                    )
-                    touched.add((event.environment_id, month))
-                case HourEntryRecordedV1():
-                    month = f"{event.work_date.year:04d}-{event.work_date.month:02d}"
-                    previous = hours.get(event.entry_id)
-                    if previous is None or event.recorded_at > previous["recorded_at"]:
-                        hours[event.entry_id] = {
-                            "entry_id": event.entry_id,
-                            "environment_id": event.environment_id,
-                            "employee_id": event.employee_id,
-                            "service_product_code": event.service_product_code,
-                            "work_date": event.work_date,
-                            "month": month,
-                            "hours": event.hours,
-                            "billable": event.billable,
-                            "recorded_at": event.recorded_at,
-                        }
-                    touched.add((event.environment_id, month))
-                case _:
-                    rejections.append(
-                        Rejection(event.event_id, f"unsupported message {type(event).__name__}")
-                    )
+            handler(batch, event, month_at(instant))
 
-        carried |= await repo.upsert_voucher_creations(list(creations.values()))
-        await repo.upsert_voucher_voids(list(voids.values()))
-        await repo.insert_ignoring_duplicates("payees", payees)
-        await repo.insert_ignoring_duplicates("einvoice_messages", messages)
-        await repo.insert_ignoring_duplicates("user_role_changes", roles)
-        await repo.insert_ignoring_duplicates("signatures", signatures)
-        touched |= await repo.hour_entry_months(hours)  # an entry moved to another month leaves its old one
-        await repo.upsert_hour_entries(list(hours.values()))
-        touched |= await repo.voucher_months(voids)
+        carried = batch.carried | await repo.upsert_voucher_creations(
+            [
+                {
+                    "environment_id": env,
+                    "voucher_id": vid,
+                    "document_kind": kind,
+                    "created_at": at,
+                    "month": m,
+                }
+                for (env, vid), (kind, at, m) in batch.creations.items()
+            ]
+        )
+        await repo.upsert_voucher_voids(
+            [
+                {"environment_id": env, "voucher_id": vid, "voided_at": at, "void_month": m}
+                for (env, vid), (at, m) in batch.voids.items()
+            ]
+        )
+        await repo.insert_ignoring_duplicates("payees", batch.payees)
+        await repo.insert_ignoring_duplicates("einvoice_messages", batch.messages)
+        await repo.insert_ignoring_duplicates("user_role_changes", batch.roles)
+        await repo.insert_ignoring_duplicates("signatures", batch.signatures)
+        touched = batch.touched
+        # An hour entry moved to another month leaves its old one.
+        touched |= await repo.hour_entry_months(batch.hours)
+        await repo.upsert_hour_entries(list(batch.hours.values()))
+        touched |= await repo.voucher_months(batch.voids)
         if carried:
             closed = await repo.closed_months_since(min(m for _, m in carried))
             touched |= {(env, c) for env, m in carried for c in closed if c >= m}

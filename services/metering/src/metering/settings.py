@@ -14,6 +14,12 @@ class MeteringSettings(ServiceSettings):
     kafka_consumer_max_records: int = Field(
         default=2000, ge=1, description="Usage arrives in bulk: large batches."
     )
+    kafka_consumer_pipeline: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Usage batches are split by environment into this many concurrent transactions.",
+    )
     close_grace_hours: float = Field(
         default=2.0,
         ge=0,
