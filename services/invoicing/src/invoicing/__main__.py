@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import time
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -13,19 +15,55 @@ from invoicing.app import create_app
 from invoicing.settings import InvoicingSettings
 from service_runtime.cli import run_cli
 
+HELSINKI = ZoneInfo("Europe/Helsinki")
+
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default="http://invoicing", help="base URL of the invoicing service")
     parser.add_argument("--today", type=dt.date.fromisoformat, help="default: today in Helsinki")
+    parser.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=1500,
+        help="how long to keep asking while metering has not closed the month (409); default 25 min",
+    )
+    parser.add_argument("--poll-seconds", type=float, default=60, help="pause between asks while waiting")
+
+
+def trigger(
+    url: str,
+    today: dt.date,
+    *,
+    wait_seconds: float,
+    poll_seconds: float,
+    post: Callable[..., httpx.Response] = httpx.post,
+    sleep: Callable[[float], None] = time.sleep,
+    say: Callable[[str], None] = print,
+) -> int:
+    """Ask invoicing to run today's billing (B-03); wait while the month is not closed; 0 on success.
+
+    The endpoint decides whether today is a run day and is idempotent, so the CronJob may call
+    this every day and a Job retry is always safe. A 409 means metering has not closed the month
+    yet: an open month is never billed, so the command asks again until `wait_seconds` pass.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            response = post(f"{url}/billing-runs/scheduled", json={"today": today.isoformat()}, timeout=1800)
+        except httpx.HTTPError as exc:
+            say(f"invoicing did not answer: {type(exc).__name__}: {exc}")
+            return 1
+        if response.status_code == 409 and time.monotonic() + poll_seconds < deadline:
+            say(f"waiting for metering to close the month: {response.text}")
+            sleep(poll_seconds)
+            continue
+        say(response.text)
+        return 0 if response.is_success else 1
 
 
 def _trigger(args: argparse.Namespace) -> int:
-    today = args.today or dt.datetime.now(ZoneInfo("Europe/Helsinki")).date()
-    response = httpx.post(
-        f"{args.url}/billing-runs/scheduled", json={"today": today.isoformat()}, timeout=600
-    )
-    print(response.text)
-    return 0 if response.is_success else 1
+    today = args.today or dt.datetime.now(HELSINKI).date()
+    return trigger(args.url, today, wait_seconds=args.wait_seconds, poll_seconds=args.poll_seconds)
 
 
 def main() -> int:
@@ -36,7 +74,7 @@ def main() -> int:
         migrations="invoicing:migrations",
         extra={
             "trigger-billing-run": (
-                "call the daily billing-run trigger (for the CronJob)",
+                "call the daily billing-run trigger (for the CronJob); waits while the month is open",
                 _configure,
                 _trigger,
             )

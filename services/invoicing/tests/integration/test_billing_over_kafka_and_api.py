@@ -1,0 +1,350 @@
+"""Metering and invoicing on the real broker and PostgreSQL: a month billed through Kafka and the API.
+
+The CronJob's command waits for metering's month close, reruns and concurrent calls never bill
+twice, a late event becomes a labelled correction next month, and every line's specification
+lists what is behind it (B-03, B-04, B-06, B-15, B-19, P-07).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from billing_contracts.contracts import (
+    BillingChannel,
+    ContractSignedV1,
+    EInvoiceAddress,
+    PackageCode,
+    PostalAddress,
+)
+from billing_contracts.partners import PartnerTier, PartnerTierChangedV1
+from billing_contracts.procountor import PaymentReceivedV1
+from billing_contracts.registry import TOPICS, all_topic_names
+from billing_contracts.usage import DocumentKind, SignatureCompletedV1, VoucherCreatedV1
+from devstack.infra import KafkaTarget, async_url, create_database, drop_database, ensure_topics
+from devstack.testing import Publisher, migrate, read_topic, running, serve_http, wait_until
+from invoicing import tables as t
+from invoicing.__main__ import trigger
+from invoicing.app import create_app as create_invoicing
+from invoicing.settings import InvoicingSettings
+from metering.app import create_app as create_metering
+from metering.settings import MeteringSettings
+from service_runtime.clock import FixedClock
+from service_runtime.database import create_engine, session_factory
+
+from .conftest import at, business_id
+
+pytestmark = pytest.mark.integration
+
+NOV_2 = dt.date(2026, 11, 2)
+DEC_1 = dt.date(2026, 12, 1)
+
+
+@dataclass
+class Services:
+    metering: httpx.AsyncClient
+    invoicing: httpx.AsyncClient
+    invoicing_url: str
+    publisher: Publisher
+    clock: FixedClock
+    kafka: KafkaTarget
+    database_url: str
+
+
+@pytest_asyncio.fixture(scope="module")
+async def services(kafka: KafkaTarget, postgres_admin_url: str) -> AsyncIterator[Services]:
+    """Metering and invoicing as processes run them, on a database of this module's own."""
+    partitions = {t.name: t.partitions for t in TOPICS}
+    await ensure_topics(kafka.bootstrap_servers, {n: partitions.get(n, 1) for n in all_topic_names()})
+    name = f"billing_kafka_{uuid.uuid4().hex[:10]}"
+    url = async_url(create_database(postgres_admin_url, name))
+    await migrate(url, "metering:migrations")
+    await migrate(url, "invoicing:migrations")
+    clock = FixedClock(at(dt.date(2026, 10, 1), 8))
+    common: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka.bootstrap_servers,
+        "kafka_enable_idempotence": kafka.enable_idempotence,
+        "database_url": SecretStr(url),
+        "outbox_idle_seconds": 0.1,
+    }
+    metering_app = create_metering(MeteringSettings(**common, auto_close=False), clock)
+    try:
+        async with running(metering_app) as metering, serve_http(metering_app) as metering_url:
+            invoicing_app = create_invoicing(InvoicingSettings(**common, metering_url=metering_url), clock)
+            async with (
+                running(invoicing_app) as invoicing,
+                serve_http(invoicing_app) as invoicing_url,
+                Publisher(kafka) as publisher,
+            ):
+                yield Services(metering, invoicing, invoicing_url, publisher, clock, kafka, url)
+    finally:
+        drop_database(postgres_admin_url, name)
+
+
+def signed(environment_id: str, company: int, package: PackageCode, **kw: Any) -> ContractSignedV1:
+    return ContractSignedV1(
+        event_id=uuid.uuid4(),
+        occurred_at=at(dt.date(2026, 9, 20)),
+        producer="crm",
+        environment_id=environment_id,
+        business_id=business_id(company),
+        company_name=f"Asiakas {company} Oy",
+        package=package,
+        production_date=dt.date(2026, 10, 1),
+        billing_address=PostalAddress(street="Aleksanterinkatu 1", postal_code="00100", city="Helsinki"),
+        billing_channel=BillingChannel.EINVOICE,
+        einvoice_address=EInvoiceAddress(address="003712345678", operator="003723327487"),
+        **kw,
+    )
+
+
+def voucher(environment_id: str, voucher_id: str, created_at: dt.datetime) -> VoucherCreatedV1:
+    return VoucherCreatedV1(
+        event_id=uuid.uuid4(),
+        occurred_at=created_at,
+        producer="procountor",
+        environment_id=environment_id,
+        voucher_id=voucher_id,
+        document_kind=DocumentKind.PURCHASE_INVOICE,
+        created_at=created_at,
+    )
+
+
+async def contract_exists(s: Services, environment_id: str) -> bool:
+    return (await s.invoicing.get(f"/contracts/C-{environment_id}")).status_code == 200
+
+
+async def vouchers_counted(s: Services, environment_id: str, month: str, n: int) -> bool:
+    body = (await s.metering.get(f"/environments/{environment_id}/usage/{month}")).json()
+    return bool(body["usage"]["vouchers"] == n)
+
+
+async def invoice_of(s: Services, payer_id: str, period: str) -> dict[str, Any] | None:
+    found = (await s.invoicing.get("/invoices", params={"payer_id": payer_id, "period": period})).json()
+    return found[0] if found else None
+
+
+async def test_a_month_billed_through_kafka_waits_for_the_close_and_bills_each_payer_once(
+    services: Services,
+) -> None:
+    s = services
+    tag = uuid.uuid4().hex[:6]
+    env_a, env_b = f"env-a-{tag}", f"env-b-{tag}"
+    payer_a, payer_b = business_id(501), business_id(502)
+    s.clock.set(at(dt.date(2026, 10, 1), 8))
+    await s.publisher.publish(
+        signed(env_a, 501, PackageCode.KEVYT), signed(env_b, 502, PackageCode.ALLEKIRJOITUS)
+    )
+    await wait_until(lambda: contract_exists(s, env_a), what="contract A applied from Kafka")
+    await wait_until(lambda: contract_exists(s, env_b), what="contract B applied from Kafka")
+    # 13 vouchers in October, the last at 23:59 Helsinki on the 31st (21:59 UTC): still October (B-09).
+    created = [at(dt.date(2026, 10, 1 + n)) for n in range(12)] + [
+        dt.datetime(2026, 10, 31, 21, 59, tzinfo=dt.UTC)
+    ]
+    await s.publisher.publish(*(voucher(env_a, f"V{n}", c) for n, c in enumerate(created)))
+    # 00:00 Helsinki on 1 November (22:00 UTC on 31 October): November, not billed in October.
+    await s.publisher.publish(voucher(env_a, "V-nov", dt.datetime(2026, 10, 31, 22, 0, tzinfo=dt.UTC)))
+    await s.publisher.publish(
+        SignatureCompletedV1(
+            event_id=uuid.uuid4(),
+            occurred_at=at(dt.date(2026, 10, 20)),
+            producer="allekirjoitus",
+            environment_id=env_b,
+            signature_id=f"S-{tag}",
+            signer_count=1,
+            completed_at=at(dt.date(2026, 10, 20)),
+        )
+    )
+    s.clock.set(at(NOV_2, 6))
+    await wait_until(lambda: vouchers_counted(s, env_a, "2026-10", 13), what="metering counted October")
+    await wait_until(lambda: vouchers_counted(s, env_a, "2026-11", 1), what="metering counted November")
+
+    # The CronJob's command, before metering has closed October: it waits (409) and asks again.
+    said: list[str] = []
+    waiting = asyncio.create_task(
+        asyncio.to_thread(trigger, s.invoicing_url, NOV_2, wait_seconds=60, poll_seconds=0.3, say=said.append)
+    )
+
+    async def asked_and_waited() -> bool:
+        return any(line.startswith("waiting for metering") for line in said)
+
+    await wait_until(asked_and_waited, what="the trigger waiting for the month close")
+    assert await invoice_of(s, payer_a, "2026-10") is None
+    assert (await s.metering.post("/months/2026-10/close")).status_code == 200
+    assert await asyncio.wait_for(waiting, timeout=60) == 0
+
+    invoice = await invoice_of(s, payer_a, "2026-10")
+    assert invoice is not None
+    assert [(ln["product_code"], ln["quantity"], ln["net"]) for ln in invoice["lines"]] == [
+        ("KEVYT-MONTHLY", "1", "39.00"),
+        ("EXTRA-VOUCHER", "3", "5.37"),
+    ]
+    assert (invoice["total_net"], invoice["total_vat"], invoice["total_gross"]) == ("44.37", "11.31", "55.68")
+    assert (invoice["invoice_date"], invoice["due_date"]) == ("2026-11-02", "2026-11-12")
+    # B-15: Allekirjoitus's 2.25 € is held, shown as such.
+    assert await invoice_of(s, payer_b, "2026-10") is None
+    held = (await s.invoicing.get(f"/payers/{payer_b}/held")).json()
+    assert (held["held_net"], [h["reason"] for h in held["held"]]) == ("2.25", ["below_minimum"])
+
+    # Two more runs at once and one after: nobody is billed twice.
+    again = await asyncio.gather(
+        *(s.invoicing.post("/billing-runs", json={"run_date": NOV_2.isoformat()}) for _ in range(2))
+    )
+    assert [r.status_code for r in again] == [200, 200]
+    assert all(r.json()["invoices_issued"] == 0 for r in again)
+    assert len((await s.invoicing.get("/invoices", params={"payer_id": payer_a})).json()) == 1
+    status = (await s.invoicing.get("/billing-runs/2026-10")).json()
+    assert status["status"] == "completed"
+    assert status["attempts"] >= 3
+
+    # InvoiceIssuedV1 reaches Kafka for procountor-sync and partners.
+    messages = await read_topic(
+        s.kafka,
+        "invoicing.invoice-issued.v1",
+        until=lambda found: any(m["invoice_id"] == invoice["invoice_id"] for m in found),
+    )
+    (published,) = [m for m in messages if m["invoice_id"] == invoice["invoice_id"]]
+    assert published["total_gross"] == "55.68"
+
+    # B-19: everything behind the extra-voucher line, from metering's item list.
+    spec = (await s.invoicing.get(f"/invoices/{invoice['invoice_id']}/specification")).json()
+    fee, extra = spec["lines"]
+    assert (fee["item_kind"], fee["items"]) == (None, [])
+    assert extra["item_kind"] == "vouchers"
+    assert sorted(i["voucher_id"] for i in extra["items"]) == sorted(f"V{n}" for n in range(13))
+    assert all(i["counted"] for i in extra["items"])
+
+    # B-04: a voucher created in October arrives after the close: a correction on November's invoice.
+    await s.publisher.publish(voucher(env_a, "V-late", at(dt.date(2026, 10, 30))))
+
+    engine = create_engine(s.database_url, pool_size=1)
+    try:
+        sessions = session_factory(engine)
+
+        async def adjustment_received() -> bool:
+            async with sessions() as session:
+                n = await session.scalar(
+                    select(func.count()).where(t.usage_adjustments.c.environment_id == env_a)
+                )
+            return bool(n)
+
+        await wait_until(adjustment_received, what="metering's UsageAdjustedV1 in invoicing")
+    finally:
+        await engine.dispose()
+    s.clock.set(at(DEC_1, 6))
+    assert (await s.metering.post("/months/2026-11/close")).status_code == 200
+
+    async def december_run() -> dict[str, Any] | None:
+        response = await s.invoicing.post("/billing-runs", json={"run_date": DEC_1.isoformat()})
+        return response.json() if response.status_code == 200 else None
+
+    await wait_until(december_run, what="November billed once its close arrived")
+    november = await invoice_of(s, payer_a, "2026-11")
+    assert november is not None
+    assert [
+        (ln["product_code"], ln["period_start"], ln["quantity"], ln["net"], ln["is_correction"])
+        for ln in november["lines"]
+    ] == [
+        ("EXTRA-VOUCHER", "2026-10-01", "1", "1.79", True),
+        ("KEVYT-MONTHLY", "2026-11-01", "1", "39.00", False),
+    ]
+    assert november["lines"][0]["description"].startswith("Korjaus / Correction 2026-10")
+    october_again = await invoice_of(s, payer_a, "2026-10")
+    assert october_again is not None
+    assert october_again["lines"] == invoice["lines"]  # never reopened
+
+
+async def test_tiers_and_payments_arrive_over_kafka_and_a_refund_is_published(services: Services) -> None:
+    s = services
+    tag = uuid.uuid4().hex[:6]
+    env = f"env-own-{tag}"
+    firm = 601
+    s.clock.set(at(dt.date(2027, 1, 5), 8))
+    await s.publisher.publish(
+        signed(env, firm, PackageCode.KEVYT, accounting_firm_id=f"firm-{tag}", own_use=True).model_copy(
+            update={"production_date": dt.date(2027, 1, 1)}
+        ),
+        PartnerTierChangedV1(
+            event_id=uuid.uuid4(),
+            occurred_at=at(dt.date(2027, 1, 10)),
+            producer="partners",
+            firm_id=f"firm-{tag}",
+            old_tier=PartnerTier.GOLD,
+            new_tier=PartnerTier.SILVER,
+            reason="end customers fell under 25",
+            end_customers=20,
+            certified_experts=1,
+            authorized_experts=0,
+            effective_month="2027-01",
+        ),
+    )
+    await wait_until(lambda: contract_exists(s, env), what="own-use contract applied")
+    s.clock.set(at(dt.date(2027, 2, 1), 6))
+    assert (await s.metering.post("/months/2027-01/close")).status_code == 200
+
+    async def january_invoice() -> dict[str, Any] | None:
+        await s.invoicing.post("/billing-runs", json={"run_date": "2027-02-01"})
+        found = await invoice_of(s, business_id(firm), "2027-01")
+        return (
+            found
+            if found and any(ln["product_code"] == "OWN-USE-DISCOUNT" for ln in found["lines"])
+            else None
+        )
+
+    invoice = await wait_until(january_invoice, what="January billed with the Silver discount")
+    assert [(ln["product_code"], ln["net"]) for ln in invoice["lines"]] == [
+        ("KEVYT-MONTHLY", "39.00"),
+        ("OWN-USE-DISCOUNT", "-9.75"),  # P-07: Silver 25 %, in effect for January
+    ]
+    assert invoice["total_gross"] == "36.71"
+
+    payment = PaymentReceivedV1(
+        event_id=uuid.uuid4(),
+        occurred_at=at(dt.date(2027, 2, 8)),
+        producer="procountor-sync",
+        procountor_payment_id=f"PAY-{tag}",
+        procountor_invoice_id=f"PC-{tag}",
+        payer_business_id=business_id(firm),
+        amount=invoice["total_gross"],
+        payment_date=dt.date(2027, 2, 8),
+        reference_number=invoice["reference_number"],
+    )
+    twice = payment.model_copy(update={"event_id": uuid.uuid4(), "procountor_payment_id": f"PAY2-{tag}"})
+    await s.publisher.publish(payment, twice)  # the second finds no open invoice: B-06
+
+    refunds = await read_topic(
+        s.kafka,
+        "invoicing.refund-recorded.v1",
+        until=lambda found: any(m["payment_event_id"] == str(twice.event_id) for m in found),
+    )
+    (refund,) = [m for m in refunds if m["payment_event_id"] == str(twice.event_id)]
+    assert (refund["amount"], refund["reason"]) == ("36.71", "no open invoice")
+    paid = await invoice_of(s, business_id(firm), "2027-01")
+    assert paid is not None
+    assert paid["status"] == "paid"
+    listed = (await s.invoicing.get("/refunds", params={"payer_id": business_id(firm)})).json()
+    assert [r["amount"] for r in listed] == ["36.71"]
+
+
+async def test_the_daily_trigger_runs_only_from_the_first_business_day(services: Services) -> None:
+    s = services
+    s.clock.set(at(dt.date(2026, 11, 2), 6))
+    for day, status in (
+        (dt.date(2026, 11, 1), "not_a_billing_day"),  # Sunday the 1st
+        (dt.date(2027, 1, 1), "not_a_billing_day"),  # New Year's Day
+        (dt.date(2027, 1, 2), "not_a_billing_day"),  # Saturday
+    ):
+        body = (await s.invoicing.post("/billing-runs/scheduled", json={"today": day.isoformat()})).json()
+        assert (body["status"], body["today"]) == (status, day.isoformat())
+    body = (await s.invoicing.post("/billing-runs/scheduled", json={"today": "2026-11-01"})).json()
+    assert body["run_day"] == "2026-11-02"
