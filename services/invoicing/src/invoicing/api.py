@@ -3,8 +3,9 @@ due dates (contracts and price lists: contracts_api)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -45,7 +46,7 @@ from invoicing.receivables import (
     change_due_date,
     issue_credit_note,
 )
-from invoicing.specification import MeteringItemsClient, MeteringUnavailableError, specification
+from invoicing.specification import ItemSource, MeteringItemsClient, MeteringUnavailableError, specification
 from service_runtime.host import ServiceHost
 
 Period = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Billing period YYYY-MM.")]
@@ -131,11 +132,21 @@ def build_router(
         async with host.sessions() as session:
             return await price_book_for_billing(session, price_book)
 
+    @contextlib.asynccontextmanager
+    async def items() -> AsyncIterator[ItemSource | None]:
+        # B-01: production months are counted from metering's item lists.
+        if metering is None:
+            yield None
+            return
+        async with metering() as client:
+            yield MeteringItemsClient(client)
+
     async def _run(run_date: dt.date) -> BillingRunView:
         try:
-            report = await run_billing(
-                host.sessions, host.clock, await prices(), run_date, batch_size=batch_size
-            )
+            async with items() as source:
+                report = await run_billing(
+                    host.sessions, host.clock, await prices(), run_date, batch_size=batch_size, items=source
+                )
         except (NotABillingDayError, AdvanceBillingError) as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         except MonthNotClosedError as exc:
@@ -179,9 +190,10 @@ def build_router(
         """
         try:
             book = await prices()
-            month, closed, planned, failures = await preview_billing(
-                host.sessions, host.clock, book, body.run_date
-            )
+            async with items() as source:
+                month, closed, planned, failures = await preview_billing(
+                    host.sessions, host.clock, book, body.run_date, items=source
+                )
         except NotABillingDayError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         return {

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
 from billing_contracts.partners import PartnerTier
-from invoicing.calendar import YearMonth
+from invoicing.calendar import HELSINKI, YearMonth
 from invoicing.money import ZERO, cents, require_decimal, vat_amount
 from invoicing.pricing import PackageCode, PackagePrice, PriceList
 
@@ -811,3 +811,63 @@ def credit_vat(
             vat = invoice_vat.get(rate, vat) - credited_vat.get(rate, ZERO)
         totals.append(VatTotal(vat_rate=rate, net=cents(net), vat=vat))
     return tuple(totals)
+
+
+# --- B-01: the production month counts usage from the production date ---
+
+
+def _instant(value: object) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        raise ValueError(f"an item's time must be an aware timestamp, got {value!r}")
+    return value
+
+
+def _day(value: object) -> dt.date:
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    if isinstance(value, dt.date):
+        return value
+    raise ValueError(f"an item's day must be a date, got {value!r}")
+
+
+def usage_from_production_date(
+    production_date: dt.date, month_usage: MonthlyUsage, items: Mapping[str, Sequence[Mapping[str, object]]]
+) -> MonthlyUsage:
+    """B-01: of the production month, only what happened from the production date on (Helsinki).
+
+    `items` are metering's item lists of the month (B-19): `vouchers` (with `counted`, B-10/B-11
+    applied), `payees`, `messages` (with `charged`, B-13), `signatures` and `hours`. Users are
+    those at the month's end (B-16), so they come from the month's figures. **Decision:** a
+    payee counts when the first pay of the month was calculated from the production date on.
+    """
+    start = dt.datetime.combine(production_date, dt.time(), tzinfo=HELSINKI)
+
+    def since(kind: str, at: str) -> list[Mapping[str, object]]:
+        return [i for i in items.get(kind, ()) if _instant(i[at]) >= start]
+
+    hours: dict[str, Decimal] = {}
+    for entry in items.get("hours", ()):
+        if entry.get("billable") and _day(entry["work_date"]) >= production_date:
+            code = str(entry["service_product_code"])
+            hours[code] = hours.get(code, Decimal(0)) + Decimal(str(entry["hours"]))
+    messages = [m for m in since("messages", "at") if m.get("charged")]
+    return MonthlyUsage(
+        vouchers=sum(1 for v in since("vouchers", "created_at") if v.get("counted")),
+        payees=len({str(p["person_id"]) for p in since("payees", "first_calculated_at")}),
+        einvoices_sent=sum(1 for m in messages if m.get("direction") == "sent"),
+        einvoices_received=sum(1 for m in messages if m.get("direction") == "received"),
+        billable_users=month_usage.billable_users,
+        signatures=sum(int(str(s["signer_count"])) for s in since("signatures", "completed_at")),
+        billable_hours=hours,
+    )
+
+
+#: The item lists B-01 recounts a production month from.
+PRODUCTION_MONTH_ITEM_KINDS = ("vouchers", "payees", "messages", "signatures", "hours")
+
+
+def counts_from_production_date(contract: EnvironmentContract, month: YearMonth) -> bool:
+    """Whether `month` is the production month and starts before the production date (B-01)."""
+    return month.contains(contract.production_date) and contract.production_date.day > 1

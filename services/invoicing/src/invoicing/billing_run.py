@@ -18,6 +18,7 @@ from billing_contracts.contracts import BillingChannel, EInvoiceAddress, PayerKi
 from billing_contracts.invoicing import InvoiceHeldV1, InvoiceIssuedV1, InvoiceLine, VatTotal
 from invoicing import tables as t
 from invoicing.billing import (
+    PRODUCTION_MONTH_ITEM_KINDS,
     ChargeKind,
     ChargeLine,
     EnvironmentContract,
@@ -28,9 +29,11 @@ from invoicing.billing import (
     Unit,
     charge_lines,
     correction_lines,
+    counts_from_production_date,
     due_date,
     settle_payer,
     software_net_by_reseller,
+    usage_from_production_date,
 )
 from invoicing.billing_repository import Adjustment, HeldRow, SqlAlchemyBillingRepository, jsonb
 from invoicing.calendar import HELSINKI, YearMonth, billing_month_for_run, run_day
@@ -39,6 +42,7 @@ from invoicing.contract_rules import ContractTerms
 from invoicing.money import FINNISH_VAT_RATES, ZERO, VatRateTable
 from invoicing.pricing import PriceBook
 from invoicing.references import reference_for_invoice_number
+from invoicing.specification import ItemSource
 from service_runtime.clock import Clock
 from service_runtime.outbox import OutgoingMessage, enqueue, outgoing
 
@@ -161,6 +165,45 @@ class _Context:
     tiers: TierBook
     vat_rates: VatRateTable
     clock: Clock
+    items: ItemSource | None = None  # metering's item lists, for production months (B-01)
+
+
+class ProductionMonthError(Exception):
+    """B-01: a production month that starts mid-month cannot be counted without metering's items."""
+
+
+ItemsOf = Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]
+
+
+async def _production_month_items(
+    ctx: _Context, batch: Sequence[PayerWork]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """B-01: metering's items of each environment whose production date falls inside the month.
+
+    Read before the batch's transaction (metering's closed month does not change under it in a
+    way the run could see anyway; a late change comes as an adjustment). Errors by environment.
+    """
+    found: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for work in batch:
+        for terms in work.terms:
+            if not counts_from_production_date(_contract(terms), ctx.month):
+                continue
+            env = terms.environment_id
+            if ctx.items is None:
+                errors[env] = (
+                    f"B-01: {env} went into production on {terms.production_date}; counting its usage from "
+                    "that day needs metering's item lists (set INVOICING_METERING_URL)"
+                )
+                continue
+            try:
+                found[env] = {
+                    kind: await ctx.items.items(env, str(ctx.month), kind)
+                    for kind in PRODUCTION_MONTH_ITEM_KINDS
+                }
+            except Exception as exc:  # metering down: this payer waits for the rerun, the others go on
+                errors[env] = f"B-01: metering's item lists of {env} could not be read: {failure_reason(exc)}"
+    return found, errors
 
 
 PriceBookSource = Callable[[AsyncSession], Awaitable[PriceBook]]
@@ -277,6 +320,8 @@ def _settle(
     held: Sequence[HeldRow],
     adjustments: Sequence[Adjustment],
     billed: set[tuple[str, YearMonth]],
+    production_items: ItemsOf | None = None,
+    item_errors: Mapping[str, str] | None = None,
 ) -> PayerResult:
     """One payer's lines of the month, its corrections and held lines, and the B-15 decision."""
     month = ctx.month
@@ -287,9 +332,19 @@ def _settle(
     used_adjustments: list[tuple[str, YearMonth, int]] = []
     for terms in sorted(work.terms, key=lambda x: x.environment_id):
         env = terms.environment_id
+        month_usage = usage.get(env, MonthlyUsage())
+        if counts_from_production_date(_contract(terms), month):
+            # B-01: usage created before the production date is not billed.
+            if item_errors and env in item_errors:
+                raise ProductionMonthError(item_errors[env])
+            if production_items is None or env not in production_items:
+                raise ProductionMonthError(f"B-01: no item lists of {env} for its production month")
+            month_usage = usage_from_production_date(
+                terms.production_date, month_usage, production_items[env]
+            )
         lines += charge_lines(
             _contract(terms),
-            usage.get(env, MonthlyUsage()),
+            month_usage,
             month=month,
             price_list=price_list,
             vat_rate=_vat_rate(ctx, month, terms),
@@ -338,7 +393,13 @@ def _settle(
 
 
 async def _compute_batch(
-    session: AsyncSession, ctx: _Context, batch: Sequence[PayerWork], *, lock: bool
+    session: AsyncSession,
+    ctx: _Context,
+    batch: Sequence[PayerWork],
+    *,
+    lock: bool,
+    production_items: ItemsOf | None = None,
+    item_errors: Mapping[str, str] | None = None,
 ) -> tuple[list[PayerResult], dict[str, str]]:
     """Read what the batch needs (locking it for the run) and settle each payer; failures by payer."""
     repo = SqlAlchemyBillingRepository(session)
@@ -365,6 +426,8 @@ async def _compute_batch(
                     held=held.get(work.payer_id, []),
                     adjustments=adjustments,
                     billed=billed,
+                    production_items=production_items,
+                    item_errors=item_errors,
                 )
             )
         except Exception as exc:  # one payer's bad data must not stop the others
@@ -552,13 +615,16 @@ async def _bill_batch(
     sessions: async_sessionmaker[AsyncSession], ctx: _Context, batch: Sequence[PayerWork]
 ) -> tuple[BatchCounts, dict[str, str], int]:
     """Bill a batch of payers in one transaction; returns counts, failures and how many were already decided."""
+    production_items, item_errors = await _production_month_items(ctx, batch)
     async with sessions.begin() as session:
         repo = SqlAlchemyBillingRepository(session)
         payers = [w.payer_id for w in batch]
         await repo.lock_payers(ctx.month, payers)
         decided = await repo.decided_among(ctx.month, payers)
         todo = [w for w in batch if w.payer_id not in decided]
-        results, failures = await _compute_batch(session, ctx, todo, lock=True)
+        results, failures = await _compute_batch(
+            session, ctx, todo, lock=True, production_items=production_items, item_errors=item_errors
+        )
         counts = await _persist_batch(session, ctx, results, failures)
     return counts, failures, len(decided)
 
@@ -571,6 +637,7 @@ async def run_billing(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     vat_rates: VatRateTable = FINNISH_VAT_RATES,
+    items: ItemSource | None = None,
     on_batch: Callable[[], None] = lambda: None,
 ) -> RunReport:
     """Bill the month before `run_date` (B-03, B-04): one decision per payer, exactly once.
@@ -600,7 +667,7 @@ async def run_billing(
     todo = [work[p] for p in sorted(work) if p not in decided]
     report.already_billed = len(work) - len(todo)
     report.payers = len(todo)
-    ctx = _Context(month, run_id, run_date, price_book, tiers, vat_rates, clock)
+    ctx = _Context(month, run_id, run_date, price_book, tiers, vat_rates, clock, items)
     log.info("billing_run_started", run_id=run_id, month=str(month), attempt=attempt, payers=len(todo))
     failures: dict[str, str] = {}
     done = 0
@@ -699,6 +766,7 @@ async def preview_billing(
     run_date: dt.date,
     *,
     vat_rates: VatRateTable = FINNISH_VAT_RATES,
+    items: ItemSource | None = None,
 ) -> tuple[YearMonth, bool, list[PlannedInvoice], dict[str, str]]:
     """A dry run: what a run on `run_date` would do now, writing nothing and taking no numbers.
 
@@ -717,8 +785,11 @@ async def preview_billing(
         work, _ = await _plan(session, month)
         tiers = await repo.tier_book()
         decided = await repo.decided_payers(month)
-        ctx = _Context(month, run_id_of(month), run_date, price_book, tiers, vat_rates, clock)
+        ctx = _Context(month, run_id_of(month), run_date, price_book, tiers, vat_rates, clock, items)
         todo = [work[p] for p in sorted(work) if p not in decided]
-        results, failures = await _compute_batch(session, ctx, todo, lock=False)
+        production_items, item_errors = await _production_month_items(ctx, todo)
+        results, failures = await _compute_batch(
+            session, ctx, todo, lock=False, production_items=production_items, item_errors=item_errors
+        )
     planned = [PlannedInvoice(r.payer_id, r.settlement, r.payer_terms, r.is_final) for r in results]
     return month, closed, planned, failures
