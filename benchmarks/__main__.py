@@ -1,5 +1,11 @@
-"""`python -m benchmarks`: see `benchmarks.cli`."""
+"""`python -m benchmarks [close] …`: metering ingest (default, `benchmarks.cli`) or month close at scale."""
 
-from benchmarks.cli import main
+import sys
 
-raise SystemExit(main())
+from benchmarks import cli, close
+
+COMMANDS = {"close": close.main}
+
+if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+    raise SystemExit(COMMANDS[sys.argv[1]](sys.argv[2:]))
+raise SystemExit(cli.main())

@@ -141,10 +141,13 @@ def all_topic_names() -> list[str]:
 
 def topic_for(contract: type[Message]) -> str:
     """The topic that carries `contract`."""
-    for spec in TOPICS:
-        if spec.contract is contract:
-            return spec.name
-    raise KeyError(f"{contract.__name__} is not in the topic registry")
+    name = _TOPIC_OF.get(contract)
+    if name is None:
+        raise KeyError(f"{contract.__name__} is not in the topic registry")
+    return name
+
+
+_TOPIC_OF: dict[type[Message], str] = {spec.contract: spec.name for spec in TOPICS}
 
 
 def consumed_by(service: str) -> list[TopicSpec]:

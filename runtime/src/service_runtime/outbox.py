@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_contracts.base import Message, wire_json
 from billing_contracts.registry import topic_for
+from service_runtime.bulk import insert_rows
 from service_runtime.clock import Clock
 from service_runtime.metrics import ServiceMetrics
 
@@ -47,23 +49,25 @@ def outgoing(message: Message, *, topic: str | None = None) -> OutgoingMessage:
 async def enqueue(
     session: AsyncSession, table: Table, messages: Sequence[OutgoingMessage], clock: Clock
 ) -> None:
-    """Add messages to the outbox inside the caller's transaction (one multi-row insert)."""
+    """Add messages to the outbox inside the caller's transaction, in order, in one statement."""
     if not messages:
         return
     session.info[OUTBOX_WRITTEN] = True
     now = clock.now()
-    await session.execute(
-        insert(table),
+    await insert_rows(
+        session,
+        table,
         [
             {
                 "topic": m.topic,
                 "key": m.key,
                 "value": m.value,
-                "headers": m.headers,
+                "headers": json.dumps(m.headers),
                 "created_at": now,
             }
             for m in messages
         ],
+        conflict="",
     )
 
 

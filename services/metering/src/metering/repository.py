@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -223,11 +222,11 @@ class SqlAlchemyUsageRepository:
         return {(r.environment_id, r.month): (r.usage, r.adjustments) for r in rows}
 
     async def save_finalized(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Store published figures, any number of environments in one statement."""
+        """Store published figures (`usage` as JSON text), any number of environments in one statement."""
         await insert_rows(
             self._s,
             t.finalized_usage,
-            [r | {"usage": json.dumps(r["usage"])} for r in rows],
+            rows,
             conflict="ON CONFLICT (environment_id, month) DO UPDATE SET usage = EXCLUDED.usage,"
             " adjustments = EXCLUDED.adjustments, updated_at = EXCLUDED.updated_at",
         )
@@ -241,6 +240,14 @@ class SqlAlchemyUsageRepository:
             .returning(t.closed_months.c.month)
         )
         return result.scalar_one_or_none() is not None
+
+    async def summarize_month_indexes(self) -> None:
+        """Let the month BRIN indexes cover the newest pages, so that a close skips other months."""
+        for index in t.MONTH_INDEXES:
+            await self._s.execute(
+                text("SELECT brin_summarize_new_values(CAST(:index AS regclass))"),
+                {"index": f"{t.SCHEMA}.{index.name}"},
+            )
 
     async def lock_month(self, month: str) -> None:
         """Serialise closes of the same month across replicas."""

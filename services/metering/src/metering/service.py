@@ -309,7 +309,7 @@ class UsageRecorder:
                     {
                         "environment_id": env,
                         "month": month,
-                        "usage": figures(new).model_dump(mode="json"),
+                        "usage": adjustment.usage.model_dump_json(),
                         "adjustments": count + 1,
                         "updated_at": now,
                     }
@@ -343,18 +343,19 @@ async def close_month(
         info = await repo.close_info(month)
         if info is not None:
             return CloseResult(month, False, info[1])
-        usage = await repo.usage(month)
+        await repo.summarize_month_indexes()
+        usage = {env: figures(u) for env, u in (await repo.usage(month)).items()}
         await repo.mark_closed(month, now, len(usage))
         await repo.save_finalized(
             [
                 {
                     "environment_id": env,
                     "month": month,
-                    "usage": figures(u).model_dump(mode="json"),
+                    "usage": f.model_dump_json(),
                     "adjustments": 0,
                     "updated_at": now,
                 }
-                for env, u in usage.items()
+                for env, f in usage.items()
             ]
         )
         messages = [
@@ -365,10 +366,10 @@ async def close_month(
                     producer=PRODUCER,
                     environment_id=env,
                     month=month,
-                    usage=figures(u),
+                    usage=f,
                 )
             )
-            for env, u in usage.items()
+            for env, f in usage.items()
         ]
         messages.append(
             outgoing(
