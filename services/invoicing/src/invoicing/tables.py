@@ -21,7 +21,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 
 from service_runtime.database import service_metadata
 from service_runtime.tables import add_runtime_tables
@@ -92,6 +92,13 @@ contract_terms = Table(
     ),
     Index("ix_contract_terms_contract", "contract_id", "effective_from"),
     Index("ix_contract_terms_pending", "effective_from", postgresql_where=text("NOT applied")),
+    # Exactly one row of signed terms per contract: billing joins it one to one.
+    Index(
+        "uq_contract_terms_signed",
+        "contract_id",
+        unique=True,
+        postgresql_where=text("effective_from IS NULL"),
+    ),
 )
 
 # B-29: a Tallennus firm change waiting for the approvals of both firms.
@@ -220,19 +227,25 @@ invoices = Table(
     Column("total_gross", Numeric(14, 2), nullable=False),
     Column("status", String(20), nullable=False),
     Column("run_id", String(64), nullable=False),
-    Column("document", JSONB, nullable=False, comment="The issued invoice as published (InvoiceIssuedV1)."),
+    # JSON, not JSONB: kept exactly as published (key order too), and half the cost to write.
+    Column("document", JSON, nullable=False, comment="The issued invoice as published (InvoiceIssuedV1)."),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("paid_amount", Numeric(14, 2), nullable=False, server_default="0"),
     Column("credited_net", Numeric(14, 2), nullable=False, server_default="0"),
     Column("credited_gross", Numeric(14, 2), nullable=False, server_default="0"),
-    Column("procountor_invoice_id", String(64), nullable=True, index=True),
+    Column("procountor_invoice_id", String(64), nullable=True),
     Column("delivery_status", String(30), nullable=True, comment="From procountor-sync (I-01)."),
     Column("delivery_error", Text, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=True),
     # The database, not only the code, guarantees one invoice per payer and period (no double billing).
     UniqueConstraint("payer_id", "billing_period", name="uq_invoices_payer_period"),
     Index("ix_invoices_billing_period", "billing_period"),
-    Index("ix_invoices_open", "payer_id", postgresql_where=text("status = 'open'")),
+    # Payments look invoices up by Procountor's id (I-03); only delivered invoices have one.
+    Index(
+        "ix_invoices_procountor_invoice_id",
+        "procountor_invoice_id",
+        postgresql_where=text("procountor_invoice_id IS NOT NULL"),
+    ),
 )
 
 # --- Billing run (issue 4): outcomes, held lines, corrections, tiers, credit notes, payments ---
@@ -320,7 +333,7 @@ credit_notes = Table(
     Column("total_gross", Numeric(14, 2), nullable=False),
     Column("created_by", String(100), nullable=False),
     Column("request_id", String(100), nullable=True, unique=True, comment="Client idempotency key."),
-    Column("document", JSONB, nullable=False, comment="The credit note as published (CreditNoteIssuedV1)."),
+    Column("document", JSON, nullable=False, comment="The credit note as published (CreditNoteIssuedV1)."),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

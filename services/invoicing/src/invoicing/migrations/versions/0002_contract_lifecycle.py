@@ -36,6 +36,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_contract_terms_contract', 'contract_terms', ['contract_id', 'effective_from'], unique=False, schema='invoicing')
     op.create_index('ix_contract_terms_pending', 'contract_terms', ['effective_from'], unique=False, schema='invoicing', postgresql_where=sa.text('NOT applied'))
+    op.create_index('uq_contract_terms_signed', 'contract_terms', ['contract_id'], unique=True, schema='invoicing', postgresql_where=sa.text('effective_from IS NULL'))
     op.create_table('tallennus_firm_changes',
     sa.Column('contract_id', sa.String(length=64), nullable=False, comment='At most one pending change per contract.'),
     sa.Column('old_accounting_firm_id', sa.String(length=64), nullable=False),
@@ -113,6 +114,7 @@ def downgrade() -> None:
     op.drop_column('contract_changes', 'rule', schema='invoicing')
     op.drop_column('contract_changes', 'outcome', schema='invoicing')
     op.drop_table('tallennus_firm_changes', schema='invoicing')
+    op.drop_index('uq_contract_terms_signed', table_name='contract_terms', schema='invoicing', postgresql_where=sa.text('effective_from IS NULL'))
     op.drop_index('ix_contract_terms_pending', table_name='contract_terms', schema='invoicing', postgresql_where=sa.text('NOT applied'))
     op.drop_index('ix_contract_terms_contract', table_name='contract_terms', schema='invoicing')
     op.drop_table('contract_terms', schema='invoicing')
