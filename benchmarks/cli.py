@@ -44,6 +44,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="override metering's kafka_consumer_max_records (default: the service's own setting)",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="metering processes in the consumer group (one in this process, the others on their own)",
+    )
     parser.add_argument("--seed", type=int, default=20261101, help="seed of the generated data")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up a phase after this many s")
     parser.add_argument(
@@ -182,6 +188,7 @@ async def _measure(
         max_records=args.max_records,
         give_up_after=args.timeout,
         profile=args.profile,
+        replicas=args.replicas,
     )
     report.parameters["metering consumer settings"] = ", ".join(
         f"{k}={v}" for k, v in run.consumer_settings.items()
@@ -241,6 +248,10 @@ async def _measure(
         )
     )
     report.add(Figure("RSS peak during E2E, sampled", run.rss_sampled_peak / MIB, "MiB", note="every 0.25 s"))
+    for n, peak in enumerate(run.replica_rss_peaks, start=2):
+        report.add(
+            Figure(f"RSS peak of replica {n}", peak / MIB, "MiB", note="a metering process of its own")
+        )
 
     say(f"closing {MONTH}")
     closed = await ingest.close(async_url(libpq_url))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import json
+import multiprocessing
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from service_runtime.database import create_engine, session_factory
 GROUP = "metering"
 GRACE = timedelta(hours=2)
 POLL_SECONDS = 0.25
+SERVICE_NOW = MONTH_END + timedelta(days=40)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class EndToEnd:
     """VmHWM after a reset just before the run: the true peak of the run (None if the reset was refused)."""
     consumer_settings: dict[str, object]
     """The service's effective consumer settings (its defaults unless overridden)."""
+    replica_rss_peaks: list[int]
+    """Peak RSS of each replica that ran in a process of its own."""
 
     @property
     def rate(self) -> float:
@@ -74,8 +79,13 @@ async def end_to_end(
     max_records: int | None,
     give_up_after: float,
     profile: Path | None,
+    replicas: int = 1,
 ) -> EndToEnd:
-    """Run metering until it has stored every event and committed every offset; time it."""
+    """Run metering until it has stored every event and committed every offset; time it.
+
+    One replica runs in this process (its memory is measured); `replicas - 1` more run as their
+    own processes in the same consumer group, as a Deployment with that many pods would.
+    """
     settings = MeteringSettings(
         kafka_bootstrap_servers=bootstrap,
         kafka_enable_idempotence=False,
@@ -90,7 +100,14 @@ async def end_to_end(
         if name.startswith("kafka_consumer_") or name == "database_pool_size"
     }
     # The service's own clock sits after the data month, so no event is "implausibly in the future".
-    app = create_app(settings, FixedClock(MONTH_END + timedelta(days=40)))
+    app = create_app(settings, FixedClock(SERVICE_NOW))
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    peaks: multiprocessing.Queue[int] = context.Queue()
+    others = [
+        context.Process(target=_replica, args=(settings, stop, peaks), daemon=True)
+        for _ in range(replicas - 1)
+    ]
     records = sum(ends.values())
     connection = await asyncpg.connect(libpq_url)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -103,6 +120,8 @@ async def end_to_end(
             profiler.enable()
         started = time.perf_counter()
         first_commit: float | None = None
+        for process in others:
+            process.start()
         async with running(app):
             while True:
                 await asyncio.sleep(POLL_SECONDS)
@@ -124,7 +143,12 @@ async def end_to_end(
         if profiler:
             profiler.disable()
         kernel_peak = peak_rss_bytes() if kernel_peak_available else None
+        stop.set()
+        replica_peaks = [peaks.get(timeout=60) for _ in others]
+        for process in others:
+            process.join(timeout=30)
     finally:
+        stop.set()
         await admin.close()
         await connection.close()
     if profiler and profile:
@@ -137,8 +161,23 @@ async def end_to_end(
         rss_before=rss_before,
         rss_sampled_peak=sampled_peak,
         rss_kernel_peak=kernel_peak,
-        consumer_settings=consumer_settings,
+        consumer_settings=consumer_settings | {"replicas": replicas},
+        replica_rss_peaks=replica_peaks,
     )
+
+
+def _replica(settings: MeteringSettings, stop: Event, peaks: multiprocessing.Queue[int]) -> None:
+    """Another metering process of the same consumer group, until told to stop; reports its peak RSS."""
+    reset_peak_rss()
+    app = create_app(settings, FixedClock(SERVICE_NOW))
+
+    async def serve() -> None:
+        async with running(app):
+            # A process-wide event cannot be awaited: wait for it on a thread.
+            await asyncio.to_thread(stop.wait)
+
+    asyncio.run(serve())
+    peaks.put(peak_rss_bytes() or rss_bytes())
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ _PG_TYPES = {
 }
 
 
+@cache
 def _array_type(table: Table, column: str) -> str:
     type_name = type(table.c[column].type).__name__.upper()
     if type_name in ("ARRAY",):
@@ -39,12 +40,28 @@ def _array_type(table: Table, column: str) -> str:
     return _PG_TYPES.get(type_name, "text") + "[]"
 
 
+#: Joins a text column's values into one parameter; split again by `string_to_array` in the
+#: database. The unit separator is a control character no id, name or code of ours contains, and
+#: `joined_text` checks that before it is used.
+_SEPARATOR = "\x1f"
+
+
 @cache
 def _statement(
-    table: Table, columns: tuple[str, ...], conflict: str, returning: str | None, returning_where: str | None
+    table: Table,
+    columns: tuple[str, ...],
+    joined: frozenset[str],
+    conflict: str,
+    returning: str | None,
+    returning_where: str | None,
 ) -> TextClause:
     target = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
-    arrays = ", ".join(f"CAST(:{c} AS {_array_type(table, c)})" for c in columns)
+    arrays = ", ".join(
+        f"string_to_array(CAST(:{c} AS text), E'\\x1f')"
+        if c in joined
+        else f"CAST(:{c} AS {_array_type(table, c)})"
+        for c in columns
+    )
     names = ", ".join(f'"{c}"' for c in columns)
     # Identifiers and clauses come from our own table metadata and code, never from input; values are bound.
     sql = f"INSERT INTO {target} ({names}) SELECT * FROM unnest({arrays}) {conflict}"  # noqa: S608
@@ -54,6 +71,20 @@ def _statement(
             # Only the rows the caller needs travel back (usually none).
             sql = f"WITH written AS ({sql}) SELECT * FROM written WHERE {returning_where}"  # noqa: S608
     return text(sql)
+
+
+def joined_text(values: list[Any]) -> str | None:
+    """The values as one separated string, when they are all non-empty text without the separator.
+
+    Binding one string instead of a text array spares the driver a type check and an encoding per
+    element, which is most of the client-side cost of a bulk write.
+    """
+    if not all(type(v) is str for v in values):
+        return None
+    joined = _SEPARATOR.join(values)
+    if joined.count(_SEPARATOR) != len(values) - 1 or not all(values):
+        return None
+    return joined
 
 
 async def insert_rows(
@@ -72,6 +103,16 @@ async def insert_rows(
     if not rows:
         return []
     columns = tuple(rows[0])
-    params = {c: [r[c] for r in rows] for c in columns}
-    result = await session.execute(_statement(table, columns, conflict, returning, returning_where), params)
+    params: dict[str, Any] = {}
+    joined: set[str] = set()
+    for c in columns:
+        values = [r[c] for r in rows]
+        text_value = joined_text(values) if _array_type(table, c) == "text[]" else None
+        if text_value is None:
+            params[c] = values
+        else:
+            params[c] = text_value
+            joined.add(c)
+    statement = _statement(table, columns, frozenset(joined), conflict, returning, returning_where)
+    result = await session.execute(statement, params)
     return list(result.all()) if returning else []

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from billing_contracts.base import Message
 from billing_contracts.deadletter import DeadLetterV1, FailureKind
 from billing_contracts.registry import dead_letter_topic
+from service_runtime.bulk import joined_text
 from service_runtime.clock import Clock
 from service_runtime.metrics import ServiceMetrics
 from service_runtime.outbox import OUTBOX_WRITTEN, enqueue, outgoing
@@ -245,13 +246,11 @@ class IdempotentConsumer(Generic[M]):
         """
         if not decoded:
             return []
+        topics = [r.topic for r, _ in decoded]
+        joined = joined_text(topics)
         result = await session.execute(
-            _claim_statement(self._tables.processed_events),
-            {
-                "ids": [m.event_id for _, m in decoded],
-                "topics": [r.topic for r, _ in decoded],
-                "now": self._clock.now(),
-            },
+            _claim_statement(self._tables.processed_events, joined=joined is not None),
+            {"ids": [m.event_id for _, m in decoded], "topics": joined or topics, "now": self._clock.now()},
         )
         duplicates = {n - 1 for (n,) in result}
         if not duplicates:
@@ -340,11 +339,12 @@ def _split_by_key(records: Sequence[Record], parts: int) -> list[Sequence[Record
 
 
 @cache
-def _claim_statement(table: Table) -> TextClause:
+def _claim_statement(table: Table, *, joined: bool) -> TextClause:
     target = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+    topics = "string_to_array(CAST(:topics AS text), E'\\x1f')" if joined else "CAST(:topics AS text[])"
     # Identifiers come from our own table metadata, never from input; values are bound.
     return text(
-        "WITH input AS (SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:topics AS text[]))"  # noqa: S608
+        f"WITH input AS (SELECT * FROM unnest(CAST(:ids AS uuid[]), {topics})"  # noqa: S608
         " WITH ORDINALITY AS u(event_id, topic, n)),"
         " first AS (SELECT DISTINCT ON (event_id) event_id, topic, n FROM input ORDER BY event_id, n),"
         f" claimed AS (INSERT INTO {target} (event_id, topic, processed_at)"
