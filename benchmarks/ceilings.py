@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 
 from benchmarks.workload import VOUCHER_COLUMNS, Record, VoucherRow
 
@@ -33,7 +34,16 @@ class Timed:
         return self.count / self.steady_seconds if self.steady_seconds else None
 
 
-async def publish(bootstrap: str, records: Sequence[Record]) -> Timed:
+@dataclass(frozen=True)
+class Published:
+    timed: Timed
+    first_send_at: float
+    """Wall-clock time (`time.time()`) just before the first record was handed to the producer."""
+    ends: TopicOffsets
+    """End offset of every partition written, from the broker's acknowledgements."""
+
+
+async def publish(bootstrap: str, records: Sequence[Record]) -> Published:
     """Publish every record with a batching producer; return when the broker acknowledged all."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -44,19 +54,27 @@ async def publish(bootstrap: str, records: Sequence[Record]) -> Timed:
         max_request_size=8 * 1024 * 1024,
     )
     await producer.start()
+    ends: TopicOffsets = {}
+
+    def note(acknowledged: list[RecordMetadata]) -> None:
+        for meta in acknowledged:
+            key = (meta.topic, meta.partition)
+            ends[key] = max(ends.get(key, 0), meta.offset + 1)
+
     try:
+        first_send_at = time.time()
         started = time.perf_counter()
-        pending: list[asyncio.Future[object]] = []
+        pending: list[asyncio.Future[RecordMetadata]] = []
         for record in records:
             pending.append(await producer.send(record.topic, value=record.value, key=record.key))
             if len(pending) >= 50_000:
-                await asyncio.gather(*pending)
+                note(await asyncio.gather(*pending))
                 pending.clear()
-        await asyncio.gather(*pending)
+        note(await asyncio.gather(*pending))
         seconds = time.perf_counter() - started
     finally:
         await producer.stop()
-    return Timed(len(records), seconds)
+    return Published(Timed(len(records), seconds), first_send_at, ends)
 
 
 async def raw_consume(

