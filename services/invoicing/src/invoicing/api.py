@@ -123,6 +123,7 @@ def build_router(
     *,
     metering: Callable[[], httpx.AsyncClient] | None = None,
     batch_size: int = 500,
+    workers: int = 2,
 ) -> APIRouter:
     """The billing API; `metering` makes a client of metering's API for specifications (B-19)."""
     router = APIRouter()
@@ -145,7 +146,13 @@ def build_router(
         try:
             async with items() as source:
                 report = await run_billing(
-                    host.sessions, host.clock, await prices(), run_date, batch_size=batch_size, items=source
+                    host.sessions,
+                    host.clock,
+                    await prices(),
+                    run_date,
+                    batch_size=batch_size,
+                    workers=workers,
+                    items=source,
                 )
         except (NotABillingDayError, AdvanceBillingError) as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc

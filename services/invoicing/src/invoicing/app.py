@@ -100,6 +100,7 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
                 price_book,
                 metering=metering_client(settings),
                 batch_size=settings.billing_batch_size,
+                workers=settings.billing_workers,
             ),
             build_contracts_router(
                 host,

@@ -6,12 +6,12 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from billing_contracts.partners import PartnerTier
 from invoicing.calendar import HELSINKI, YearMonth
-from invoicing.money import ZERO, cents, require_decimal, vat_amount
+from invoicing.money import CENT, ZERO, cents, require_decimal, vat_amount
 from invoicing.pricing import PackageCode, PackagePrice, PriceList
 
 MINIMUM_INVOICE_NET = Decimal("10.00")  # B-15
@@ -114,15 +114,24 @@ class MonthlyUsage:
     billable_hours: Mapping[str, Decimal] = field(default_factory=dict)  # service product → hours
 
     def __post_init__(self) -> None:
-        for what in (
-            "vouchers",
-            "payees",
-            "einvoices_sent",
-            "einvoices_received",
-            "billable_users",
-            "signatures",
-        ):
-            _non_negative(getattr(self, what), what)
+        counts = (
+            self.vouchers,
+            self.payees,
+            self.einvoices_sent,
+            self.einvoices_received,
+            self.billable_users,
+            self.signatures,
+        )
+        if not all(type(c) is int and c >= 0 for c in counts):  # fast path: one check for all
+            for what in (
+                "vouchers",
+                "payees",
+                "einvoices_sent",
+                "einvoices_received",
+                "billable_users",
+                "signatures",
+            ):
+                _non_negative(getattr(self, what), what)
         for code, hours in self.billable_hours.items():
             if require_decimal(hours, f"billable_hours[{code}]") < ZERO:
                 raise ValueError(f"billable_hours[{code}] may not be negative")
@@ -193,7 +202,7 @@ def charge_lines(
             quantity=qty,
             unit=unit,
             unit_price=unit_price,
-            net=cents(qty * unit_price),
+            net=(qty * unit_price).quantize(CENT, rounding=ROUND_HALF_UP),  # B-18, as money.cents
             vat_rate=vat_rate,
             # B-02: the whole month, also in the production month.
             period_start=month.first_day,
@@ -541,7 +550,7 @@ class Settlement:
 def _invoice_order(lines: Iterable[ChargeLine]) -> list[ChargeLine]:
     # B-17: per environment; within it the oldest service month first, a month's
     # corrections after its own lines, and the rule order of each month kept (stable sort).
-    return sorted(lines, key=lambda ln: (ln.environment_id, ln.service_month, ln.is_correction))
+    return sorted(lines, key=lambda ln: (ln.environment_id, ln.period_start, ln.is_correction))
 
 
 def settle_payer(

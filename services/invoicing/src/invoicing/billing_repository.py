@@ -16,7 +16,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_contracts.metering import UsageFigures
 from billing_contracts.partners import PartnerTier
 from invoicing import tables as t
 from invoicing.billing import MonthlyUsage, TierBook
@@ -29,18 +28,22 @@ _O = t.billing_outcomes.c
 
 
 def monthly_usage(data: Mapping[str, Any] | None) -> MonthlyUsage:
-    """Metering's figures (`UsageFigures` JSON) as the domain's usage."""
+    """Metering's figures (`UsageFigures` JSON, validated when it was consumed) as the domain's usage.
+
+    Read directly rather than through the contract again: a run reads one per environment, and
+    `MonthlyUsage` itself refuses negative or non-integer counts.
+    """
     if data is None:
         return MonthlyUsage()
-    f = UsageFigures.model_validate(data)
+    hours = data.get("billable_hours") or {}
     return MonthlyUsage(
-        vouchers=f.vouchers,
-        payees=f.payees,
-        einvoices_sent=f.einvoices_sent,
-        einvoices_received=f.einvoices_received,
-        billable_users=f.billable_users,
-        signatures=f.signatures,
-        billable_hours={k: Decimal(v) for k, v in f.billable_hours.items()},
+        vouchers=data["vouchers"],
+        payees=data["payees"],
+        einvoices_sent=data["einvoices_sent"],
+        einvoices_received=data["einvoices_received"],
+        billable_users=data["billable_users"],
+        signatures=data["signatures"],
+        billable_hours={k: Decimal(v) for k, v in hours.items()},
     )
 
 

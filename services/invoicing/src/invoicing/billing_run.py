@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections import defaultdict
@@ -14,8 +15,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing_contracts.contracts import BillingChannel, EInvoiceAddress, PayerKind, PostalAddress
-from billing_contracts.invoicing import InvoiceHeldV1, InvoiceIssuedV1, InvoiceLine, VatTotal
+from billing_contracts.invoicing import InvoiceHeldV1, InvoiceIssuedV1, InvoiceLine
 from invoicing import tables as t
 from invoicing.billing import (
     PRODUCTION_MONTH_ITEM_KINDS,
@@ -37,7 +37,11 @@ from invoicing.billing import (
 )
 from invoicing.billing_repository import Adjustment, HeldRow, SqlAlchemyBillingRepository, jsonb
 from invoicing.calendar import HELSINKI, YearMonth, billing_month_for_run, run_day
-from invoicing.contract_repository import contract_terms_for_month
+from invoicing.contract_repository import (
+    contract_row_of_environment,
+    contract_terms_for_month,
+    contract_terms_of,
+)
 from invoicing.contract_rules import ContractTerms
 from invoicing.money import FINNISH_VAT_RATES, ZERO, VatRateTable
 from invoicing.pricing import PriceBook
@@ -50,6 +54,7 @@ log = structlog.get_logger(__name__)
 
 PRODUCER = "invoicing"
 DEFAULT_BATCH_SIZE = 500
+DEFAULT_WORKERS = 2
 
 
 class NotABillingDayError(Exception):
@@ -228,18 +233,29 @@ async def _plan(
         work.setdefault(payer, PayerWork(payer))
     pending = await repo.pending_adjustment_keys(before=month)
     unbillable: set[tuple[str, YearMonth]] = set()
-    for corrected in sorted({m for _, m in pending}):
-        envs = {env for env, m in pending if m == corrected}
-        found = {x.environment_id: x for x in await contract_terms_for_month(session, corrected)}
-        for env in sorted(envs):
-            of_month = found.get(env)
-            if of_month is None:
-                unbillable.add((env, corrected))
-                continue
-            work.setdefault(of_month.payer_id, PayerWork(of_month.payer_id)).corrections.append(
-                Correction(of_month, corrected)
-            )
+    # Late usage is rare: the terms of each corrected environment-month, one contract at a time.
+    for env, corrected in sorted(pending, key=lambda k: (k[0], k[1])):
+        of_month = await _terms_of_environment(session, env, corrected)
+        if of_month is None:
+            unbillable.add((env, corrected))
+            continue
+        work.setdefault(of_month.payer_id, PayerWork(of_month.payer_id)).corrections.append(
+            Correction(of_month, corrected)
+        )
     return work, unbillable
+
+
+async def _terms_of_environment(
+    session: AsyncSession, environment_id: str, month: YearMonth
+) -> ContractTerms | None:
+    """The terms of an environment's contract for `month`, if the contract was billable in it."""
+    row = await contract_row_of_environment(session, environment_id)
+    if row is None:
+        return None
+    terms = await contract_terms_of(session, row["contract_id"], month)
+    if terms is None or not _contract(terms).is_billable_in(month):
+        return None
+    return terms
 
 
 def _contract(terms: ContractTerms) -> EnvironmentContract:
@@ -293,22 +309,7 @@ def held_line(data: Mapping[str, Any], carried_from: YearMonth) -> ChargeLine:
 
 
 def wire_line(ln: ChargeLine, line_no: int) -> InvoiceLine:
-    return InvoiceLine(
-        line_no=line_no,
-        environment_id=ln.environment_id,
-        product_code=ln.product_code,
-        description=ln.description,
-        period_start=ln.period_start,
-        period_end=ln.period_end,
-        quantity=ln.quantity,
-        unit=ln.unit.value,
-        unit_price=ln.unit_price,
-        net=ln.net,
-        vat_rate=ln.vat_rate,
-        is_correction=ln.is_correction,
-        charge_kind=ln.kind.value,
-        carried_from_period=None if ln.carried_from is None else str(ln.carried_from),
-    )
+    return InvoiceLine.model_validate(line_fields(ln, line_no))
 
 
 def _settle(
@@ -439,43 +440,65 @@ async def _compute_batch(
 # --- persisting one batch ---
 
 
+def line_fields(ln: ChargeLine, line_no: int) -> dict[str, Any]:
+    """An invoice line's fields as the contract names them (`InvoiceLine`)."""
+    return {
+        "line_no": line_no,
+        "environment_id": ln.environment_id,
+        "product_code": ln.product_code,
+        "description": ln.description,
+        "period_start": ln.period_start,
+        "period_end": ln.period_end,
+        "quantity": ln.quantity,
+        "unit": ln.unit.value,
+        "unit_price": ln.unit_price,
+        "net": ln.net,
+        "vat_rate": ln.vat_rate,
+        "is_correction": ln.is_correction,
+        "charge_kind": ln.kind.value,
+        "carried_from_period": None if ln.carried_from is None else str(ln.carried_from),
+    }
+
+
 def _invoice_message(
     ctx: _Context, result: PayerResult, *, number: int, invoice_id: str, now: dt.datetime
 ) -> InvoiceIssuedV1:
+    """The issued invoice as published; validated whole against the contract (in pydantic's core:
+    a run validates one per payer, nested lines included)."""
     payer = result.payer_terms
     if payer is None:
         raise ValueError(f"payer {result.payer_id} has no contract to take its name and address from")
     totals = result.settlement.totals
     term_days = ctx.price_book.price_list_for(ctx.month).payment_term_days
     carried = sum((ln.net for ln in totals.lines if ln.carried_from is not None), ZERO)
-    return InvoiceIssuedV1(
-        event_id=uuid.uuid4(),
-        occurred_at=now,
-        producer=PRODUCER,
-        invoice_id=invoice_id,
-        invoice_number=str(number),
-        reference_number=reference_for_invoice_number(number),
-        payer_id=result.payer_id,
-        payer_kind=PayerKind(payer.payer_kind),
-        payer_business_id=result.payer_id,
-        payer_name=payer.invoice_name,
-        billing_address=PostalAddress.model_validate(payer.billing_address),
-        billing_channel=BillingChannel(payer.billing_channel),
-        einvoice_address=None
-        if payer.einvoice_address is None
-        else EInvoiceAddress.model_validate(payer.einvoice_address),
-        billing_email=payer.billing_email,
-        billing_period=str(ctx.month),
-        invoice_date=ctx.run_date,
-        due_date=due_date(ctx.run_date, term_days),
-        lines=[wire_line(ln, i) for i, ln in enumerate(totals.lines, start=1)],
-        vat_totals=[VatTotal(vat_rate=v.vat_rate, net=v.net, vat=v.vat) for v in totals.vat_totals],
-        total_net=totals.total_net,
-        total_vat=totals.total_vat,
-        total_gross=totals.total_gross,
-        software_net_by_reseller=software_net_by_reseller(totals.lines, result.reseller_of),
-        final_invoice=result.is_final,
-        carried_net=carried,
+    return InvoiceIssuedV1.model_validate(
+        {
+            "event_id": uuid.uuid4(),
+            "occurred_at": now,
+            "producer": PRODUCER,
+            "invoice_id": invoice_id,
+            "invoice_number": str(number),
+            "reference_number": reference_for_invoice_number(number),
+            "payer_id": result.payer_id,
+            "payer_kind": payer.payer_kind,
+            "payer_business_id": result.payer_id,
+            "payer_name": payer.invoice_name,
+            "billing_address": payer.billing_address,
+            "billing_channel": payer.billing_channel,
+            "einvoice_address": payer.einvoice_address,
+            "billing_email": payer.billing_email,
+            "billing_period": str(ctx.month),
+            "invoice_date": ctx.run_date,
+            "due_date": due_date(ctx.run_date, term_days),
+            "lines": [line_fields(ln, i) for i, ln in enumerate(totals.lines, start=1)],
+            "vat_totals": [{"vat_rate": v.vat_rate, "net": v.net, "vat": v.vat} for v in totals.vat_totals],
+            "total_net": totals.total_net,
+            "total_vat": totals.total_vat,
+            "total_gross": totals.total_gross,
+            "software_net_by_reseller": software_net_by_reseller(totals.lines, result.reseller_of),
+            "final_invoice": result.is_final,
+            "carried_net": carried,
+        }
     )
 
 
@@ -638,6 +661,7 @@ async def run_billing(
     batch_size: int = DEFAULT_BATCH_SIZE,
     vat_rates: VatRateTable = FINNISH_VAT_RATES,
     items: ItemSource | None = None,
+    workers: int = DEFAULT_WORKERS,
     on_batch: Callable[[], None] = lambda: None,
 ) -> RunReport:
     """Bill the month before `run_date` (B-03, B-04): one decision per payer, exactly once.
@@ -671,22 +695,28 @@ async def run_billing(
     log.info("billing_run_started", run_id=run_id, month=str(month), attempt=attempt, payers=len(todo))
     failures: dict[str, str] = {}
     done = 0
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        outcome = await _bill_with_fallback(sessions, ctx, batch)
-        counts, batch_failures, raced = outcome
-        report.invoices_issued += counts.issued
-        report.held += counts.held
-        report.zero += counts.zero
-        report.nothing_to_bill += counts.nothing
-        report.already_billed += raced
-        failures |= batch_failures
-        done += len(batch)
-        async with sessions.begin() as session:
-            await SqlAlchemyBillingRepository(session).record_progress(
-                run_id, payers=len(work), done=len(decided) + done, now=clock.now()
-            )
-        on_batch()
+    batches = iter([todo[i : i + batch_size] for i in range(0, len(todo), batch_size)])
+
+    async def worker() -> None:
+        # Several workers overlap one batch's Python with another's database round trips; their
+        # batches hold disjoint payers, so they never wait for each other's locks.
+        nonlocal done
+        for batch in batches:
+            counts, batch_failures, raced = await _bill_with_fallback(sessions, ctx, batch)
+            report.invoices_issued += counts.issued
+            report.held += counts.held
+            report.zero += counts.zero
+            report.nothing_to_bill += counts.nothing
+            report.already_billed += raced
+            failures.update(batch_failures)
+            done += len(batch)
+            async with sessions.begin() as session:
+                await SqlAlchemyBillingRepository(session).record_progress(
+                    run_id, payers=len(work), done=len(decided) + done, now=clock.now()
+                )
+            on_batch()
+
+    await asyncio.gather(*(worker() for _ in range(max(1, workers))))
     async with sessions.begin() as session:
         repo = SqlAlchemyBillingRepository(session)
         if unbillable:

@@ -27,3 +27,6 @@ class InvoicingSettings(ServiceSettings):
     billing_batch_size: int = Field(
         default=500, ge=1, le=5000, description="Payers billed per transaction in a billing run."
     )
+    billing_workers: int = Field(
+        default=2, ge=1, le=16, description="Batches a billing run bills at once (each its own transaction)."
+    )

@@ -47,7 +47,12 @@ async def main() -> int:
     clock = FixedClock(dt.datetime.combine(args.run_date, dt.time(6), tzinfo=HELSINKI))
     try:
         report = await run_billing(
-            session_factory(engine), clock, sample_price_book(), args.run_date, batch_size=args.batch_size
+            session_factory(engine),
+            clock,
+            sample_price_book(),
+            args.run_date,
+            batch_size=args.batch_size,
+            workers=1,  # one worker: the commits come in a known order
         )
     finally:
         await engine.dispose()
