@@ -348,3 +348,91 @@ async def test_the_daily_trigger_runs_only_from_the_first_business_day(services:
         assert (body["status"], body["today"]) == (status, day.isoformat())
     body = (await s.invoicing.post("/billing-runs/scheduled", json={"today": "2026-11-01"})).json()
     assert body["run_day"] == "2026-11-02"
+
+
+async def test_operators_dry_run_credit_and_move_due_dates_over_http(services: Services) -> None:
+    s = services
+    tag = uuid.uuid4().hex[:6]
+    env = f"env-ops-{tag}"
+    company = 701
+    s.clock.set(at(dt.date(2027, 3, 2), 8))
+    created = await s.invoicing.post(
+        "/contracts",
+        json=signed(env, company, PackageCode.KEVYT)
+        .model_copy(update={"production_date": dt.date(2027, 3, 1)})
+        .model_dump(mode="json", exclude={"event_id", "occurred_at", "producer"}),
+    )
+    assert created.status_code == 201, created.text
+    s.clock.set(at(dt.date(2027, 4, 1), 6))
+    # A dry run of an open month: what would be billed, flagged, nothing written, no number taken.
+    dry = (await s.invoicing.post("/billing-runs/dry-run", json={"run_date": "2027-04-01"})).json()
+    assert (dry["billing_month"], dry["month_closed"]) == ("2027-03", False)
+    (planned,) = [p for p in dry["payers"] if p["payer_id"] == business_id(company)]
+    assert (planned["action"], planned["total_net"], planned["due_date"]) == ("issue", "39.00", "2027-04-11")
+    assert (await s.invoicing.post("/billing-runs", json={"run_date": "2027-04-01"})).status_code == 409
+    assert (await s.metering.post("/months/2027-03/close")).status_code == 200
+
+    async def march() -> dict[str, Any] | None:
+        await s.invoicing.post("/billing-runs", json={"run_date": "2027-04-01"})
+        return await invoice_of(s, business_id(company), "2027-03")
+
+    invoice = await wait_until(march, what="March billed")
+    status = (await s.invoicing.get("/billing-runs/2027-03")).json()
+    assert status["failures"] == []
+    assert status["outcomes"]["issued"] >= 1
+
+    # B-23: a move asked by a user without the right is refused with the reason, then one that may.
+    refused = await s.invoicing.post(
+        f"/invoices/{invoice['invoice_id']}/due-date",
+        json={
+            "new_due_date": "2027-04-30",
+            "reason": "asked for more time",
+            "changed_by": "support-1",
+            "requested_by": {"person_name": "Kirsi Kirjanpitäjä", "role": "bookkeeper"},
+        },
+    )
+    assert refused.status_code == 422
+    assert refused.json()["detail"]["rule"] == "B-25"
+    moved = await s.invoicing.post(
+        f"/invoices/{invoice['invoice_id']}/due-date",
+        json={
+            "new_due_date": "2027-04-30",
+            "reason": "asked for more time",
+            "changed_by": "support-1",
+            "requested_by": {"person_name": "Paula Pääkäyttäjä", "role": "main_user"},
+        },
+    )
+    assert moved.json() == {"invoice_id": invoice["invoice_id"], "due_date": "2027-04-30"}
+    audit = (await s.invoicing.get(f"/invoices/{invoice['invoice_id']}/due-date-changes")).json()
+    assert [(a["outcome"], a["changed_by"], a["new_due_date"]) for a in audit] == [
+        ("refused", "support-1", "2027-04-30"),
+        ("accepted", "support-1", "2027-04-30"),
+    ]
+
+    # A credit note of the whole invoice, with a reason; retried with its key it is the same note.
+    body = {"reason": "signed by mistake", "credited_by": "ops-2", "request_id": f"ticket-{tag}"}
+    note = await s.invoicing.post(f"/invoices/{invoice['invoice_id']}/credit-notes", json=body)
+    again = await s.invoicing.post(f"/invoices/{invoice['invoice_id']}/credit-notes", json=body)
+    assert note.status_code == again.status_code == 201
+    assert note.json()["credit_note_id"] == again.json()["credit_note_id"]
+    assert (note.json()["total_gross"], note.json()["credited_invoice_number"]) == (
+        "48.95",
+        invoice["invoice_number"],
+    )
+    nothing_left = await s.invoicing.post(
+        f"/invoices/{invoice['invoice_id']}/credit-notes", json={"reason": "again", "credited_by": "ops-2"}
+    )
+    assert (nothing_left.status_code, nothing_left.json()["detail"]) == (
+        422,
+        "nothing left to credit on this invoice",
+    )
+    after = (await s.invoicing.get(f"/invoices/{invoice['invoice_id']}")).json()
+    assert (after["status"], after["open_amount"], after["due_date"]) == ("credited", "0.00", "2027-04-30")
+    listed = (await s.invoicing.get("/credit-notes", params={"invoice_id": invoice["invoice_id"]})).json()
+    assert [n["credit_note_number"] for n in listed] == [note.json()["credit_note_number"]]
+    messages = await read_topic(
+        s.kafka,
+        "invoicing.credit-note-issued.v1",
+        until=lambda found: any(m["credited_invoice_id"] == invoice["invoice_id"] for m in found),
+    )
+    assert len([m for m in messages if m["credited_invoice_id"] == invoice["invoice_id"]]) == 1

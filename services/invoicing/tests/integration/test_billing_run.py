@@ -212,3 +212,16 @@ async def test_a_payer_that_fails_is_set_aside_with_the_reason_and_the_others_ar
         ("env-c", "KIRJANPITO-TUNTI", "2", "75.00", "150.00"),  # I-07
     ]
     assert c["invoice_number"] == "100003"
+
+
+async def test_p08_the_invoice_carries_the_net_software_charges_per_reseller(billing: Billing) -> None:
+    await billing.sign("env-r1", 1, reseller="partner-9")
+    await billing.usage("env-r1", "2026-10", vouchers=13, billable_hours={"KIRJANPITO-TUNTI": "1"})
+    await billing.close("2026-10")
+
+    await billing.run(NOV_2)
+
+    (invoice,) = await billing.invoices()
+    # 39.00 + 5.37 of software; the hour (75.00) is work, not resold software.
+    assert invoice["software_net_by_reseller"] == {"partner-9": "44.37"}
+    assert invoice["total_net"] == "119.37"
