@@ -419,6 +419,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-size", type=int, default=500, help="payers per transaction (the service's default)"
     )
+    parser.add_argument("--workers", type=int, default=2, help="batches at once (the service's default)")
     parser.add_argument("--seed", type=int, default=20261102, help="seed of the generated data")
     parser.add_argument("--json", type=str, help="also write the figures to this file")
     parser.add_argument("--profile", type=str, help="cProfile the run into this file (slows it)")
@@ -468,7 +469,7 @@ async def _measure(args: argparse.Namespace, w: Workload, report: Report, libpq_
         "late adjustments of September": f"{len(w.adjustments):,}",
         "partner tiers": f"{len(w.tiers):,}",
         "billed month / run date": f"{MONTH} / {RUN_DATE}",
-        "batch size": args.batch_size,
+        "batch size / workers": f"{args.batch_size} / {args.workers}",
         "seed": args.seed,
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
@@ -485,6 +486,7 @@ async def _measure(args: argparse.Namespace, w: Workload, report: Report, libpq_
         profiler = cProfile.Profile()
         profiler.enable()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     try:
         result = await run_billing(
             sessions,
@@ -492,11 +494,13 @@ async def _measure(args: argparse.Namespace, w: Workload, report: Report, libpq_
             sample_price_book(),
             RUN_DATE,
             batch_size=args.batch_size,
+            workers=args.workers,
             on_batch=lambda: batches.append(time.perf_counter()),
         )
     finally:
         await engine.dispose()
     run_seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -513,7 +517,23 @@ async def _measure(args: argparse.Namespace, w: Workload, report: Report, libpq_
         Figure("billing run (wall)", run_seconds, "s", note="run_billing: plan, every batch committed")
     )
     report.add(
+        Figure(
+            "  of which planning",
+            result.plan_seconds,
+            "s",
+            note="contract terms of the month, held lines, corrections",
+        )
+    )
+    report.add(
         Figure("  of which until the first batch committed", plan_seconds, "s", note="planning + one batch")
+    )
+    report.add(
+        Figure(
+            "  CPU of the service's process",
+            cpu_seconds,
+            "s",
+            note="process_time: Python and driver, not PostgreSQL",
+        )
     )
     report.add(Figure("payers billed", len(w.payers) / run_seconds, "payers/s"))
     report.add(

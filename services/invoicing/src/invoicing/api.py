@@ -81,6 +81,7 @@ class BillingRunView(BaseModel):
     failures: list[dict[str, str]] = Field(description="Payers this call set aside, with the reason.")
     status: str = Field(description="`completed`, or `completed_with_failures` while any payer is set aside.")
     totals: dict[str, int] = Field(description="The period's outcomes so far, all attempts together.")
+    plan_seconds: float = Field(description="Time spent reading the month before billing the first payer.")
 
 
 class CreditLineRequest(BaseModel):

@@ -185,6 +185,8 @@ def charge_lines(
         return []
     package = price_list.package(contract.package)
 
+    first_day, last_day = month.first_day, month.last_day
+
     def line(
         kind: ChargeKind,
         product_code: str,
@@ -205,8 +207,8 @@ def charge_lines(
             net=(qty * unit_price).quantize(CENT, rounding=ROUND_HALF_UP),  # B-18, as money.cents
             vat_rate=vat_rate,
             # B-02: the whole month, also in the production month.
-            period_start=month.first_day,
-            period_end=month.last_day,
+            period_start=first_day,
+            period_end=last_day,
         )
 
     lines: list[ChargeLine] = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -16,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_contracts.invoicing import InvoiceHeldV1, InvoiceIssuedV1, InvoiceLine
+from billing_contracts.registry import topic_for
 from invoicing import tables as t
 from invoicing.billing import (
     PRODUCTION_MONTH_ITEM_KINDS,
@@ -43,8 +46,9 @@ from invoicing.contract_repository import (
     contract_terms_of,
 )
 from invoicing.contract_rules import ContractTerms
+from invoicing.invoice_wire import check_against_contract, invoice_json
 from invoicing.money import FINNISH_VAT_RATES, ZERO, VatRateTable
-from invoicing.pricing import PriceBook
+from invoicing.pricing import PackageCode, PriceBook, PriceList
 from invoicing.references import reference_for_invoice_number
 from invoicing.specification import ItemSource
 from service_runtime.clock import Clock
@@ -119,6 +123,7 @@ class RunReport:
     failures: list[dict[str, str]] = field(default_factory=list)
     status: str = "running"
     totals: dict[str, int] = field(default_factory=dict)
+    plan_seconds: float = 0.0  # reading the month: contracts, held lines, corrections
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +176,27 @@ class _Context:
     vat_rates: VatRateTable
     clock: Clock
     items: ItemSource | None = None  # metering's item lists, for production months (B-01)
+    period: str = ""  # the billed month as on the wire, YYYY-MM
+    _lists: dict[YearMonth, PriceList] = field(default_factory=dict)
+    _rates: dict[tuple[YearMonth, PackageCode], Decimal] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.period = str(self.month)
+
+    def price_list(self, month: YearMonth) -> PriceList:
+        found = self._lists.get(month)
+        if found is None:
+            found = self._lists[month] = self.price_book.price_list_for(month)
+        return found
+
+    def vat_rate(self, month: YearMonth, package: PackageCode) -> Decimal:
+        """The VAT rate of the package's category in force for the service month (B-18)."""
+        key = (month, package)
+        found = self._rates.get(key)
+        if found is None:
+            category = self.price_list(month).package(package).vat_category
+            found = self._rates[key] = self.vat_rates.rate_for(month, category)
+        return found
 
 
 class ProductionMonthError(Exception):
@@ -203,8 +229,7 @@ async def _production_month_items(
                 continue
             try:
                 found[env] = {
-                    kind: await ctx.items.items(env, str(ctx.month), kind)
-                    for kind in PRODUCTION_MONTH_ITEM_KINDS
+                    kind: await ctx.items.items(env, ctx.period, kind) for kind in PRODUCTION_MONTH_ITEM_KINDS
                 }
             except Exception as exc:  # metering down: this payer waits for the rerun, the others go on
                 errors[env] = f"B-01: metering's item lists of {env} could not be read: {failure_reason(exc)}"
@@ -212,6 +237,7 @@ async def _production_month_items(
 
 
 PriceBookSource = Callable[[AsyncSession], Awaitable[PriceBook]]
+NO_USAGE = MonthlyUsage()
 
 
 # --- planning (shared by the run and the dry run) ---
@@ -270,8 +296,7 @@ def _contract(terms: ContractTerms) -> EnvironmentContract:
 
 
 def _vat_rate(ctx: _Context, month: YearMonth, terms: ContractTerms) -> Decimal:
-    package = ctx.price_book.price_list_for(month).package(terms.package)
-    return ctx.vat_rates.rate_for(month, package.vat_category)
+    return ctx.vat_rate(month, terms.package)
 
 
 def _tier(ctx: _Context, terms: ContractTerms, month: YearMonth) -> Any:
@@ -326,15 +351,16 @@ def _settle(
 ) -> PayerResult:
     """One payer's lines of the month, its corrections and held lines, and the B-15 decision."""
     month = ctx.month
-    price_list = ctx.price_book.price_list_for(month)
+    price_list = ctx.price_list(month)
     lines: list[ChargeLine] = []
     applies = True
     is_final = not work.terms  # a payer left without contracts: everything still held goes out
     used_adjustments: list[tuple[str, YearMonth, int]] = []
     for terms in sorted(work.terms, key=lambda x: x.environment_id):
         env = terms.environment_id
-        month_usage = usage.get(env, MonthlyUsage())
-        if counts_from_production_date(_contract(terms), month):
+        contract = _contract(terms)
+        month_usage = usage.get(env, NO_USAGE)
+        if counts_from_production_date(contract, month):
             # B-01: usage created before the production date is not billed.
             if item_errors and env in item_errors:
                 raise ProductionMonthError(item_errors[env])
@@ -344,7 +370,7 @@ def _settle(
                 terms.production_date, month_usage, production_items[env]
             )
         lines += charge_lines(
-            _contract(terms),
+            contract,
             month_usage,
             month=month,
             price_list=price_list,
@@ -365,7 +391,7 @@ def _settle(
         chain = by_key.get(key, [])
         if not chain or key not in billed:
             continue  # not billed yet: its own run will bill the adjusted figures
-        corrected_list = ctx.price_book.price_list_for(correction.month)
+        corrected_list = ctx.price_list(correction.month)
         lines += correction_lines(
             _contract(correction.terms),
             previous=chain[0].previous,
@@ -432,7 +458,7 @@ async def _compute_batch(
                 )
             )
         except Exception as exc:  # one payer's bad data must not stop the others
-            log.warning("payer_billing_failed", payer_id=work.payer_id, month=str(ctx.month), error=str(exc))
+            log.warning("payer_billing_failed", payer_id=work.payer_id, month=ctx.period, error=str(exc))
             failures[work.payer_id] = failure_reason(exc)
     return results, failures
 
@@ -460,46 +486,46 @@ def line_fields(ln: ChargeLine, line_no: int) -> dict[str, Any]:
     }
 
 
-def _invoice_message(
+def _invoice_fields(
     ctx: _Context, result: PayerResult, *, number: int, invoice_id: str, now: dt.datetime
-) -> InvoiceIssuedV1:
-    """The issued invoice as published; validated whole against the contract (in pydantic's core:
-    a run validates one per payer, nested lines included)."""
+) -> dict[str, Any]:
+    """The issued invoice's fields as the contract names them (`InvoiceIssuedV1`)."""
     payer = result.payer_terms
     if payer is None:
         raise ValueError(f"payer {result.payer_id} has no contract to take its name and address from")
     totals = result.settlement.totals
-    term_days = ctx.price_book.price_list_for(ctx.month).payment_term_days
+    term_days = ctx.price_list(ctx.month).payment_term_days
     carried = sum((ln.net for ln in totals.lines if ln.carried_from is not None), ZERO)
-    return InvoiceIssuedV1.model_validate(
-        {
-            "event_id": uuid.uuid4(),
-            "occurred_at": now,
-            "producer": PRODUCER,
-            "invoice_id": invoice_id,
-            "invoice_number": str(number),
-            "reference_number": reference_for_invoice_number(number),
-            "payer_id": result.payer_id,
-            "payer_kind": payer.payer_kind,
-            "payer_business_id": result.payer_id,
-            "payer_name": payer.invoice_name,
-            "billing_address": payer.billing_address,
-            "billing_channel": payer.billing_channel,
-            "einvoice_address": payer.einvoice_address,
-            "billing_email": payer.billing_email,
-            "billing_period": str(ctx.month),
-            "invoice_date": ctx.run_date,
-            "due_date": due_date(ctx.run_date, term_days),
-            "lines": [line_fields(ln, i) for i, ln in enumerate(totals.lines, start=1)],
-            "vat_totals": [{"vat_rate": v.vat_rate, "net": v.net, "vat": v.vat} for v in totals.vat_totals],
-            "total_net": totals.total_net,
-            "total_vat": totals.total_vat,
-            "total_gross": totals.total_gross,
-            "software_net_by_reseller": software_net_by_reseller(totals.lines, result.reseller_of),
-            "final_invoice": result.is_final,
-            "carried_net": carried,
-        }
-    )
+    return {
+        "event_id": uuid.uuid4(),
+        "occurred_at": now,
+        "producer": PRODUCER,
+        "invoice_id": invoice_id,
+        "invoice_number": str(number),
+        "reference_number": reference_for_invoice_number(number),
+        "payer_id": result.payer_id,
+        "payer_kind": payer.payer_kind,
+        "payer_business_id": result.payer_id,
+        "payer_name": payer.invoice_name,
+        "billing_address": payer.billing_address,
+        "billing_channel": payer.billing_channel,
+        "einvoice_address": payer.einvoice_address,
+        "billing_email": payer.billing_email,
+        "billing_period": ctx.period,
+        "invoice_date": ctx.run_date,
+        "due_date": due_date(ctx.run_date, term_days),
+        "lines": [line_fields(ln, i) for i, ln in enumerate(totals.lines, start=1)],
+        "vat_totals": [{"vat_rate": v.vat_rate, "net": v.net, "vat": v.vat} for v in totals.vat_totals],
+        "total_net": totals.total_net,
+        "total_vat": totals.total_vat,
+        "total_gross": totals.total_gross,
+        "software_net_by_reseller": software_net_by_reseller(totals.lines, result.reseller_of),
+        "final_invoice": result.is_final,
+        "carried_net": carried,
+    }
+
+
+_ISSUED_TOPIC = topic_for(InvoiceIssuedV1)
 
 
 def _held_message(ctx: _Context, result: PayerResult, now: dt.datetime) -> InvoiceHeldV1:
@@ -510,7 +536,7 @@ def _held_message(ctx: _Context, result: PayerResult, now: dt.datetime) -> Invoi
         producer=PRODUCER,
         payer_id=result.payer_id,
         payer_business_id=result.payer_id,
-        billing_period=str(ctx.month),
+        billing_period=ctx.period,
         held_net=settlement.totals.total_net,
         accumulated_held_net=settlement.accumulated_held_net,
         lines=[wire_line(ln, i) for i, ln in enumerate(settlement.lines, start=1)],
@@ -527,27 +553,36 @@ async def _persist_batch(
     invoice_of_payer: dict[str, str] = {}
     invoices: list[dict[str, Any]] = []
     messages: list[OutgoingMessage] = []
-    for result, number in zip(to_issue, numbers, strict=True):
+    for i, (result, number) in enumerate(zip(to_issue, numbers, strict=True)):
         invoice_id = f"INV-{number}"
-        message = _invoice_message(ctx, result, number=number, invoice_id=invoice_id, now=now)
+        fields = _invoice_fields(ctx, result, number=number, invoice_id=invoice_id, now=now)
+        document = invoice_json(fields)
+        if i == 0:
+            check_against_contract(document)  # a wrong document fails the batch, never goes out
         invoice_of_payer[result.payer_id] = invoice_id
-        out = outgoing(message)
-        messages.append(out)
+        messages.append(
+            OutgoingMessage(
+                topic=_ISSUED_TOPIC,
+                key=result.payer_id.encode(),  # InvoiceIssuedV1 is keyed by payer_id
+                value=document,
+                headers={"message_type": InvoiceIssuedV1.message_type, "event_id": str(fields["event_id"])},
+            )
+        )
         invoices.append(
             {
                 "invoice_id": invoice_id,
                 "invoice_number": number,
-                "reference_number": message.reference_number,
+                "reference_number": fields["reference_number"],
                 "payer_id": result.payer_id,
-                "billing_period": str(ctx.month),
-                "invoice_date": message.invoice_date,
-                "due_date": message.due_date,
-                "total_net": message.total_net,
-                "total_vat": message.total_vat,
-                "total_gross": message.total_gross,
+                "billing_period": ctx.period,
+                "invoice_date": fields["invoice_date"],
+                "due_date": fields["due_date"],
+                "total_net": fields["total_net"],
+                "total_vat": fields["total_vat"],
+                "total_gross": fields["total_gross"],
                 "status": "open",
                 "run_id": ctx.run_id,
-                "document": out.value.decode(),
+                "document": document.decode(),
                 "created_at": now,
                 "updated_at": now,
             }
@@ -567,7 +602,7 @@ async def _persist_batch(
             held_rows.append(
                 {
                     "payer_id": result.payer_id,
-                    "billing_period": str(ctx.month),
+                    "billing_period": ctx.period,
                     "lines": jsonb(
                         [wire_line(ln, i).model_dump(mode="json") for i, ln in enumerate(settlement.lines, 1)]
                     ),
@@ -582,7 +617,7 @@ async def _persist_batch(
         outcomes.append(
             {
                 "payer_id": result.payer_id,
-                "billing_period": str(ctx.month),
+                "billing_period": ctx.period,
                 "outcome": kind.value,
                 "reason": None if settlement.reason is None else settlement.reason.value,
                 "invoice_id": issued_as,
@@ -594,9 +629,9 @@ async def _persist_batch(
         env_months += [
             {
                 "environment_id": env,
-                "month": str(ctx.month),
+                "month": ctx.period,
                 "payer_id": result.payer_id,
-                "billing_period": str(ctx.month),
+                "billing_period": ctx.period,
             }
             for env in result.environments
         ]
@@ -683,16 +718,25 @@ async def run_billing(
                 "arrived); an open month is never billed"
             )
         attempt = await repo.start_run(run_id, month, run_date, clock.now())
+    planning = time.perf_counter()
     async with sessions() as session:
         work, unbillable = await _plan(session, month)
         tiers = await SqlAlchemyBillingRepository(session).tier_book()
         decided = await SqlAlchemyBillingRepository(session).decided_payers(month)
     report = RunReport(run_id=run_id, run_date=run_date, billing_month=str(month), attempt=attempt)
+    report.plan_seconds = round(time.perf_counter() - planning, 3)
     todo = [work[p] for p in sorted(work) if p not in decided]
     report.already_billed = len(work) - len(todo)
     report.payers = len(todo)
     ctx = _Context(month, run_id, run_date, price_book, tiers, vat_rates, clock, items)
-    log.info("billing_run_started", run_id=run_id, month=str(month), attempt=attempt, payers=len(todo))
+    log.info(
+        "billing_run_started",
+        run_id=run_id,
+        month=str(month),
+        attempt=attempt,
+        payers=len(todo),
+        plan_seconds=report.plan_seconds,
+    )
     failures: dict[str, str] = {}
     done = 0
     batches = iter([todo[i : i + batch_size] for i in range(0, len(todo), batch_size)])
@@ -716,7 +760,13 @@ async def run_billing(
                 )
             on_batch()
 
-    await asyncio.gather(*(worker() for _ in range(max(1, workers))))
+    # The plan (every contract of the month) is long-lived and acyclic: freezing it keeps the
+    # cyclic garbage collector from walking it again and again while the batches allocate.
+    gc.freeze()
+    try:
+        await asyncio.gather(*(worker() for _ in range(max(1, workers))))
+    finally:
+        gc.unfreeze()
     async with sessions.begin() as session:
         repo = SqlAlchemyBillingRepository(session)
         if unbillable:
@@ -766,9 +816,7 @@ async def _bill_with_fallback(
     except (DBAPIError, ValueError, LookupError) as exc:
         if len(batch) == 1:
             reason = failure_reason(exc)
-            log.warning(
-                "payer_billing_failed", payer_id=batch[0].payer_id, month=str(ctx.month), error=reason
-            )
+            log.warning("payer_billing_failed", payer_id=batch[0].payer_id, month=ctx.period, error=reason)
             async with sessions.begin() as session:
                 await SqlAlchemyBillingRepository(session).record_failures(
                     ctx.month, {batch[0].payer_id: reason}, ctx.clock.now()
