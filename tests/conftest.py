@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +11,8 @@ from typing import Any
 import httpx
 import pytest_asyncio
 from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from billing_contracts.registry import TOPICS, all_topic_names
 from devstack.infra import KafkaTarget, ensure_topics
@@ -40,12 +43,31 @@ class Stack:
     kafka: KafkaTarget
 
 
+async def _own_invoice_numbers(database_url: str) -> None:
+    """Give this stack invoice numbers no other test's invoicing database hands out.
+
+    Invoice ids are unique per invoicing database, as in production. Tests that run their own
+    invoicing databases publish to the same broker, so without this the stack's procountor-sync
+    would take their `INV-100001` for its own and skip ours as already delivered.
+    """
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            start = 10_000_000 + secrets.randbelow(80_000_000)
+            await connection.execute(
+                text(f"ALTER SEQUENCE invoicing.invoice_number_seq RESTART WITH {start}")
+            )
+    finally:
+        await engine.dispose()
+
+
 @pytest_asyncio.fixture(scope="package")
 async def stack(kafka: KafkaTarget, database_url: str) -> AsyncIterator[Stack]:
     partitions = {t.name: t.partitions for t in TOPICS}
     await ensure_topics(kafka.bootstrap_servers, {n: partitions.get(n, 1) for n in all_topic_names()})
     for location in ("metering", "invoicing", "partners", "procountor_sync"):
         await migrate(database_url, f"{location}:migrations")
+    await _own_invoice_numbers(database_url)
     clock = FixedClock(datetime(2026, 11, 2, 6, 0, tzinfo=HELSINKI))
     common: dict[str, Any] = {
         "kafka_bootstrap_servers": kafka.bootstrap_servers,
