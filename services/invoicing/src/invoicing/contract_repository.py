@@ -238,22 +238,35 @@ async def contract_terms_of(
     return _terms(contract, await term_changes(session, contract_id), month)
 
 
-async def contract_row(
-    session: AsyncSession, contract_id: str, *, for_update: bool = False
+async def _contract_row_where(
+    session: AsyncSession, condition: Any, *, for_update: bool
 ) -> RowMapping | None:
-    query = select(t.contracts).where(_C.contract_id == contract_id)
+    query = select(t.contracts).where(condition)
     if for_update:
         query = query.with_for_update()
     return (await session.execute(query)).mappings().first()
+
+
+async def contract_row(
+    session: AsyncSession, contract_id: str, *, for_update: bool = False
+) -> RowMapping | None:
+    return await _contract_row_where(session, _C.contract_id == contract_id, for_update=for_update)
 
 
 async def contract_row_of_environment(
     session: AsyncSession, environment_id: str, *, for_update: bool = False
 ) -> RowMapping | None:
-    query = select(t.contracts).where(_C.environment_id == environment_id)
-    if for_update:
-        query = query.with_for_update()
-    return (await session.execute(query)).mappings().first()
+    return await _contract_row_where(session, _C.environment_id == environment_id, for_update=for_update)
+
+
+async def pending_tallennus_firm_change(session: AsyncSession, contract_id: str) -> RowMapping | None:
+    """The Tallennus firm change waiting for the other firm's approval (B-29), if any."""
+    f = t.tallennus_firm_changes.c
+    return (
+        (await session.execute(select(t.tallennus_firm_changes).where(f.contract_id == contract_id)))
+        .mappings()
+        .first()
+    )
 
 
 async def term_changes(session: AsyncSession, contract_id: str) -> list[TermChange]:

@@ -44,6 +44,7 @@ from invoicing.contract_rules import (
     PendingFirmChange,
     Requester,
     TermChange,
+    Termination,
     accounting_firm_change,
     check_name_change,
     check_payer,
@@ -150,6 +151,15 @@ def _json(model: Any) -> Any:
     return None if model is None else model.model_dump(mode="json")
 
 
+def _requested_by_of(command: Message) -> Any:
+    """The requester a command carries, for the audit (signing and production dates carry none)."""
+    for field in ("requested_by", "approved_by"):
+        value = getattr(command, field, None)
+        if isinstance(value, WireRequester):
+            return _json(value)
+    return None
+
+
 # ---------------------------------------------------------------- current state and its announcement
 
 
@@ -207,7 +217,7 @@ async def _refresh(
     if row is None:
         raise ContractNotFoundError(f"no contract {contract_id}")
     merged = dict(row) | dict(values or {})
-    now_terms = terms_in_effect(await repo.term_changes(session, contract_id), month)
+    now_terms = await _terms_for(session, contract_id, month)
     merged |= {
         "package": now_terms.package.value,
         "accounting_firm_id": now_terms.accounting_firm_id,
@@ -228,8 +238,43 @@ async def _refresh(
     return merged
 
 
-async def _announce(session: AsyncSession, clock: Clock, messages: Sequence[Message]) -> None:
-    await enqueue(session, t.runtime_tables.outbox, [outgoing(m) for m in messages], clock)
+async def _terms_for(session: AsyncSession, contract_id: str, month: YearMonth) -> EffectiveTerms:
+    return terms_in_effect(await repo.term_changes(session, contract_id), month)
+
+
+async def _terms_by_cut_off(
+    session: AsyncSession, contract_id: str, received_at: dt.datetime
+) -> EffectiveTerms:
+    """The terms in effect for the month a request received at `received_at` takes effect in (B-26)."""
+    return await _terms_for(session, contract_id, effective_month(received_at))
+
+
+async def _announce(
+    session: AsyncSession,
+    row: Mapping[Any, Any],
+    clock: Clock,
+    *,
+    change: str,
+    effective_from: dt.date | None = None,
+) -> None:
+    """Put the contract's state in the outbox, in the transaction that changed it."""
+    message = contract_changed(row, change=change, clock=clock, effective_from=effective_from)
+    await enqueue(session, t.runtime_tables.outbox, [outgoing(message)], clock)
+
+
+async def _refresh_and_announce(
+    session: AsyncSession,
+    contract_id: str,
+    clock: Clock,
+    *,
+    change: str,
+    values: Mapping[Any, Any] | None = None,
+    effective_from: dt.date | None = None,
+) -> dict[str, Any]:
+    """`_refresh`, then announce the new state as `change`; the new row."""
+    new = await _refresh(session, contract_id, clock, values=values)
+    await _announce(session, new, clock, change=change, effective_from=effective_from)
+    return new
 
 
 # ---------------------------------------------------------------- signing
@@ -324,7 +369,7 @@ async def sign_contract(session: AsyncSession, c: ContractSignedV1, clock: Clock
     """Create the contract of an environment (B-01, B-17); refuse a second one for the same environment."""
     _check_contract(c)
     row = await _insert_contract(session, c, clock)
-    await _announce(session, clock, [contract_changed(row, change="signed", clock=clock)])
+    await _announce(session, row, clock, change="signed")
     return str(row["contract_id"])
 
 
@@ -344,8 +389,18 @@ def _refuse_if_terminated(row: Mapping[Any, Any], today: dt.date) -> None:
         raise ChangeRefusedError("B-27", f"the contract ended on {end.isoformat()}")
 
 
-async def _terms_for(session: AsyncSession, contract_id: str, month: YearMonth) -> EffectiveTerms:
-    return terms_in_effect(await repo.term_changes(session, contract_id), month)
+async def _open_contract(
+    session: AsyncSession, environment_id: str, clock: Clock, *, requested_by: WireRequester | None
+) -> Mapping[Any, Any]:
+    """The contract a change is for, locked, once its requester may ask (B-25); refused after its end (B-27).
+
+    `requested_by` is None only for commands from sales systems, which carry no requester.
+    """
+    if requested_by is not None:
+        check_requester(_requester(requested_by))
+    row = await _locked(session, environment_id)
+    _refuse_if_terminated(row, today_in_helsinki(clock))
+    return row
 
 
 async def _schedule(
@@ -356,7 +411,6 @@ async def _schedule(
     clock: Clock,
     *,
     name: str,
-    requested_by: WireRequester | None,
     source: str,
     details: Mapping[Any, Any] | None = None,
 ) -> Accepted:
@@ -385,7 +439,7 @@ async def _schedule(
         at=clock.now(),
         change=name,
         details=dict(details or command.model_dump(mode="json")),
-        requested_by=_json(requested_by),
+        requested_by=_requested_by_of(command),
         reason=note,
         effective_from=month.first_day,
         source=source,
@@ -395,9 +449,8 @@ async def _schedule(
     await repo.add_term_change(
         session, contract_id, change, change_id=change_id, applied=month <= current_month
     )
-    new = await _refresh(session, contract_id, clock)
-    await _announce(
-        session, clock, [contract_changed(new, change=name, clock=clock, effective_from=month.first_day)]
+    new = await _refresh_and_announce(
+        session, contract_id, clock, change=name, effective_from=month.first_day
     )
     return Accepted(
         contract_id=contract_id,
@@ -415,7 +468,6 @@ async def _audit_and_announce(
     *,
     name: str,
     values: Mapping[Any, Any],
-    requested_by: WireRequester | None,
     source: str,
     reason: str | None = None,
     details: Mapping[Any, Any] | None = None,
@@ -429,13 +481,12 @@ async def _audit_and_announce(
         at=clock.now(),
         change=name,
         details={"command": command.model_dump(mode="json"), "before": _plain(before), **(details or {})},
-        requested_by=_json(requested_by),
+        requested_by=_requested_by_of(command),
         reason=reason,
         source=source,
         event_id=command.event_id,
     )
-    new = await _refresh(session, contract_id, clock, values=values)
-    await _announce(session, clock, [contract_changed(new, change=name, clock=clock)])
+    new = await _refresh_and_announce(session, contract_id, clock, change=name, values=values)
     return Accepted(contract_id=contract_id, change=name, status=ContractStatus(new["status"]))
 
 
@@ -446,8 +497,7 @@ def _plain(values: Mapping[Any, Any]) -> dict[str, Any]:
 async def _production_started(
     session: AsyncSession, c: ProductionStartedV1, clock: Clock, source: str
 ) -> Accepted:
-    row = await _locked(session, c.environment_id)
-    _refuse_if_terminated(row, today_in_helsinki(clock))
+    row = await _open_contract(session, c.environment_id, clock, requested_by=None)
     end = row["end_date"]
     if end is not None and c.production_date > end:
         raise ChangeRefusedError(
@@ -460,7 +510,6 @@ async def _production_started(
         clock,
         name="production_date_set",
         values={"production_date": c.production_date},
-        requested_by=None,
         source=source,
     )
 
@@ -468,12 +517,9 @@ async def _production_started(
 async def _package_changed(
     session: AsyncSession, c: PackageChangeRequestedV1, clock: Clock, source: str
 ) -> Accepted:
-    check_requester(_requester(c.requested_by))
-    row = await _locked(session, c.environment_id)
-    _refuse_if_terminated(row, today_in_helsinki(clock))
-    month = effective_month(c.requested_at)
+    row = await _open_contract(session, c.environment_id, clock, requested_by=c.requested_by)
     change = package_change(
-        await _terms_for(session, row["contract_id"], month),
+        await _terms_by_cut_off(session, row["contract_id"], c.requested_at),
         kind=c.change_kind,
         new_package=c.new_package,
         requested_at=c.requested_at,
@@ -481,41 +527,32 @@ async def _package_changed(
         end_date=row["end_date"],
     )
     return await _schedule(
-        session,
-        row,
-        change,
-        c,
-        clock,
-        name=f"{c.change_kind.value}_changed",
-        requested_by=c.requested_by,
-        source=source,
+        session, row, change, c, clock, name=f"{c.change_kind.value}_changed", source=source
     )
 
 
 async def _firm_changed(
     session: AsyncSession, c: AccountingFirmChangeRequestedV1, clock: Clock, source: str
 ) -> Accepted:
-    check_requester(_requester(c.requested_by))
-    row = await _locked(session, c.environment_id)
-    _refuse_if_terminated(row, today_in_helsinki(clock))
-    month = effective_month(c.requested_at)
+    row = await _open_contract(session, c.environment_id, clock, requested_by=c.requested_by)
     change = accounting_firm_change(
-        await _terms_for(session, row["contract_id"], month),
+        await _terms_by_cut_off(session, row["contract_id"], c.requested_at),
         new_firm_id=c.new_accounting_firm_id,
         new_firm_business_id=c.new_accounting_firm_business_id,
         requested_at=c.requested_at,
         end_date=row["end_date"],
     )
-    return await _schedule(
-        session,
-        row,
-        change,
-        c,
-        clock,
-        name="accounting_firm_changed",
-        requested_by=c.requested_by,
-        source=source,
-    )
+    return await _schedule(session, row, change, c, clock, name="accounting_firm_changed", source=source)
+
+
+def _ending(ends: Termination, *, reason: str | None) -> dict[str, Any]:
+    """The contract row's columns for an end by notice (B-27)."""
+    return {
+        "notice_given_on": ends.notice_given_on,
+        "end_date": ends.end_date,
+        "data_retained_until": ends.data_retained_until,
+        "termination_reason": reason,
+    }
 
 
 async def _terminated(
@@ -528,20 +565,13 @@ async def _terminated(
             "B-27",
             f"notice was already given on {row['notice_given_on']}; the contract ends on {row['end_date']}",
         )
-    ends = termination(c.notice_given_at)
     return await _audit_and_announce(
         session,
         row,
         c,
         clock,
         name="termination_noticed",
-        values={
-            "notice_given_on": ends.notice_given_on,
-            "end_date": ends.end_date,
-            "data_retained_until": ends.data_retained_until,
-            "termination_reason": c.reason,
-        },
-        requested_by=c.requested_by,
+        values=_ending(termination(c.notice_given_at), reason=c.reason),
         source=source,
         reason=c.reason,
     )
@@ -560,10 +590,7 @@ async def _business_id_changed(
     session: AsyncSession, c: BusinessIdChangeRequestedV1, clock: Clock, source: str
 ) -> Accepted:
     """B-28: a new contract for the new business ID and environment; the old one ends by B-27."""
-    check_requester(_requester(c.requested_by))
-    row = await _locked(session, c.environment_id)
-    today = today_in_helsinki(clock)
-    _refuse_if_terminated(row, today)
+    row = await _open_contract(session, c.environment_id, clock, requested_by=c.requested_by)
     if c.new_business_id == row["business_id"]:
         raise ChangeRefusedError("B-28", f"the contract already has the business ID {c.new_business_id}")
     if c.new_environment_id == c.environment_id:
@@ -613,19 +640,15 @@ async def _business_id_changed(
             f"environment {c.new_environment_id} has a contract for {successor['business_id']}, not {c.new_business_id}",
         )
     new_id = str(successor["contract_id"])
+    reason = f"business ID changed to {c.new_business_id}"
     ends = termination(c.requested_at)
     keep_end = row["end_date"] is not None and row["end_date"] <= ends.end_date
     values: dict[str, Any] = {"successor_contract_id": new_id}
     if keep_end:
         values["einvoice_address_ends_on"] = row["end_date"] if row["einvoice_address"] else None
     else:
-        values |= {
-            "notice_given_on": ends.notice_given_on,
-            "end_date": ends.end_date,
-            "data_retained_until": ends.data_retained_until,
-            "termination_reason": f"business ID changed to {c.new_business_id}",
-            "einvoice_address_ends_on": ends.end_date if row["einvoice_address"] else None,
-        }
+        values |= _ending(ends, reason=reason)
+        values["einvoice_address_ends_on"] = ends.end_date if row["einvoice_address"] else None
     old = await _audit_and_announce(
         session,
         row,
@@ -633,24 +656,23 @@ async def _business_id_changed(
         clock,
         name="business_id_changed",
         values=values,
-        requested_by=c.requested_by,
         source=source,
-        reason=f"business ID changed to {c.new_business_id}",
+        reason=reason,
         details={"successor_contract_id": new_id},
     )
-    linked = await _refresh(session, new_id, clock, values={"predecessor_contract_id": row["contract_id"]})
-    await _announce(
-        session, clock, [contract_changed(linked, change="signed_for_new_business_id", clock=clock)]
+    await _refresh_and_announce(
+        session,
+        new_id,
+        clock,
+        change="signed_for_new_business_id",
+        values={"predecessor_contract_id": row["contract_id"]},
     )
-    return Accepted(
-        contract_id=old.contract_id,
-        change=old.change,
-        status=old.status,
-        new_contract_id=new_id,
-    )
+    return replace(old, new_contract_id=new_id)
 
 
-def _approval_json(a: FirmApproval) -> dict[str, Any]:
+def _approval_json(a: FirmApproval | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
     return {
         "side": a.side.value,
         "approved_at": a.approved_at.isoformat(),
@@ -688,19 +710,9 @@ async def _tallennus_firm_approved(
     session: AsyncSession, c: TallennusFirmChangeApprovedV1, clock: Clock, source: str
 ) -> Accepted:
     """B-29: record one firm's approval; with both recorded, the move takes effect by B-26."""
-    check_requester(_requester(c.approved_by))
-    row = await _locked(session, c.environment_id)
-    _refuse_if_terminated(row, today_in_helsinki(clock))
+    row = await _open_contract(session, c.environment_id, clock, requested_by=c.approved_by)
     contract_id = row["contract_id"]
-    stored = (
-        (
-            await session.execute(
-                select(t.tallennus_firm_changes).where(t.tallennus_firm_changes.c.contract_id == contract_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
+    stored = await repo.pending_tallennus_firm_change(session, contract_id)
     pending = (
         None
         if stored is None
@@ -720,7 +732,7 @@ async def _tallennus_firm_approved(
     )
     pending = record_firm_approval(
         pending,
-        await _terms_for(session, contract_id, effective_month(c.approved_at)),
+        await _terms_by_cut_off(session, contract_id, c.approved_at),
         old_firm_id=c.old_accounting_firm_id,
         new_firm_id=c.new_accounting_firm_id,
         approval=approval,
@@ -729,8 +741,8 @@ async def _tallennus_firm_approved(
         values = {
             "old_accounting_firm_id": pending.old_firm_id,
             "new_accounting_firm_id": pending.new_firm_id,
-            "old_approval": None if pending.old_approval is None else _approval_json(pending.old_approval),
-            "new_approval": None if pending.new_approval is None else _approval_json(pending.new_approval),
+            "old_approval": _approval_json(pending.old_approval),
+            "new_approval": _approval_json(pending.new_approval),
             "updated_at": clock.now(),
         }
         stmt = insert(t.tallennus_firm_changes).values(contract_id=contract_id, **values)
@@ -743,7 +755,7 @@ async def _tallennus_firm_approved(
             at=clock.now(),
             change="tallennus_firm_change_approved",
             details=c.model_dump(mode="json"),
-            requested_by=_json(c.approved_by),
+            requested_by=_requested_by_of(c),
             outcome="pending",
             reason=f"waiting for the {'new' if c.approving_firm is ApprovingFirm.OLD else 'old'} firm's approval (B-29)",
             source=source,
@@ -765,7 +777,7 @@ async def _tallennus_firm_approved(
     )
     details = {
         "command": c.model_dump(mode="json"),
-        "old_approval": None if pending.old_approval is None else _approval_json(pending.old_approval),
+        "old_approval": _approval_json(pending.old_approval),
         "new_approval": _approval_json(pending.new_approval),
     }
     return await _schedule(
@@ -775,7 +787,6 @@ async def _tallennus_firm_approved(
         c,
         clock,
         name="tallennus_firm_changed",
-        requested_by=c.approved_by,
         source=source,
         details=details,
     )
@@ -785,9 +796,7 @@ async def _contact_changed(
     session: AsyncSession, c: BillingContactChangeRequestedV1, clock: Clock, source: str
 ) -> Accepted:
     """B-24: a written notice with name, phone and email (the contract enforces all three)."""
-    check_requester(_requester(c.requested_by))
-    row = await _locked(session, c.environment_id)
-    _refuse_if_terminated(row, today_in_helsinki(clock))
+    row = await _open_contract(session, c.environment_id, clock, requested_by=c.requested_by)
     return await _audit_and_announce(
         session,
         row,
@@ -795,7 +804,6 @@ async def _contact_changed(
         clock,
         name="billing_contact_changed",
         values={"billing_contact": _json(c.new_contact)},
-        requested_by=c.requested_by,
         source=source,
     )
 
@@ -804,9 +812,7 @@ async def _name_changed(
     session: AsyncSession, c: CompanyNameChangeNoticeGivenV1, clock: Clock, source: str
 ) -> Accepted:
     """B-22: only a change notice with the old and the new name changes the name on invoices."""
-    check_requester(_requester(c.requested_by))
-    row = await _locked(session, c.environment_id)
-    _refuse_if_terminated(row, today_in_helsinki(clock))
+    row = await _open_contract(session, c.environment_id, clock, requested_by=c.requested_by)
     check_name_change(
         current_name=row["company_name"], old_name=c.old_company_name, new_name=c.new_company_name
     )
@@ -817,7 +823,6 @@ async def _name_changed(
         clock,
         name="company_name_changed",
         values={"company_name": c.new_company_name},
-        requested_by=c.requested_by,
         source=source,
     )
 
@@ -860,14 +865,6 @@ async def _apply(session: AsyncSession, command: Message, clock: Clock, source: 
         case AdvanceBillingRequestedV1():
             _advance_billing(command)
     raise TypeError(f"unsupported command {type(command).__name__}")
-
-
-def _requested_by_of(command: Message) -> Any:
-    for field in ("requested_by", "approved_by"):
-        value = getattr(command, field, None)
-        if isinstance(value, WireRequester):
-            return _json(value)
-    return None
 
 
 async def handle_contract_command(
@@ -1023,9 +1020,8 @@ async def apply_procountor_customer_change(
             source=SOURCE_PROCOUNTOR,
             event_id=e.event_id,
         )
-        new = await _refresh(session, row["contract_id"], clock, values=values)
-        await _announce(
-            session, clock, [contract_changed(new, change="billing_details_changed", clock=clock)]
+        await _refresh_and_announce(
+            session, row["contract_id"], clock, change="billing_details_changed", values=values
         )
         changed.append(str(row["contract_id"]))
     return changed
@@ -1089,15 +1085,7 @@ async def refresh_contracts(sessions: async_sessionmaker[AsyncSession], clock: C
                 effective_from=YearMonth.of(today).first_day,
                 source=SOURCE_SCHEDULE,
             )
-            await _announce(
-                session,
-                clock,
-                [
-                    contract_changed(
-                        new, change=name, clock=clock, effective_from=YearMonth.of(today).first_day
-                    )
-                ],
-            )
+            await _announce(session, new, clock, change=name, effective_from=YearMonth.of(today).first_day)
             count += 1
     if count:
         log.info("contracts_refreshed", count=count, today=today.isoformat())

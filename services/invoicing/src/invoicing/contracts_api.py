@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_contracts.base import Message
 from billing_contracts.contracts import (
@@ -33,6 +34,7 @@ from invoicing.contract_service import (
     SOURCE_HTTP,
     Accepted,
     ContractNotFoundError,
+    Outcome,
     Refused,
     handle_contract_command,
     refresh_contracts,
@@ -75,6 +77,10 @@ def _refused(refusal: Refused) -> HTTPException:
     return HTTPException(status_code=422, detail={"rule": refusal.rule, "reason": refusal.reason})
 
 
+def _no_contract(contract_id: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"no contract {contract_id}")
+
+
 def _validate(command_type: type[Message], payload: dict[str, Any]) -> Message:
     try:
         return command_type.model_validate(payload)
@@ -91,6 +97,10 @@ def _view(outcome: Accepted) -> ChangeView:
         pending=outcome.pending,
         new_contract_id=outcome.new_contract_id,
     )
+
+
+def _price_list_view(stored: prices.StoredPriceList) -> PriceListView:
+    return PriceListView(**{k: v for k, v in stored.__dict__.items() if k != "document"})
 
 
 def _terms_view(terms: ContractTerms) -> dict[str, Any]:
@@ -116,13 +126,23 @@ def build_contracts_router(
             "producer": "http",
         }
 
+    def answer(outcome: Outcome) -> ChangeView:
+        """Called after the transaction, so that a refusal's audit row is committed before the 422 answers."""
+        if isinstance(outcome, Refused):
+            raise _refused(outcome)
+        host.relay.wake()
+        return _view(outcome)
+
+    async def ensure_configured(session: AsyncSession) -> None:
+        await prices.ensure_configured_price_lists(session, configured_price_book, now=host.clock.now())
+
     async def submit(
         command_type: type[Message], contract_id: str, body: dict[str, Any], *, received: str | None
     ) -> ChangeView:
         async with host.sessions.begin() as session:
             row = await repo.contract_row(session, contract_id)
             if row is None:
-                raise HTTPException(status_code=404, detail=f"no contract {contract_id}")
+                raise _no_contract(contract_id)
             payload = envelope() | body | {"environment_id": row["environment_id"]}
             if received is not None:
                 payload.setdefault(received, host.clock.now().isoformat())
@@ -131,11 +151,7 @@ def build_contracts_router(
                 outcome = await handle_contract_command(session, command, host.clock, source=SOURCE_HTTP)
             except ContractNotFoundError as exc:
                 raise HTTPException(status_code=404, detail=str(exc)) from exc
-        # Outside the transaction: a refusal's audit row is committed before the 422 answers.
-        if isinstance(outcome, Refused):
-            raise _refused(outcome)
-        host.relay.wake()
-        return _view(outcome)
+        return answer(outcome)
 
     @router.post("/contracts", response_model=ChangeView, status_code=201, tags=["contracts"])
     async def create_contract(body: dict[str, Any]) -> ChangeView:
@@ -143,10 +159,7 @@ def build_contracts_router(
         command = _validate(ContractSignedV1, envelope() | body)
         async with host.sessions.begin() as session:
             outcome = await handle_contract_command(session, command, host.clock, source=SOURCE_HTTP)
-        if isinstance(outcome, Refused):
-            raise _refused(outcome)
-        host.relay.wake()
-        return _view(outcome)
+        return answer(outcome)
 
     @router.get("/contracts", tags=["contracts"])
     async def list_contracts(
@@ -178,18 +191,8 @@ def build_contracts_router(
         async with host.sessions() as session:
             row = await repo.contract_row(session, contract_id)
             if row is None:
-                raise HTTPException(status_code=404, detail=f"no contract {contract_id}")
-            pending = (
-                (
-                    await session.execute(
-                        select(t.tallennus_firm_changes).where(
-                            t.tallennus_firm_changes.c.contract_id == contract_id
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
+                raise _no_contract(contract_id)
+            pending = await repo.pending_tallennus_firm_change(session, contract_id)
         return dict(row) | {"pending_tallennus_firm_change": None if pending is None else dict(pending)}
 
     @router.get("/contracts/{contract_id}/history", tags=["contracts"])
@@ -197,7 +200,7 @@ def build_contracts_router(
         """Every change and refusal: who, when, what, why (B-25)."""
         async with host.sessions() as session:
             if await repo.contract_row(session, contract_id) is None:
-                raise HTTPException(status_code=404, detail=f"no contract {contract_id}")
+                raise _no_contract(contract_id)
             return await repo.contract_history(session, contract_id)
 
     @router.get("/contracts/{contract_id}/terms/{month}", tags=["contracts"])
@@ -210,7 +213,7 @@ def build_contracts_router(
         async with host.sessions() as session:
             terms = await repo.contract_terms_of(session, contract_id, ym)
         if terms is None:
-            raise HTTPException(status_code=404, detail=f"no contract {contract_id}")
+            raise _no_contract(contract_id)
         return _terms_view(terms)
 
     @router.post("/contracts/{contract_id}/production-date", response_model=ChangeView, tags=["contracts"])
@@ -275,15 +278,15 @@ def build_contracts_router(
     async def list_price_lists() -> list[PriceListView]:
         """Every price list with its validity, oldest first (B-07)."""
         async with host.sessions.begin() as session:
-            await prices.ensure_configured_price_lists(session, configured_price_book, now=host.clock.now())
+            await ensure_configured(session)
             stored = await prices.stored_price_lists(session)
-        return [PriceListView(**{k: v for k, v in s.__dict__.items() if k != "document"}) for s in stored]
+        return [_price_list_view(s) for s in stored]
 
     @router.get("/price-lists/{price_list_id}", tags=["price lists"])
     async def get_price_list(price_list_id: str) -> dict[str, Any]:
         """One price list: its validity and its prices as the one-list price book YAML it is read from."""
         async with host.sessions.begin() as session:
-            await prices.ensure_configured_price_lists(session, configured_price_book, now=host.clock.now())
+            await ensure_configured(session)
             stored = {s.price_list_id: s for s in await prices.stored_price_lists(session)}
         if price_list_id not in stored:
             raise HTTPException(status_code=404, detail=f"no price list {price_list_id}")
@@ -307,9 +310,7 @@ def build_contracts_router(
         text = (await request.body()).decode("utf-8", errors="replace")
         try:
             async with host.sessions.begin() as session:
-                await prices.ensure_configured_price_lists(
-                    session, configured_price_book, now=host.clock.now()
-                )
+                await ensure_configured(session)
                 added = await prices.store_price_book(
                     session,
                     text,
@@ -319,6 +320,6 @@ def build_contracts_router(
                 )
         except PriceListError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return [PriceListView(**{k: v for k, v in s.__dict__.items() if k != "document"}) for s in added]
+        return [_price_list_view(s) for s in added]
 
     return router
