@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -40,8 +41,60 @@ def march_20(stack: ContractStack) -> None:
     stack.clock.set(NOW)
 
 
-def of(contract_id: str) -> Any:
-    return lambda m: m.get("contract_id") == contract_id
+def of(contract_id: str, change: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    """Matches the announcements of a contract (of one `change`, if named)."""
+    return lambda m: m.get("contract_id") == contract_id and (change is None or m["change"] == change)
+
+
+async def sign_new(stack: ContractStack, company: int, **fields: Any) -> str:
+    """Sign a contract for a new environment over the API (as `ContractStack.sign`); its id."""
+    created = await stack.sign(new_environment(), company, **fields)
+    return str(created["contract_id"])
+
+
+async def sign_tallennus(stack: ContractStack, company: int, *, firm_id: str, firm_business_id: str) -> str:
+    """A Tallennus contract for a new environment, paid by its accounting firm (B-17); its id."""
+    return await sign_new(
+        stack,
+        company,
+        package="tallennus",
+        payer="accounting_firm",
+        accounting_firm_id=firm_id,
+        accounting_firm_business_id=firm_business_id,
+    )
+
+
+async def post_contract(stack: ContractStack, **fields: Any) -> httpx.Response:
+    """`POST /contracts`: a paper-billed contract from 1 February 2026 with `fields`."""
+    return await stack.http.post(
+        "/contracts",
+        json={
+            "production_date": "2026-02-01",
+            "billing_address": {"street": "Katu 1", "postal_code": "00100", "city": "Helsinki"},
+            "billing_channel": "paper",
+        }
+        | fields,
+    )
+
+
+async def post_change(stack: ContractStack, contract_id: str, change: str, **body: Any) -> httpx.Response:
+    """`POST /contracts/{contract_id}/{change}` with `body`."""
+    return await stack.http.post(f"/contracts/{contract_id}/{change}", json=body)
+
+
+async def resize(
+    stack: ContractStack, contract_id: str, new_package: str, *, requested_by: dict[str, Any], **fields: Any
+) -> httpx.Response:
+    """Ask for a package-size change (B-26) over the API."""
+    return await post_change(
+        stack,
+        contract_id,
+        "package-changes",
+        change_kind="package_size",
+        new_package=new_package,
+        requested_by=requested_by,
+        **fields,
+    )
 
 
 async def test_a_contract_signed_over_the_api_is_stored_audited_and_announced(stack: ContractStack) -> None:
@@ -70,17 +123,8 @@ async def test_a_second_contract_for_the_same_environment_is_refused_with_the_re
     env = new_environment()
     await stack.sign(env, 2)
 
-    response = await stack.http.post(
-        "/contracts",
-        json={
-            "environment_id": env,
-            "business_id": business_id(2),
-            "company_name": "Toinen Oy",
-            "package": "perus",
-            "production_date": "2026-02-01",
-            "billing_address": {"street": "Katu 1", "postal_code": "00100", "city": "Helsinki"},
-            "billing_channel": "paper",
-        },
+    response = await post_contract(
+        stack, environment_id=env, business_id=business_id(2), company_name="Toinen Oy", package="perus"
     )
 
     assert response.status_code == 422
@@ -91,17 +135,12 @@ async def test_a_second_contract_for_the_same_environment_is_refused_with_the_re
 
 
 async def test_a_business_id_with_a_wrong_check_digit_is_refused(stack: ContractStack) -> None:
-    response = await stack.http.post(
-        "/contracts",
-        json={
-            "environment_id": new_environment(),
-            "business_id": "2077474-1",  # the check digit must be 0
-            "company_name": "Väärä Oy",
-            "package": "kevyt",
-            "production_date": "2026-02-01",
-            "billing_address": {"street": "Katu 1", "postal_code": "00100", "city": "Helsinki"},
-            "billing_channel": "paper",
-        },
+    response = await post_contract(
+        stack,
+        environment_id=new_environment(),
+        business_id="2077474-1",  # the check digit must be 0
+        company_name="Väärä Oy",
+        package="kevyt",
     )
 
     assert response.status_code == 422
@@ -109,17 +148,12 @@ async def test_a_business_id_with_a_wrong_check_digit_is_refused(stack: Contract
 
 
 async def test_a_tallennus_contract_paid_by_the_company_is_refused_under_b17(stack: ContractStack) -> None:
-    response = await stack.http.post(
-        "/contracts",
-        json={
-            "environment_id": new_environment(),
-            "business_id": business_id(3),
-            "company_name": "Tallentaja Oy",
-            "package": "tallennus",
-            "production_date": "2026-02-01",
-            "billing_address": {"street": "Katu 1", "postal_code": "00100", "city": "Helsinki"},
-            "billing_channel": "paper",
-        },
+    response = await post_contract(
+        stack,
+        environment_id=new_environment(),
+        business_id=business_id(3),
+        company_name="Tallentaja Oy",
+        package="tallennus",
     )
 
     assert response.status_code == 422
@@ -129,26 +163,17 @@ async def test_a_tallennus_contract_paid_by_the_company_is_refused_under_b17(sta
 async def test_a_package_change_at_helsinki_midnight_before_and_after_the_16th_takes_effect_by_the_cut_off(
     stack: ContractStack,
 ) -> None:
-    on_15th = (await stack.sign(new_environment(), 4))["contract_id"]
-    on_16th = (await stack.sign(new_environment(), 5))["contract_id"]
+    on_15th, on_16th = await sign_new(stack, 4), await sign_new(stack, 5)
 
-    last_moment_of_15th = await stack.http.post(
-        f"/contracts/{on_15th}/package-changes",
-        json={
-            "change_kind": "package_size",
-            "new_package": "perus",
-            "requested_at": "2026-03-15T23:59:59.999999+02:00",
-            "requested_by": MAIN_USER,
-        },
+    last_moment_of_15th = await resize(
+        stack, on_15th, "perus", requested_at="2026-03-15T23:59:59.999999+02:00", requested_by=MAIN_USER
     )
-    midnight_of_16th = await stack.http.post(
-        f"/contracts/{on_16th}/package-changes",
-        json={
-            "change_kind": "package_size",
-            "new_package": "perus",
-            "requested_at": "2026-03-15T22:00:00Z",  # = 16 March 00:00 in Helsinki
-            "requested_by": MAIN_USER,
-        },
+    midnight_of_16th = await resize(
+        stack,
+        on_16th,
+        "perus",
+        requested_at="2026-03-15T22:00:00Z",  # = 16 March 00:00 in Helsinki
+        requested_by=MAIN_USER,
     )
 
     assert last_moment_of_15th.status_code == 200, last_moment_of_15th.text
@@ -179,12 +204,9 @@ async def test_a_package_change_at_helsinki_midnight_before_and_after_the_16th_t
 async def test_a_change_requested_by_someone_without_the_rights_is_refused_with_the_reason_and_logged(
     stack: ContractStack,
 ) -> None:
-    contract_id = (await stack.sign(new_environment(), 6))["contract_id"]
+    contract_id = await sign_new(stack, 6)
 
-    response = await stack.http.post(
-        f"/contracts/{contract_id}/package-changes",
-        json={"change_kind": "package_size", "new_package": "laaja", "requested_by": BOOKKEEPER},
-    )
+    response = await resize(stack, contract_id, "laaja", requested_by=BOOKKEEPER)
 
     assert response.status_code == 422
     detail = response.json()["detail"]
@@ -203,18 +225,12 @@ async def test_a_change_requested_by_someone_without_the_rights_is_refused_with_
 async def test_a_custom_role_user_needs_the_basic_info_and_user_management_rights(
     stack: ContractStack,
 ) -> None:
-    contract_id = (await stack.sign(new_environment(), 7))["contract_id"]
+    contract_id = await sign_new(stack, 7)
     without = {"person_name": "Muokattu Ilman", "role": "custom"}
     with_rights = without | {"has_basic_info_and_user_rights": True}
 
-    refused = await stack.http.post(
-        f"/contracts/{contract_id}/package-changes",
-        json={"change_kind": "package_size", "new_package": "perus", "requested_by": without},
-    )
-    accepted = await stack.http.post(
-        f"/contracts/{contract_id}/package-changes",
-        json={"change_kind": "package_size", "new_package": "perus", "requested_by": with_rights},
-    )
+    refused = await resize(stack, contract_id, "perus", requested_by=without)
+    accepted = await resize(stack, contract_id, "perus", requested_by=with_rights)
 
     assert (refused.status_code, refused.json()["detail"]["rule"]) == (422, "B-25")
     assert accepted.status_code == 200
@@ -223,16 +239,16 @@ async def test_a_custom_role_user_needs_the_basic_info_and_user_management_right
 async def test_an_accounting_firm_change_takes_effect_by_the_cut_off_and_partners_hear_of_it(
     stack: ContractStack,
 ) -> None:
-    contract_id = (await stack.sign(new_environment(), 8))["contract_id"]
+    contract_id = await sign_new(stack, 8)
 
-    response = await stack.http.post(
-        f"/contracts/{contract_id}/accounting-firm-changes",
-        json={
-            "new_accounting_firm_id": "firm-b",
-            "new_accounting_firm_business_id": business_id(901),
-            "requested_at": "2026-03-10T09:00:00+02:00",
-            "requested_by": SIGNATORY,
-        },
+    response = await post_change(
+        stack,
+        contract_id,
+        "accounting-firm-changes",
+        new_accounting_firm_id="firm-b",
+        new_accounting_firm_business_id=business_id(901),
+        requested_at="2026-03-10T09:00:00+02:00",
+        requested_by=SIGNATORY,
     )
 
     assert response.json()["effective_from"] == "2026-03-01"
@@ -240,10 +256,7 @@ async def test_an_accounting_firm_change_takes_effect_by_the_cut_off_and_partner
     march = await stack.terms(contract_id, "2026-03")
     assert (march["accounting_firm_id"], march["accounting_firm_business_id"]) == ("firm-b", business_id(901))
     assert march["payer_id"] == business_id(8)  # the company still pays (B-17)
-    changed = await stack.announced(
-        topic_for(ContractChangedV1),
-        lambda m: of(contract_id)(m) and m["change"] == "accounting_firm_changed",
-    )
+    changed = await stack.announced(topic_for(ContractChangedV1), of(contract_id, "accounting_firm_changed"))
     assert (changed[0]["accounting_firm_id"], changed[0]["effective_from"]) == ("firm-b", "2026-03-01")
 
 
@@ -251,26 +264,17 @@ async def test_a_tallennus_to_taloushallinto_conversion_moves_package_and_payer_
     stack: ContractStack,
 ) -> None:
     firm = business_id(902)
-    contract_id = (
-        await stack.sign(
-            new_environment(),
-            9,
-            package="tallennus",
-            payer="accounting_firm",
-            accounting_firm_id="firm-t",
-            accounting_firm_business_id=firm,
-        )
-    )["contract_id"]
+    contract_id = await sign_tallennus(stack, 9, firm_id="firm-t", firm_business_id=firm)
 
-    response = await stack.http.post(
-        f"/contracts/{contract_id}/package-changes",
-        json={
-            "change_kind": "tallennus_to_taloushallinto",
-            "new_package": "kevyt",
-            "previous_package": "tallennus",
-            "requested_at": "2026-03-16T00:00:00+02:00",
-            "requested_by": MAIN_USER,
-        },
+    response = await post_change(
+        stack,
+        contract_id,
+        "package-changes",
+        change_kind="tallennus_to_taloushallinto",
+        new_package="kevyt",
+        previous_package="tallennus",
+        requested_at="2026-03-16T00:00:00+02:00",
+        requested_by=MAIN_USER,
     )
 
     assert response.json()["effective_from"] == "2026-04-01"
@@ -286,15 +290,15 @@ async def test_a_tallennus_to_taloushallinto_conversion_moves_package_and_payer_
 async def test_notice_on_10_march_ends_the_contract_on_30_april_and_keeps_data_until_31_july(
     stack: ContractStack,
 ) -> None:
-    contract_id = (await stack.sign(new_environment(), 10))["contract_id"]
+    contract_id = await sign_new(stack, 10)
 
-    response = await stack.http.post(
-        f"/contracts/{contract_id}/termination",
-        json={
-            "notice_given_at": "2026-03-10T14:00:00+02:00",
-            "reason": "yritys lopettaa",
-            "requested_by": MAIN_USER,
-        },
+    response = await post_change(
+        stack,
+        contract_id,
+        "termination",
+        notice_given_at="2026-03-10T14:00:00+02:00",
+        reason="yritys lopettaa",
+        requested_by=MAIN_USER,
     )
 
     assert response.json()["status"] == "termination_noticed"
@@ -306,23 +310,15 @@ async def test_notice_on_10_march_ends_the_contract_on_30_april_and_keeps_data_u
     )
     (audit,) = await stack.changes_named(contract_id, "termination_noticed")
     assert (audit["reason"], audit["requested_by"]["person_name"]) == ("yritys lopettaa", "Maija Pääkäyttäjä")
-    (announced,) = await stack.announced(
-        topic_for(ContractChangedV1), lambda m: of(contract_id)(m) and m["change"] == "termination_noticed"
-    )
+    (announced,) = await stack.announced(topic_for(ContractChangedV1), of(contract_id, "termination_noticed"))
     assert (announced["end_date"], announced["data_retained_until"]) == ("2026-04-30", "2026-07-31")
 
-    again = await stack.http.post(f"/contracts/{contract_id}/termination", json={"requested_by": MAIN_USER})
+    again = await post_change(stack, contract_id, "termination", requested_by=MAIN_USER)
     assert again.status_code == 422
     assert again.json()["detail"]["rule"] == "B-27"
     # A package change that would start after the end is refused too.
-    late = await stack.http.post(
-        f"/contracts/{contract_id}/package-changes",
-        json={
-            "change_kind": "package_size",
-            "new_package": "perus",
-            "requested_at": "2026-04-20T10:00:00+03:00",
-            "requested_by": MAIN_USER,
-        },
+    late = await resize(
+        stack, contract_id, "perus", requested_at="2026-04-20T10:00:00+03:00", requested_by=MAIN_USER
     )
     assert late.json()["detail"] == {
         "rule": "B-27",
@@ -336,15 +332,15 @@ async def test_a_business_id_change_opens_a_new_contract_and_ends_the_old_one_wi
     old_env, new_env = new_environment(), new_environment()
     old_id = (await stack.sign(old_env, 11))["contract_id"]
 
-    response = await stack.http.post(
-        f"/contracts/{old_id}/business-id-changes",
-        json={
-            "new_business_id": business_id(12),
-            "new_environment_id": new_env,
-            "new_company_name": "Asiakas 11 Oy (uusi)",
-            "requested_at": "2026-03-20T10:00:00+02:00",
-            "requested_by": SIGNATORY,
-        },
+    response = await post_change(
+        stack,
+        old_id,
+        "business-id-changes",
+        new_business_id=business_id(12),
+        new_environment_id=new_env,
+        new_company_name="Asiakas 11 Oy (uusi)",
+        requested_at="2026-03-20T10:00:00+02:00",
+        requested_by=SIGNATORY,
     )
 
     assert response.status_code == 200, response.text
@@ -374,31 +370,31 @@ async def test_a_business_id_change_opens_a_new_contract_and_ends_the_old_one_wi
         (new_id, "signed_for_new_business_id"),
     }
 
-    twice = await stack.http.post(
-        f"/contracts/{old_id}/business-id-changes",
-        json={
-            "new_business_id": business_id(13),
-            "new_environment_id": new_environment(),
-            "new_company_name": "Kolmas Oy",
-            "requested_by": SIGNATORY,
-        },
+    twice = await post_change(
+        stack,
+        old_id,
+        "business-id-changes",
+        new_business_id=business_id(13),
+        new_environment_id=new_environment(),
+        new_company_name="Kolmas Oy",
+        requested_by=SIGNATORY,
     )
     assert (twice.status_code, twice.json()["detail"]["rule"]) == (422, "B-28")
 
 
 async def test_a_business_id_change_can_bring_the_new_ids_einvoice_address(stack: ContractStack) -> None:
-    old_id = (await stack.sign(new_environment(), 14))["contract_id"]
+    old_id = await sign_new(stack, 14)
     new_address = {"address": "003730000140", "operator": "003723327487"}
 
-    response = await stack.http.post(
-        f"/contracts/{old_id}/business-id-changes",
-        json={
-            "new_business_id": business_id(15),
-            "new_environment_id": new_environment(),
-            "new_company_name": "Uusi Oy",
-            "new_einvoice_address": new_address,
-            "requested_by": MAIN_USER,
-        },
+    response = await post_change(
+        stack,
+        old_id,
+        "business-id-changes",
+        new_business_id=business_id(15),
+        new_environment_id=new_environment(),
+        new_company_name="Uusi Oy",
+        new_einvoice_address=new_address,
+        requested_by=MAIN_USER,
     )
 
     new = await stack.contract(response.json()["new_contract_id"])
@@ -409,52 +405,44 @@ async def test_a_tallennus_firm_change_takes_effect_only_with_both_approvals_the
     stack: ContractStack,
 ) -> None:
     old_firm, new_firm = business_id(903), business_id(904)
-    contract_id = (
-        await stack.sign(
-            new_environment(),
-            16,
-            package="tallennus",
-            payer="accounting_firm",
-            accounting_firm_id="firm-old",
-            accounting_firm_business_id=old_firm,
+    contract_id = await sign_tallennus(stack, 16, firm_id="firm-old", firm_business_id=old_firm)
+
+    async def approve(side: str, approved_at: str, **fields: Any) -> dict[str, Any]:
+        response = await post_change(
+            stack,
+            contract_id,
+            "tallennus-firm-approvals",
+            approving_firm=side,
+            old_accounting_firm_id="firm-old",
+            new_accounting_firm_id="firm-new",
+            approved_at=approved_at,
+            approved_by=SIGNATORY,
+            **fields,
         )
-    )["contract_id"]
-    plain = await stack.http.post(
-        f"/contracts/{contract_id}/accounting-firm-changes",
-        json={"new_accounting_firm_id": "firm-new", "requested_by": MAIN_USER},
+        body: dict[str, Any] = response.json()
+        return body
+
+    plain = await post_change(
+        stack,
+        contract_id,
+        "accounting-firm-changes",
+        new_accounting_firm_id="firm-new",
+        requested_by=MAIN_USER,
     )
     assert (plain.status_code, plain.json()["detail"]["rule"]) == (422, "B-29")
 
-    new_side = await stack.http.post(
-        f"/contracts/{contract_id}/tallennus-firm-approvals",
-        json={
-            "approving_firm": "new",
-            "old_accounting_firm_id": "firm-old",
-            "new_accounting_firm_id": "firm-new",
-            "approved_at": "2026-03-12T10:00:00+02:00",
-            "new_package": "tallennus",
-            "new_accounting_firm_business_id": new_firm,
-            "approved_by": SIGNATORY,
-        },
+    new_side = await approve(
+        "new", "2026-03-12T10:00:00+02:00", new_package="tallennus", new_accounting_firm_business_id=new_firm
     )
-    assert (new_side.json()["pending"], new_side.json()["effective_from"]) == (True, None)
+    assert (new_side["pending"], new_side["effective_from"]) == (True, None)
     waiting = await stack.contract(contract_id)
     assert waiting["pending_tallennus_firm_change"]["new_accounting_firm_id"] == "firm-new"
     assert (await stack.terms(contract_id, "2026-04"))["accounting_firm_id"] == "firm-old"
 
-    old_side = await stack.http.post(
-        f"/contracts/{contract_id}/tallennus-firm-approvals",
-        json={
-            "approving_firm": "old",
-            "old_accounting_firm_id": "firm-old",
-            "new_accounting_firm_id": "firm-new",
-            "approved_at": "2026-03-18T10:00:00+02:00",
-            "approved_by": SIGNATORY,
-        },
-    )
+    old_side = await approve("old", "2026-03-18T10:00:00+02:00")
 
     # Both recorded; the later approval (18 March) is after the 15th: from April (B-26).
-    assert (old_side.json()["pending"], old_side.json()["effective_from"]) == (False, "2026-04-01")
+    assert (old_side["pending"], old_side["effective_from"]) == (False, "2026-04-01")
     march, april = await stack.terms(contract_id, "2026-03"), await stack.terms(contract_id, "2026-04")
     assert (march["accounting_firm_id"], march["payer_id"]) == ("firm-old", old_firm)
     assert (april["accounting_firm_id"], april["payer_id"], april["payer_kind"]) == (
@@ -473,15 +461,18 @@ async def test_a_tallennus_firm_change_takes_effect_only_with_both_approvals_the
 
 
 async def test_a_billing_contact_change_needs_name_phone_and_email(stack: ContractStack) -> None:
-    contract_id = (await stack.sign(new_environment(), 17))["contract_id"]
+    contract_id = await sign_new(stack, 17)
     contact = {"name": "Liisa Laskutus", "phone": "+358 40 123 4567", "email": "liisa@example.fi"}
 
-    missing_phone = await stack.http.post(
-        f"/contracts/{contract_id}/billing-contact",
-        json={"new_contact": {"name": "Liisa", "email": "liisa@example.fi"}, "requested_by": MAIN_USER},
+    missing_phone = await post_change(
+        stack,
+        contract_id,
+        "billing-contact",
+        new_contact={"name": "Liisa", "email": "liisa@example.fi"},
+        requested_by=MAIN_USER,
     )
-    accepted = await stack.http.post(
-        f"/contracts/{contract_id}/billing-contact", json={"new_contact": contact, "requested_by": MAIN_USER}
+    accepted = await post_change(
+        stack, contract_id, "billing-contact", new_contact=contact, requested_by=MAIN_USER
     )
 
     assert missing_phone.status_code == 422
@@ -494,24 +485,20 @@ async def test_a_billing_contact_change_needs_name_phone_and_email(stack: Contra
 async def test_the_invoice_name_changes_only_by_a_notice_naming_the_old_and_the_new_name(
     stack: ContractStack,
 ) -> None:
-    contract_id = (await stack.sign(new_environment(), 18))["contract_id"]
+    contract_id = await sign_new(stack, 18)
 
-    wrong_old = await stack.http.post(
-        f"/contracts/{contract_id}/company-name",
-        json={
-            "old_company_name": "Joku Muu Oy",
-            "new_company_name": "Uusi Nimi Oy",
-            "requested_by": MAIN_USER,
-        },
-    )
-    accepted = await stack.http.post(
-        f"/contracts/{contract_id}/company-name",
-        json={
-            "old_company_name": "Asiakas 18 Oy",
-            "new_company_name": "Uusi Nimi Oy",
-            "requested_by": MAIN_USER,
-        },
-    )
+    async def rename(old_company_name: str) -> httpx.Response:
+        return await post_change(
+            stack,
+            contract_id,
+            "company-name",
+            old_company_name=old_company_name,
+            new_company_name="Uusi Nimi Oy",
+            requested_by=MAIN_USER,
+        )
+
+    wrong_old = await rename("Joku Muu Oy")
+    accepted = await rename("Asiakas 18 Oy")
 
     assert (wrong_old.status_code, wrong_old.json()["detail"]["rule"]) == (422, "B-22")
     assert accepted.status_code == 200
@@ -519,11 +506,15 @@ async def test_the_invoice_name_changes_only_by_a_notice_naming_the_old_and_the_
 
 
 async def test_advance_billing_is_always_refused(stack: ContractStack) -> None:
-    contract_id = (await stack.sign(new_environment(), 19))["contract_id"]
+    contract_id = await sign_new(stack, 19)
 
-    response = await stack.http.post(
-        f"/contracts/{contract_id}/advance-billing",
-        json={"from_month": "2026-04", "to_month": "2026-12", "requested_by": SIGNATORY},
+    response = await post_change(
+        stack,
+        contract_id,
+        "advance-billing",
+        from_month="2026-04",
+        to_month="2026-12",
+        requested_by=SIGNATORY,
     )
 
     assert response.status_code == 422
@@ -534,34 +525,28 @@ async def test_advance_billing_is_always_refused(stack: ContractStack) -> None:
 
 
 async def test_a_moved_production_date_moves_the_start_of_billing(stack: ContractStack) -> None:
-    contract_id = (await stack.sign(new_environment(), 20, production_date="2026-05-01"))["contract_id"]
+    contract_id = await sign_new(stack, 20, production_date="2026-05-01")
 
-    response = await stack.http.post(
-        f"/contracts/{contract_id}/production-date", json={"production_date": "2026-03-02"}
-    )
+    response = await post_change(stack, contract_id, "production-date", production_date="2026-03-02")
 
     assert response.json()["status"] == "active"
     assert (await stack.contract(contract_id))["production_date"] == "2026-03-02"
 
 
 async def test_a_change_to_an_unknown_contract_is_not_found(stack: ContractStack) -> None:
-    response = await stack.http.post("/contracts/C-nobody/termination", json={"requested_by": MAIN_USER})
+    response = await post_change(stack, "C-nobody", "termination", requested_by=MAIN_USER)
     assert response.status_code == 404
 
 
 async def test_the_passing_of_a_month_brings_scheduled_terms_and_statuses_into_effect(
     stack: ContractStack,
 ) -> None:
-    scheduled = (await stack.sign(new_environment(), 21))["contract_id"]
-    starting = (await stack.sign(new_environment(), 22, production_date="2026-04-01"))["contract_id"]
-    ending = (await stack.sign(new_environment(), 23))["contract_id"]
-    await stack.http.post(
-        f"/contracts/{scheduled}/package-changes",
-        json={"change_kind": "package_size", "new_package": "laaja", "requested_by": MAIN_USER},
-    )  # 20 March: from April
-    await stack.http.post(
-        f"/contracts/{ending}/termination",
-        json={"notice_given_at": "2026-02-10T10:00:00+02:00", "requested_by": MAIN_USER},
+    scheduled = await sign_new(stack, 21)
+    starting = await sign_new(stack, 22, production_date="2026-04-01")
+    ending = await sign_new(stack, 23)
+    await resize(stack, scheduled, "laaja", requested_by=MAIN_USER)  # 20 March: from April
+    await post_change(
+        stack, ending, "termination", notice_given_at="2026-02-10T10:00:00+02:00", requested_by=MAIN_USER
     )  # ends 31 March
     assert (await stack.contract(scheduled))["package"] == "kevyt"
 

@@ -95,11 +95,42 @@ async def sign_over_kafka(stack: ContractStack, env: str, company: int, **fields
     return contract_id
 
 
+def resize(
+    env: str, new_package: PackageCode, *, requested_at: dt.datetime, requested_by: Requester
+) -> PackageChangeRequestedV1:
+    """A package-size change (B-26) for the contract of `env`."""
+    return PackageChangeRequestedV1(
+        **envelope(),
+        environment_id=env,
+        requested_at=requested_at,
+        change_kind=PackageChangeKind.PACKAGE_SIZE,
+        new_package=new_package,
+        requested_by=requested_by,
+    )
+
+
+def customer_changed_in_procountor(company: int, **fields: Any) -> CustomerChangedInProcountorV1:
+    """Procountor's customer of the company, which pays for itself, changed now."""
+    return CustomerChangedInProcountorV1(
+        **envelope(),
+        payer_id=business_id(company),
+        procountor_customer_id=f"pc-{company}",
+        business_id=business_id(company),
+        changed_at=NOW,
+        **fields,
+    )
+
+
 async def refusal_of(stack: ContractStack, command: Message) -> dict[str, Any]:
     (refusal,) = await stack.announced(
         topic_for(ChangeRequestRefusedV1), lambda m: m.get("refused_event_id") == str(command.event_id)
     )
     return refusal
+
+
+async def dead_letter_of(stack: ContractStack, command: Message) -> dict[str, Any]:
+    (letter,) = await wait_until(lambda: stack.dead_letters(command.event_id), what="dead letter")
+    return letter
 
 
 async def test_a_contract_signed_over_kafka_is_created_once_however_often_the_command_is_delivered(
@@ -126,12 +157,10 @@ async def test_package_and_firm_changes_over_kafka_follow_the_cut_off_in_helsink
     contract_id = await sign_over_kafka(stack, env := new_environment(), 2)
 
     await stack.publisher.publish(
-        PackageChangeRequestedV1(
-            **envelope(),
-            environment_id=env,
+        resize(
+            env,
+            PackageCode.LAAJA,
             requested_at=dt.datetime(2026, 3, 15, 22, 0, tzinfo=dt.UTC),  # 16 March 00:00 in Helsinki
-            change_kind=PackageChangeKind.PACKAGE_SIZE,
-            new_package=PackageCode.LAAJA,
             requested_by=MAIN_USER,
         ),
         AccountingFirmChangeRequestedV1(
@@ -156,14 +185,7 @@ async def test_a_change_requested_without_the_rights_is_refused_published_dead_l
     stack: ContractStack,
 ) -> None:
     contract_id = await sign_over_kafka(stack, env := new_environment(), 3)
-    command = PackageChangeRequestedV1(
-        **envelope(),
-        environment_id=env,
-        requested_at=NOW,
-        change_kind=PackageChangeKind.PACKAGE_SIZE,
-        new_package=PackageCode.PERUS,
-        requested_by=STRANGER,
-    )
+    command = resize(env, PackageCode.PERUS, requested_at=NOW, requested_by=STRANGER)
 
     await stack.publisher.publish(command)
 
@@ -176,7 +198,7 @@ async def test_a_change_requested_without_the_rights_is_refused_published_dead_l
     )
     assert refusal["refused_message_type"] == "contracts.package-change-requested"
     assert "Ulla Ulkopuolinen has the role 'read_only'" in refusal["reason"]
-    (letter,) = await wait_until(lambda: stack.dead_letters(command.event_id), what="dead letter")
+    letter = await dead_letter_of(stack, command)
     assert (letter["failure"], letter["reason"]) == ("rejected", f"B-25: {refusal['reason']}")
     published = await stack.announced(
         dead_letter_topic("invoicing"), lambda m: m.get("original_event_id") == str(command.event_id)
@@ -223,7 +245,7 @@ async def test_a_command_for_an_environment_without_a_contract_is_refused_with_t
 
     refusal = await refusal_of(stack, command)
     assert (refusal["contract_id"], refusal["reason"]) == (None, f"environment {env} has no contract")
-    (letter,) = await wait_until(lambda: stack.dead_letters(command.event_id), what="dead letter")
+    letter = await dead_letter_of(stack, command)
     assert letter["failure"] == "rejected"
 
 
@@ -346,12 +368,8 @@ async def test_a_billing_address_and_channel_changed_in_procountor_flow_in_but_t
 ) -> None:
     contract_id = await sign_over_kafka(stack, new_environment(), 9)
     new_address = PostalAddress(street="Hämeenkatu 5", postal_code="33100", city="Tampere")
-    change = CustomerChangedInProcountorV1(
-        **envelope(),
-        payer_id=business_id(9),
-        procountor_customer_id="pc-9",
-        business_id=business_id(9),
-        changed_at=NOW,
+    change = customer_changed_in_procountor(
+        9,
         company_name="Kafka Yhdeksän Oy (nimi Procountorissa)",
         billing_address=new_address,
         billing_channel=BillingChannel.EMAIL,
@@ -379,18 +397,11 @@ async def test_a_billing_address_and_channel_changed_in_procountor_flow_in_but_t
 async def test_a_procountor_change_for_a_payer_without_contracts_is_dead_lettered_with_the_reason(
     stack: ContractStack,
 ) -> None:
-    change = CustomerChangedInProcountorV1(
-        **envelope(),
-        payer_id=business_id(99),
-        procountor_customer_id="pc-99",
-        business_id=business_id(99),
-        changed_at=NOW,
-        company_name="Tuntematon Oy",
-        billing_address=ADDRESS,
-        billing_channel=BillingChannel.PAPER,
+    change = customer_changed_in_procountor(
+        99, company_name="Tuntematon Oy", billing_address=ADDRESS, billing_channel=BillingChannel.PAPER
     )
 
     await stack.publisher.publish(change)
 
-    (letter,) = await wait_until(lambda: stack.dead_letters(change.event_id), what="dead letter")
+    letter = await dead_letter_of(stack, change)
     assert letter["reason"] == f"B-22: no open contract is paid by {business_id(99)}"

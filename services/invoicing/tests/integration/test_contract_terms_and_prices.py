@@ -43,6 +43,16 @@ price_lists:
 """
 
 
+def price_book(list_id: str, valid_from: str, *, valid_to: str = "null", sample: bool = False) -> str:
+    """PRICES_2027 as another list: its id, validity and whether it is SAMPLE."""
+    return (
+        PRICES_2027.replace("sample: false", f"sample: {str(sample).lower()}")
+        .replace("list-2027", list_id)
+        .replace("2027-01-01", valid_from)
+        .replace("valid_to: null", f"valid_to: {valid_to}")
+    )
+
+
 @pytest_asyncio.fixture(scope="module")
 async def stack(kafka: KafkaTarget, postgres_admin_url: str) -> AsyncIterator[ContractStack]:
     async with contract_stack(kafka, postgres_admin_url, now=NOW) as running:
@@ -207,21 +217,15 @@ async def test_a_price_list_loaded_over_the_api_takes_over_from_its_first_month(
 async def test_price_lists_that_overlap_or_carry_floats_are_refused_with_the_reason(
     stack: ContractStack,
 ) -> None:
-    def variant(list_id: str, valid_from: str, valid_to: str) -> str:
-        return (
-            PRICES_2027.replace("list-2027", list_id)
-            .replace("2027-01-01", valid_from)
-            .replace("valid_to: null", f"valid_to: {valid_to}")
-        )
-
     first_half = await stack.http.post(
-        "/price-lists", content=variant("list-2028-h1", "2028-01-01", "2028-06-30")
+        "/price-lists", content=price_book("list-2028-h1", "2028-01-01", valid_to="2028-06-30")
     )
     overlapping = await stack.http.post(
-        "/price-lists", content=variant("list-2028-q2", "2028-04-01", "2028-09-30")
+        "/price-lists", content=price_book("list-2028-q2", "2028-04-01", valid_to="2028-09-30")
     )
     floats = await stack.http.post(
-        "/price-lists", content=variant("list-float", "2029-01-01", "2029-12-31").replace('"42.00"', "42.10")
+        "/price-lists",
+        content=price_book("list-float", "2029-01-01", valid_to="2029-12-31").replace('"42.00"', "42.10"),
     )
 
     assert first_half.status_code == 201, first_half.text
@@ -235,11 +239,7 @@ async def test_price_lists_that_overlap_or_carry_floats_are_refused_with_the_rea
 
 
 async def test_sample_prices_are_refused_where_samples_are_not_allowed(stack: ContractStack) -> None:
-    sample = (
-        PRICES_2027.replace("sample: false", "sample: true")
-        .replace("list-2027", "list-sample-2030")
-        .replace("2027-01-01", "2030-01-01")
-    )
+    sample = price_book("list-sample-2030", "2030-01-01", sample=True)
     async with stack.sessions.begin() as session:
         with pytest.raises(PriceListError, match="SAMPLE"):
             await store_price_book(session, sample, source="api", now=NOW, allow_sample=False)

@@ -13,6 +13,7 @@ from invoicing.contract_rules import (
     ContractStatus,
     EffectiveTerms,
     FirmApproval,
+    PendingFirmChange,
     Requester,
     TermChange,
     accounting_firm_change,
@@ -60,6 +61,20 @@ def tallennus(firm: str = "firm-a", firm_business_id: str = FIRM_A) -> Effective
 
 
 SIGNED_AT = helsinki(2026, 1, 5)
+
+
+def package_request(
+    current: EffectiveTerms,
+    new_package: PackageCode,
+    *,
+    at: dt.datetime,
+    kind: PackageChangeKind = PackageChangeKind.PACKAGE_SIZE,
+    end_date: dt.date | None = None,
+) -> TermChange:
+    """`package_change` for COMPANY's contract: a package-size change unless `kind` says otherwise."""
+    return package_change(
+        current, kind=kind, new_package=new_package, requested_at=at, business_id=COMPANY, end_date=end_date
+    )
 
 
 # ---------------------------------------------------------------- B-25
@@ -132,14 +147,7 @@ def test_a_naive_timestamp_is_refused_rather_than_guessed() -> None:
 
 
 def test_a_package_size_change_on_the_15th_takes_effect_from_that_month() -> None:
-    change = package_change(
-        kevyt(),
-        kind=PackageChangeKind.PACKAGE_SIZE,
-        new_package=PackageCode.PERUS,
-        requested_at=helsinki(2026, 3, 15, 23, 59),
-        business_id=COMPANY,
-        end_date=None,
-    )
+    change = package_request(kevyt(), PackageCode.PERUS, at=helsinki(2026, 3, 15, 23, 59))
     assert (change.effective_from, change.package, change.payer_kind) == (
         YearMonth(2026, 3),
         PackageCode.PERUS,
@@ -148,27 +156,13 @@ def test_a_package_size_change_on_the_15th_takes_effect_from_that_month() -> Non
 
 
 def test_a_package_size_change_on_the_16th_takes_effect_from_the_next_month() -> None:
-    change = package_change(
-        kevyt(),
-        kind=PackageChangeKind.PACKAGE_SIZE,
-        new_package=PackageCode.PERUS,
-        requested_at=helsinki(2026, 3, 16, 0, 0),
-        business_id=COMPANY,
-        end_date=None,
-    )
+    change = package_request(kevyt(), PackageCode.PERUS, at=helsinki(2026, 3, 16, 0, 0))
     assert change.effective_from == YearMonth(2026, 4)
 
 
 def test_a_month_is_billed_with_the_package_in_effect_for_it_without_proration() -> None:
     signed = initial_change(kevyt(), signed_at=SIGNED_AT)
-    on_16th = package_change(
-        kevyt(),
-        kind=PackageChangeKind.PACKAGE_SIZE,
-        new_package=PackageCode.LAAJA,
-        requested_at=helsinki(2026, 3, 16, 0, 0),
-        business_id=COMPANY,
-        end_date=None,
-    )
+    on_16th = package_request(kevyt(), PackageCode.LAAJA, at=helsinki(2026, 3, 16, 0, 0))
     history = [signed, on_16th]
     assert terms_in_effect(history, YearMonth(2026, 2)).package is PackageCode.KEVYT
     assert terms_in_effect(history, YearMonth(2026, 3)).package is PackageCode.KEVYT
@@ -203,38 +197,28 @@ def test_changes_requested_before_the_production_month_still_apply_from_their_mo
 
 def test_a_package_change_to_the_package_already_in_effect_is_refused() -> None:
     with pytest.raises(ChangeRefusedError, match="already kevyt") as refused:
-        package_change(
-            kevyt(),
-            kind=PackageChangeKind.PACKAGE_SIZE,
-            new_package=PackageCode.KEVYT,
-            requested_at=helsinki(2026, 3, 2),
-            business_id=COMPANY,
-            end_date=None,
-        )
+        package_request(kevyt(), PackageCode.KEVYT, at=helsinki(2026, 3, 2))
     assert refused.value.rule == "B-26"
 
 
-def test_a_package_size_change_does_not_move_tallennus_or_allekirjoitus() -> None:
-    for current, new in ((tallennus(), PackageCode.KEVYT), (kevyt(), PackageCode.ALLEKIRJOITUS)):
-        with pytest.raises(ChangeRefusedError, match="package-size change"):
-            package_change(
-                current,
-                kind=PackageChangeKind.PACKAGE_SIZE,
-                new_package=new,
-                requested_at=helsinki(2026, 3, 2),
-                business_id=COMPANY,
-                end_date=None,
-            )
+@pytest.mark.parametrize(
+    ("current", "new"),
+    [(tallennus(), PackageCode.KEVYT), (kevyt(), PackageCode.ALLEKIRJOITUS)],
+    ids=["tallennus-to-kevyt", "kevyt-to-allekirjoitus"],
+)
+def test_a_package_size_change_does_not_move_tallennus_or_allekirjoitus(
+    current: EffectiveTerms, new: PackageCode
+) -> None:
+    with pytest.raises(ChangeRefusedError, match="package-size change"):
+        package_request(current, new, at=helsinki(2026, 3, 2))
 
 
 def test_a_tallennus_to_taloushallinto_conversion_moves_the_payer_to_the_company() -> None:
-    change = package_change(
+    change = package_request(
         tallennus(),
+        PackageCode.PERUS,
+        at=helsinki(2026, 5, 16, 0, 0),
         kind=PackageChangeKind.TALLENNUS_TO_TALOUSHALLINTO,
-        new_package=PackageCode.PERUS,
-        requested_at=helsinki(2026, 5, 16, 0, 0),
-        business_id=COMPANY,
-        end_date=None,
     )
     history = [initial_change(tallennus(), signed_at=SIGNED_AT), change]
     may, june = terms_in_effect(history, YearMonth(2026, 5)), terms_in_effect(history, YearMonth(2026, 6))
@@ -247,35 +231,26 @@ def test_a_tallennus_to_taloushallinto_conversion_moves_the_payer_to_the_company
     assert june.accounting_firm_id == "firm-a"  # the firm still keeps the books
 
 
-def test_only_tallennus_converts_to_taloushallinto_and_only_to_a_taloushallinto_version() -> None:
-    with pytest.raises(ChangeRefusedError, match="only a Tallennus environment converts"):
-        package_change(
-            kevyt(),
-            kind=PackageChangeKind.TALLENNUS_TO_TALOUSHALLINTO,
-            new_package=PackageCode.PERUS,
-            requested_at=helsinki(2026, 5, 2),
-            business_id=COMPANY,
-            end_date=None,
-        )
-    with pytest.raises(ChangeRefusedError, match="Taloushallinto version, not to solo"):
-        package_change(
-            tallennus(),
-            kind=PackageChangeKind.TALLENNUS_TO_TALOUSHALLINTO,
-            new_package=PackageCode.SOLO,
-            requested_at=helsinki(2026, 5, 2),
-            business_id=COMPANY,
-            end_date=None,
+@pytest.mark.parametrize(
+    ("current", "new", "why"),
+    [
+        (kevyt(), PackageCode.PERUS, "only a Tallennus environment converts"),
+        (tallennus(), PackageCode.SOLO, "Taloushallinto version, not to solo"),
+    ],
+    ids=["from-kevyt", "to-solo"],
+)
+def test_only_tallennus_converts_to_taloushallinto_and_only_to_a_taloushallinto_version(
+    current: EffectiveTerms, new: PackageCode, why: str
+) -> None:
+    with pytest.raises(ChangeRefusedError, match=why):
+        package_request(
+            current, new, at=helsinki(2026, 5, 2), kind=PackageChangeKind.TALLENNUS_TO_TALOUSHALLINTO
         )
 
 
 def test_a_move_into_tallennus_is_paid_by_the_accounting_firm_and_needs_one() -> None:
-    change = package_change(
-        kevyt(),
-        kind=PackageChangeKind.TALLENNUS_PACKAGE,
-        new_package=PackageCode.TALLENNUS,
-        requested_at=helsinki(2026, 5, 2),
-        business_id=COMPANY,
-        end_date=None,
+    change = package_request(
+        kevyt(), PackageCode.TALLENNUS, at=helsinki(2026, 5, 2), kind=PackageChangeKind.TALLENNUS_PACKAGE
     )
     assert (change.package, change.payer_kind, change.payer_id) == (
         PackageCode.TALLENNUS,
@@ -283,13 +258,11 @@ def test_a_move_into_tallennus_is_paid_by_the_accounting_firm_and_needs_one() ->
         FIRM_A,
     )
     with pytest.raises(ChangeRefusedError) as refused:
-        package_change(
+        package_request(
             kevyt(firm=None, firm_business_id=None),
+            PackageCode.TALLENNUS,
+            at=helsinki(2026, 5, 2),
             kind=PackageChangeKind.TALLENNUS_PACKAGE,
-            new_package=PackageCode.TALLENNUS,
-            requested_at=helsinki(2026, 5, 2),
-            business_id=COMPANY,
-            end_date=None,
         )
     assert refused.value.rule == "B-17"
 
@@ -340,14 +313,7 @@ def test_a_tallennus_environment_never_changes_firm_by_a_plain_request() -> None
 
 def test_a_change_taking_effect_after_the_contract_ends_is_refused() -> None:
     with pytest.raises(ChangeRefusedError, match="ends on 2026-04-30") as refused:
-        package_change(
-            kevyt(),
-            kind=PackageChangeKind.PACKAGE_SIZE,
-            new_package=PackageCode.PERUS,
-            requested_at=helsinki(2026, 4, 20),
-            business_id=COMPANY,
-            end_date=dt.date(2026, 4, 30),
-        )
+        package_request(kevyt(), PackageCode.PERUS, at=helsinki(2026, 4, 20), end_date=dt.date(2026, 4, 30))
     assert refused.value.rule == "B-27"
 
 
@@ -410,36 +376,37 @@ def approval(side: ApprovingFirm, at: dt.datetime, package: PackageCode | None =
     return FirmApproval(side=side, approved_at=at, approved_by="Signatory", new_package=package)
 
 
-def test_a_tallennus_firm_change_waits_for_both_approvals() -> None:
-    pending = record_firm_approval(
-        None,
-        tallennus(),
-        old_firm_id="firm-a",
-        new_firm_id="firm-b",
-        approval=approval(ApprovingFirm.OLD, helsinki(2026, 5, 10)),
+def record(
+    pending: PendingFirmChange | None,
+    given: FirmApproval,
+    *,
+    current: EffectiveTerms | None = None,
+    old_firm_id: str = "firm-a",
+    new_firm_id: str = "firm-b",
+) -> PendingFirmChange:
+    """`record_firm_approval` for a Tallennus environment moving from firm-a to firm-b unless told otherwise."""
+    return record_firm_approval(
+        pending,
+        tallennus() if current is None else current,
+        old_firm_id=old_firm_id,
+        new_firm_id=new_firm_id,
+        approval=given,
     )
+
+
+def test_a_tallennus_firm_change_waits_for_both_approvals() -> None:
+    pending = record(None, approval(ApprovingFirm.OLD, helsinki(2026, 5, 10)))
     assert not pending.is_complete
     with pytest.raises(ValueError, match="both approvals"):
         completed_firm_change(pending, end_date=None, new_firm_business_id=FIRM_B)
-    pending = record_firm_approval(
-        pending,
-        tallennus(),
-        old_firm_id="firm-a",
-        new_firm_id="firm-b",
-        approval=approval(ApprovingFirm.NEW, helsinki(2026, 5, 20), PackageCode.TALLENNUS),
-    )
+    pending = record(pending, approval(ApprovingFirm.NEW, helsinki(2026, 5, 20), PackageCode.TALLENNUS))
     assert pending.is_complete
 
 
 def test_a_completed_tallennus_firm_change_takes_effect_by_the_cut_off_of_the_later_approval() -> None:
     old_on_10th = approval(ApprovingFirm.OLD, helsinki(2026, 5, 10))
     new_on_16th = approval(ApprovingFirm.NEW, helsinki(2026, 5, 16, 0, 0), PackageCode.TALLENNUS)
-    pending = record_firm_approval(
-        None, tallennus(), old_firm_id="firm-a", new_firm_id="firm-b", approval=new_on_16th
-    )
-    pending = record_firm_approval(
-        pending, tallennus(), old_firm_id="firm-a", new_firm_id="firm-b", approval=old_on_10th
-    )
+    pending = record(record(None, new_on_16th), old_on_10th)
     change = completed_firm_change(pending, end_date=None, new_firm_business_id=FIRM_B)
     history = [initial_change(tallennus(), signed_at=SIGNED_AT), change]
     may, june = terms_in_effect(history, YearMonth(2026, 5)), terms_in_effect(history, YearMonth(2026, 6))
@@ -452,66 +419,38 @@ def test_a_completed_tallennus_firm_change_takes_effect_by_the_cut_off_of_the_la
 
 
 def test_both_approvals_by_the_15th_move_the_environment_from_that_month() -> None:
-    pending = record_firm_approval(
-        None,
-        tallennus(),
-        old_firm_id="firm-a",
-        new_firm_id="firm-b",
-        approval=approval(ApprovingFirm.OLD, helsinki(2026, 5, 3)),
-    )
-    pending = record_firm_approval(
-        pending,
-        tallennus(),
-        old_firm_id="firm-a",
-        new_firm_id="firm-b",
-        approval=approval(ApprovingFirm.NEW, helsinki(2026, 5, 15, 23, 59), PackageCode.TALLENNUS),
+    pending = record(
+        record(None, approval(ApprovingFirm.OLD, helsinki(2026, 5, 3))),
+        approval(ApprovingFirm.NEW, helsinki(2026, 5, 15, 23, 59), PackageCode.TALLENNUS),
     )
     assert completed_firm_change(
         pending, end_date=None, new_firm_business_id=FIRM_B
     ).effective_from == YearMonth(2026, 5)
 
 
-def test_an_approval_naming_the_wrong_old_firm_or_a_non_tallennus_environment_is_refused() -> None:
-    with pytest.raises(ChangeRefusedError, match="firm is firm-a, not firm-x"):
-        record_firm_approval(
-            None,
-            tallennus(),
-            old_firm_id="firm-x",
-            new_firm_id="firm-b",
-            approval=approval(ApprovingFirm.OLD, helsinki(2026, 5, 3)),
-        )
-    with pytest.raises(ChangeRefusedError, match="only a Tallennus environment"):
-        record_firm_approval(
-            None,
-            kevyt(),
-            old_firm_id="firm-a",
-            new_firm_id="firm-b",
-            approval=approval(ApprovingFirm.OLD, helsinki(2026, 5, 3)),
+@pytest.mark.parametrize(
+    ("current", "old_firm_id", "why"),
+    [
+        (tallennus(), "firm-x", "firm is firm-a, not firm-x"),
+        (kevyt(), "firm-a", "only a Tallennus environment"),
+    ],
+    ids=["wrong-old-firm", "not-tallennus"],
+)
+def test_an_approval_naming_the_wrong_old_firm_or_a_non_tallennus_environment_is_refused(
+    current: EffectiveTerms, old_firm_id: str, why: str
+) -> None:
+    with pytest.raises(ChangeRefusedError, match=why):
+        record(
+            None, approval(ApprovingFirm.OLD, helsinki(2026, 5, 3)), current=current, old_firm_id=old_firm_id
         )
 
 
 def test_the_new_firm_must_name_its_package_and_be_known_by_business_id() -> None:
     with pytest.raises(ChangeRefusedError, match="name the package"):
-        record_firm_approval(
-            None,
-            tallennus(),
-            old_firm_id="firm-a",
-            new_firm_id="firm-b",
-            approval=approval(ApprovingFirm.NEW, helsinki(2026, 5, 3)),
-        )
-    pending = record_firm_approval(
-        None,
-        tallennus(),
-        old_firm_id="firm-a",
-        new_firm_id="firm-b",
-        approval=approval(ApprovingFirm.OLD, helsinki(2026, 5, 3)),
-    )
-    pending = record_firm_approval(
-        pending,
-        tallennus(),
-        old_firm_id="firm-a",
-        new_firm_id="firm-b",
-        approval=approval(ApprovingFirm.NEW, helsinki(2026, 5, 4), PackageCode.TALLENNUS),
+        record(None, approval(ApprovingFirm.NEW, helsinki(2026, 5, 3)))
+    pending = record(
+        record(None, approval(ApprovingFirm.OLD, helsinki(2026, 5, 3))),
+        approval(ApprovingFirm.NEW, helsinki(2026, 5, 4), PackageCode.TALLENNUS),
     )
     with pytest.raises(ChangeRefusedError) as refused:
         completed_firm_change(pending, end_date=None, new_firm_business_id=None)
@@ -519,19 +458,9 @@ def test_the_new_firm_must_name_its_package_and_be_known_by_business_id() -> Non
 
 
 def test_an_approval_for_another_new_firm_starts_over() -> None:
-    first = record_firm_approval(
-        None,
-        tallennus(),
-        old_firm_id="firm-a",
-        new_firm_id="firm-b",
-        approval=approval(ApprovingFirm.OLD, helsinki(2026, 5, 3)),
-    )
-    other = record_firm_approval(
-        first,
-        tallennus(),
-        old_firm_id="firm-a",
-        new_firm_id="firm-c",
-        approval=approval(ApprovingFirm.NEW, helsinki(2026, 5, 4), PackageCode.TALLENNUS),
+    first = record(None, approval(ApprovingFirm.OLD, helsinki(2026, 5, 3)))
+    other = record(
+        first, approval(ApprovingFirm.NEW, helsinki(2026, 5, 4), PackageCode.TALLENNUS), new_firm_id="firm-c"
     )
     assert (other.new_firm_id, other.old_approval, other.is_complete) == ("firm-c", None, False)
 
