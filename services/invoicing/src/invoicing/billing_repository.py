@@ -84,6 +84,15 @@ class Counts:
         return self.issued + self.held + self.zero + self.nothing
 
 
+_USAGE_OF = text(
+    "SELECT environment_id, (usage->>'vouchers')::int, (usage->>'payees')::int,"
+    " (usage->>'einvoices_sent')::int, (usage->>'einvoices_received')::int,"
+    " (usage->>'billable_users')::int, (usage->>'signatures')::int,"
+    " NULLIF(usage->'billable_hours', '{}'::jsonb)::text"
+    " FROM invoicing.monthly_usage WHERE month = :month AND environment_id = ANY(CAST(:envs AS text[]))"
+)
+
+
 class SqlAlchemyBillingRepository:
     """Reads and writes the billing run's tables inside the caller's transaction."""
 
@@ -275,10 +284,20 @@ class SqlAlchemyBillingRepository:
         if not environments:
             return {}, []
         envs = list(environments)
-        rows = await self._s.execute(
-            select(_U.environment_id, _U.usage).where(_U.month == str(month), _U.environment_id == _any(envs))
-        )
-        data: dict[str, Mapping[str, Any]] = {env: usage for env, usage in rows.tuples()}  # noqa: C416
+        # The counts come out of the JSON in the database (as integers): no JSON to parse here.
+        rows = await self._s.execute(_USAGE_OF, {"month": str(month), "envs": envs})
+        usage: dict[str, MonthlyUsage] = {
+            r[0]: MonthlyUsage(
+                vouchers=r[1],
+                payees=r[2],
+                einvoices_sent=r[3],
+                einvoices_received=r[4],
+                billable_users=r[5],
+                signatures=r[6],
+                billable_hours={k: Decimal(v) for k, v in json.loads(r[7]).items()} if r[7] else {},
+            )
+            for r in rows.tuples()
+        }
         query = select(_A.environment_id, _A.adjustment_no, _A.usage).where(
             _A.month == str(month), _A.environment_id == _any(envs), _A.billed_in_period.is_(None)
         )
@@ -290,9 +309,9 @@ class SqlAlchemyBillingRepository:
             folded.append((env, number))
             if env not in latest or number > latest[env][0]:
                 latest[env] = (number, usage)
-        for env, (_, usage) in latest.items():
-            data[env] = usage
-        return {env: monthly_usage(u) for env, u in data.items()}, folded
+        for env, (_, adjusted) in latest.items():
+            usage[env] = monthly_usage(adjusted)
+        return usage, folded
 
     async def held_of(self, payers: Sequence[str], *, lock: bool) -> dict[str, list[HeldRow]]:
         if not payers:

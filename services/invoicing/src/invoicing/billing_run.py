@@ -59,6 +59,7 @@ log = structlog.get_logger(__name__)
 PRODUCER = "invoicing"
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_WORKERS = 2
+_LOOKUPS = 4  # sessions looking up the terms of corrected months at once
 
 
 class NotABillingDayError(Exception):
@@ -244,7 +245,7 @@ NO_USAGE = MonthlyUsage()
 
 
 async def _plan(
-    session: AsyncSession, month: YearMonth
+    session: AsyncSession, month: YearMonth, sessions: async_sessionmaker[AsyncSession] | None = None
 ) -> tuple[dict[str, PayerWork], set[tuple[str, YearMonth]]]:
     """Every payer with something for `month`: contracts billable in it, held lines, corrections.
 
@@ -259,15 +260,28 @@ async def _plan(
         work.setdefault(payer, PayerWork(payer))
     pending = await repo.pending_adjustment_keys(before=month)
     unbillable: set[tuple[str, YearMonth]] = set()
-    # Late usage is rare: the terms of each corrected environment-month, one contract at a time.
-    for env, corrected in sorted(pending, key=lambda k: (k[0], k[1])):
-        of_month = await _terms_of_environment(session, env, corrected)
-        if of_month is None:
-            unbillable.add((env, corrected))
-            continue
-        work.setdefault(of_month.payer_id, PayerWork(of_month.payer_id)).corrections.append(
-            Correction(of_month, corrected)
-        )
+    # Late usage is rare: the terms of each corrected environment-month, one contract at a time,
+    # in a few sessions at once when there are many.
+    keys = sorted(pending, key=lambda k: (k[0], k[1]))
+    parts = [keys[i::_LOOKUPS] for i in range(_LOOKUPS)] if sessions is not None else [keys]
+
+    async def look_up(part: list[tuple[str, YearMonth]]) -> list[ContractTerms | None]:
+        if sessions is None:
+            return [await _terms_of_environment(session, env, m) for env, m in part]
+        async with sessions() as own:
+            return [await _terms_of_environment(own, env, m) for env, m in part]
+
+    found = await asyncio.gather(*(look_up(part) for part in parts if part))
+    for part, terms_of in zip([p for p in parts if p], found, strict=True):
+        for (env, corrected), of_month in zip(part, terms_of, strict=True):
+            if of_month is None:
+                unbillable.add((env, corrected))
+                continue
+            work.setdefault(of_month.payer_id, PayerWork(of_month.payer_id)).corrections.append(
+                Correction(of_month, corrected)
+            )
+    for w in work.values():
+        w.corrections.sort(key=lambda c: (c.terms.environment_id, c.month))
     return work, unbillable
 
 
@@ -720,7 +734,7 @@ async def run_billing(
         attempt = await repo.start_run(run_id, month, run_date, clock.now())
     planning = time.perf_counter()
     async with sessions() as session:
-        work, unbillable = await _plan(session, month)
+        work, unbillable = await _plan(session, month, sessions)
         tiers = await SqlAlchemyBillingRepository(session).tier_book()
         decided = await SqlAlchemyBillingRepository(session).decided_payers(month)
     report = RunReport(run_id=run_id, run_date=run_date, billing_month=str(month), attempt=attempt)
