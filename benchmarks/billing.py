@@ -419,7 +419,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batch-size", type=int, default=500, help="payers per transaction (the service's default)"
     )
-    parser.add_argument("--workers", type=int, default=2, help="batches at once (the service's default)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="batches billed at once (the service's default)"
+    )
     parser.add_argument("--seed", type=int, default=20261102, help="seed of the generated data")
     parser.add_argument("--json", type=str, help="also write the figures to this file")
     parser.add_argument("--profile", type=str, help="cProfile the run into this file (slows it)")
@@ -524,9 +526,12 @@ async def _measure(args: argparse.Namespace, w: Workload, report: Report, libpq_
             note="contract terms of the month, held lines, corrections",
         )
     )
-    report.add(
-        Figure("  of which until the first batch committed", plan_seconds, "s", note="planning + one batch")
-    )
+    if batches:
+        report.add(
+            Figure(
+                "  of which until the first batch committed", plan_seconds, "s", note="planning + one batch"
+            )
+        )
     report.add(
         Figure(
             "  CPU of the service's process",

@@ -140,18 +140,21 @@ class SqlAlchemyBillingRepository:
                     "last_run_date": run_date,
                     "updated_at": now,
                     "finished_at": None,
+                    "payers": 0,  # progress of this attempt; the outcomes are the record
+                    "payers_done": 0,
                 },
             )
             .returning(r.attempts)
         )
         return int(attempt or 1)
 
-    async def record_progress(self, run_id: str, *, payers: int, done: int, now: dt.datetime) -> None:
+    async def add_progress(self, run_id: str, *, planned: int = 0, done: int = 0, now: dt.datetime) -> None:
+        """Count payers planned and done in this attempt (several shards and workers add up)."""
         r = t.billing_runs.c
         await self._s.execute(
             update(t.billing_runs)
             .where(r.run_id == run_id)
-            .values(payers=payers, payers_done=done, updated_at=now)
+            .values(payers=r.payers + planned, payers_done=r.payers_done + done, updated_at=now)
         )
 
     async def finish_run(
@@ -172,7 +175,6 @@ class SqlAlchemyBillingRepository:
                 zero=counts.zero,
                 nothing_to_bill=counts.nothing,
                 already_billed=already_billed,
-                payers_done=counts.decided,
                 failures=failures,
             )
         )

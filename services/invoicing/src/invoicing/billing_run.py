@@ -722,6 +722,24 @@ async def run_billing(
     decision impossible. A payer whose billing fails is set aside with the reason (in
     `billing_failures`) and the others go on; a rerun bills what is left.
     """
+    attempt = await _start(sessions, clock, run_date)
+    report = await bill_month(
+        sessions,
+        clock,
+        price_book,
+        run_date,
+        attempt=attempt,
+        batch_size=batch_size,
+        vat_rates=vat_rates,
+        items=items,
+        workers=workers,
+        on_batch=on_batch,
+    )
+    return await _finish(sessions, clock, report, [report])
+
+
+async def _start(sessions: async_sessionmaker[AsyncSession], clock: Clock, run_date: dt.date) -> int:
+    """Refuse a run that may not happen (B-03, B-04, an open month), else record its attempt."""
     month = check_run_date(run_date, clock)
     run_id = run_id_of(month)
     async with sessions.begin() as session:
@@ -731,7 +749,25 @@ async def run_billing(
                 f"month {month} is not closed by metering yet (or its final usage has not all "
                 "arrived); an open month is never billed"
             )
-        attempt = await repo.start_run(run_id, month, run_date, clock.now())
+        return await repo.start_run(run_id, month, run_date, clock.now())
+
+
+async def bill_month(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    price_book: PriceBook,
+    run_date: dt.date,
+    *,
+    attempt: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    vat_rates: VatRateTable = FINNISH_VAT_RATES,
+    items: ItemSource | None = None,
+    workers: int = DEFAULT_WORKERS,
+    on_batch: Callable[[], None] = lambda: None,
+) -> RunReport:
+    """Plan the month and bill every payer not decided yet; the attempt is recorded by the caller."""
+    month = billing_month_for_run(run_date)
+    run_id = run_id_of(month)
     planning = time.perf_counter()
     async with sessions() as session:
         work, unbillable = await _plan(session, month, sessions)
@@ -751,14 +787,20 @@ async def run_billing(
         payers=len(todo),
         plan_seconds=report.plan_seconds,
     )
+    async with sessions.begin() as session:
+        repo = SqlAlchemyBillingRepository(session)
+        await repo.add_progress(run_id, planned=len(todo), now=clock.now())
+        if unbillable:
+            # Adjustments of months without a billable contract: nothing was or will be billed.
+            await repo.mark_adjustments_billed(
+                [(env, m, n) for env, m, n in await _numbers_of(repo, unbillable)], month, {}
+            )
     failures: dict[str, str] = {}
-    done = 0
     batches = iter([todo[i : i + batch_size] for i in range(0, len(todo), batch_size)])
 
     async def worker() -> None:
         # Several workers overlap one batch's Python with another's database round trips; their
         # batches hold disjoint payers, so they never wait for each other's locks.
-        nonlocal done
         for batch in batches:
             counts, batch_failures, raced = await _bill_with_fallback(sessions, ctx, batch)
             report.invoices_issued += counts.issued
@@ -767,10 +809,9 @@ async def run_billing(
             report.nothing_to_bill += counts.nothing
             report.already_billed += raced
             failures.update(batch_failures)
-            done += len(batch)
             async with sessions.begin() as session:
-                await SqlAlchemyBillingRepository(session).record_progress(
-                    run_id, payers=len(work), done=len(decided) + done, now=clock.now()
+                await SqlAlchemyBillingRepository(session).add_progress(
+                    run_id, done=len(batch), now=clock.now()
                 )
             on_batch()
 
@@ -781,19 +822,35 @@ async def run_billing(
         await asyncio.gather(*(worker() for _ in range(max(1, workers))))
     finally:
         gc.unfreeze()
-    async with sessions.begin() as session:
-        repo = SqlAlchemyBillingRepository(session)
-        if unbillable:
-            # Adjustments of months without a billable contract: nothing was or will be billed.
-            await repo.mark_adjustments_billed(
-                [(env, m, n) for env, m, n in await _numbers_of(repo, unbillable)], month, {}
-            )
-        totals, period_failures = await repo.finish_run(
-            run_id, month, already_billed=report.already_billed, now=clock.now()
-        )
     report.failures = [{"payer_id": p, "reason": r} for p, r in sorted(failures.items())]
-    report.status = "completed_with_failures" if period_failures else "completed"
-    report.totals = {
+    return report
+
+
+async def _finish(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, report: RunReport, parts: Sequence[RunReport]
+) -> RunReport:
+    """Record the attempt's end; the report sums the parts and has the period's totals."""
+    month = YearMonth.parse(report.billing_month)
+    merged = RunReport(
+        run_id=report.run_id,
+        run_date=report.run_date,
+        billing_month=report.billing_month,
+        attempt=report.attempt,
+        payers=sum(p.payers for p in parts),
+        invoices_issued=sum(p.invoices_issued for p in parts),
+        held=sum(p.held for p in parts),
+        zero=sum(p.zero for p in parts),
+        nothing_to_bill=sum(p.nothing_to_bill for p in parts),
+        already_billed=sum(p.already_billed for p in parts),
+        failures=sorted((f for p in parts for f in p.failures), key=lambda f: f["payer_id"]),
+        plan_seconds=max(p.plan_seconds for p in parts),
+    )
+    async with sessions.begin() as session:
+        totals, period_failures = await SqlAlchemyBillingRepository(session).finish_run(
+            report.run_id, month, already_billed=merged.already_billed, now=clock.now()
+        )
+    merged.status = "completed_with_failures" if period_failures else "completed"
+    merged.totals = {
         "issued": totals.issued,
         "held": totals.held,
         "zero": totals.zero,
@@ -802,14 +859,14 @@ async def run_billing(
     }
     log.info(
         "billing_run_finished",
-        run_id=run_id,
-        month=str(month),
-        issued=report.invoices_issued,
-        held=report.held,
-        already_billed=report.already_billed,
-        failures=len(report.failures),
+        run_id=merged.run_id,
+        month=merged.billing_month,
+        issued=merged.invoices_issued,
+        held=merged.held,
+        already_billed=merged.already_billed,
+        failures=len(merged.failures),
     )
-    return report
+    return merged
 
 
 async def _numbers_of(
