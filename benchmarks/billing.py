@@ -417,7 +417,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks billing", description=__doc__.splitlines()[0])
     parser.add_argument("--environments", type=int, default=100_000, help="customer environments (contracts)")
     parser.add_argument(
-        "--batch-size", type=int, default=500, help="payers per transaction (the service's default)"
+        "--batch-size", type=int, default=1000, help="payers per transaction (the service's default)"
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="batches billed at once (the service's default)"

@@ -123,7 +123,7 @@ def build_router(
     price_book: PriceBook,
     *,
     metering: Callable[[], httpx.AsyncClient] | None = None,
-    batch_size: int = 500,
+    batch_size: int = 1000,
     workers: int = 2,
 ) -> APIRouter:
     """The billing API; `metering` makes a client of metering's API for specifications (B-19)."""

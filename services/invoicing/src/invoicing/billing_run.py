@@ -57,7 +57,7 @@ from service_runtime.outbox import OutgoingMessage, enqueue, outgoing
 log = structlog.get_logger(__name__)
 
 PRODUCER = "invoicing"
-DEFAULT_BATCH_SIZE = 500
+DEFAULT_BATCH_SIZE = 1000  # payers per transaction: each takes one advisory lock per payer
 DEFAULT_WORKERS = 2
 _LOOKUPS = 4  # sessions looking up the terms of corrected months at once
 
@@ -177,12 +177,16 @@ class _Context:
     vat_rates: VatRateTable
     clock: Clock
     items: ItemSource | None = None  # metering's item lists, for production months (B-01)
-    period: str = ""  # the billed month as on the wire, YYYY-MM
+    period: str = field(init=False)  # the billed month as on the wire, YYYY-MM
+    last_day: dt.date = field(init=False)
+    run_month: YearMonth = field(init=False)
     _lists: dict[YearMonth, PriceList] = field(default_factory=dict)
     _rates: dict[tuple[YearMonth, PackageCode], Decimal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.period = str(self.month)
+        self.last_day = self.month.last_day
+        self.run_month = self.month.next()  # B-15: the January and July runs
 
     def price_list(self, month: YearMonth) -> PriceList:
         found = self._lists.get(month)
@@ -358,13 +362,17 @@ def _settle(
     usage: Mapping[str, MonthlyUsage],
     folded: Mapping[str, list[int]],
     held: Sequence[HeldRow],
-    adjustments: Sequence[Adjustment],
+    adjustments: Mapping[tuple[str, YearMonth], Sequence[Adjustment]],
     billed: set[tuple[str, YearMonth]],
     production_items: ItemsOf | None = None,
     item_errors: Mapping[str, str] | None = None,
 ) -> PayerResult:
-    """One payer's lines of the month, its corrections and held lines, and the B-15 decision."""
+    """One payer's lines of the month, its corrections and held lines, and the B-15 decision.
+
+    `adjustments` are the batch's pending adjustments by (environment, month), oldest first.
+    """
     month = ctx.month
+    last_day = ctx.last_day
     price_list = ctx.price_list(month)
     lines: list[ChargeLine] = []
     applies = True
@@ -393,16 +401,13 @@ def _settle(
         )
         applies &= price_list.package(terms.package).minimum_invoice_applies
         # B-27: the invoice of a contract's last month is final and always sent (B-15).
-        if terms.end_date is not None and terms.end_date <= month.last_day:
+        if terms.end_date is not None and terms.end_date <= last_day:
             is_final = True
         used_adjustments += [(env, month, n) for n in folded.get(env, ())]
     # B-04: late usage of months already billed, as labelled corrections; never reopening them.
-    by_key: dict[tuple[str, YearMonth], list[Adjustment]] = defaultdict(list)
-    for adjustment in adjustments:
-        by_key[(adjustment.environment_id, adjustment.month)].append(adjustment)
-    for correction in sorted(work.corrections, key=lambda c: (c.terms.environment_id, c.month)):
+    for correction in work.corrections:  # sorted by environment and month in the plan
         key = (correction.terms.environment_id, correction.month)
-        chain = by_key.get(key, [])
+        chain = adjustments.get(key, ())
         if not chain or key not in billed:
             continue  # not billed yet: its own run will bill the adjusted figures
         corrected_list = ctx.price_list(correction.month)
@@ -418,7 +423,7 @@ def _settle(
         applies &= corrected_list.package(correction.terms.package).minimum_invoice_applies
         used_adjustments += [(a.environment_id, a.month, a.adjustment_no) for a in chain]
     carried = [held_line(data, row.billing_period) for row in held for data in row.lines]
-    settlement = settle_payer(lines, carried, run_month=month.next(), is_final=is_final, applies=applies)
+    settlement = settle_payer(lines, carried, run_month=ctx.run_month, is_final=is_final, applies=applies)
     reseller_of = {x.environment_id: x.reseller_partner_id for x in work.terms}
     for c in work.corrections:
         reseller_of.setdefault(c.terms.environment_id, c.terms.reseller_partner_id)
@@ -452,7 +457,9 @@ async def _compute_batch(
         folded[env].append(number)
     held = await repo.held_of(payers, lock=lock)
     correction_keys = [(c.terms.environment_id, c.month) for w in batch for c in w.corrections]
-    adjustments = await repo.pending_adjustments_of(correction_keys, lock=lock)
+    adjustments: dict[tuple[str, YearMonth], list[Adjustment]] = defaultdict(list)
+    for adjustment in await repo.pending_adjustments_of(correction_keys, lock=lock):
+        adjustments[(adjustment.environment_id, adjustment.month)].append(adjustment)
     billed = await repo.billed_environment_months(correction_keys)
     results: list[PayerResult] = []
     failures: dict[str, str] = {}

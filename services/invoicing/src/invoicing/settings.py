@@ -25,7 +25,14 @@ class InvoicingSettings(ServiceSettings):
         description="Base URL of metering's API, for invoice specifications (B-19), e.g. `http://metering`.",
     )
     billing_batch_size: int = Field(
-        default=500, ge=1, le=5000, description="Payers billed per transaction in a billing run."
+        default=1000,
+        ge=1,
+        le=5000,
+        description=(
+            "Payers billed per transaction in a billing run. Each holds one advisory lock per payer: "
+            "batch size × workers (× concurrent runs) must fit PostgreSQL's lock table "
+            "(max_locks_per_transaction × max_connections, 6,400 by default)."
+        ),
     )
     billing_workers: int = Field(
         default=2, ge=1, le=16, description="Batches a billing run bills at once (each its own transaction)."
