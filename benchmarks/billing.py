@@ -563,7 +563,11 @@ async def _measure(args: argparse.Namespace, w: Workload, report: Report, libpq_
     )
     report.add(Figure("RSS peak during the run", peak / MIB, "MiB"))
     report.check("the run finished without failures", not result.failures, f"{len(result.failures)} failures")
-    report.check("goal: the whole run within 60 s", run_seconds <= 60, f"{run_seconds:.1f} s")
+    # The issue's goal (60 s) is reported next to the figure, not checked: speed is measured, and
+    # the exit code says only whether the run billed correctly.
+    report.add(
+        Figure("issue-4 goal for the whole run", 60.0, "s", note="met" if run_seconds <= 60 else "not met")
+    )
     await check(libpq_url, w, report, result.invoices_issued)
 
 
