@@ -32,6 +32,7 @@ from invoicing.invoice_views import (
     InvoiceStatus,
     billing_run_status,
     held_of_payer,
+    held_totals,
     invoice_view,
     list_invoice_views,
     planned_view,
@@ -362,6 +363,12 @@ def build_router(
                 )
             ).mappings()
             return [dict(r) for r in rows]
+
+    @router.get("/held", tags=["invoices"])
+    async def all_held() -> dict[str, str]:
+        """B-15: every payer with lines held under the minimum invoice, and the net held."""
+        async with host.sessions() as session:
+            return await held_totals(session)
 
     @router.get("/payers/{payer_id}/held", tags=["invoices"])
     async def held(payer_id: str) -> dict[str, Any]:

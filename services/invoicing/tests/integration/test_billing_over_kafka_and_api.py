@@ -195,6 +195,7 @@ async def test_a_month_billed_through_kafka_waits_for_the_close_and_bills_each_p
     assert await invoice_of(s, payer_b, "2026-10") is None
     held = (await s.invoicing.get(f"/payers/{payer_b}/held")).json()
     assert (held["held_net"], [h["reason"] for h in held["held"]]) == ("2.25", ["below_minimum"])
+    assert (await s.invoicing.get("/held")).json()[payer_b] == "2.25"
 
     # Two more runs at once and one after: nobody is billed twice.
     again = await asyncio.gather(
