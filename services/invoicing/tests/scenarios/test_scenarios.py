@@ -11,6 +11,7 @@ from the SPEC and the sample prices; each line is
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest_asyncio
 import yaml
 
 from devstack.infra import async_url, database_url, drop_database
-from devstack.rehearsal import RehearsalResult, parse_scenario, rehearse_in
+from devstack.rehearsal import RehearsalResult, parse_scenario, rehearse_in, result_schema
 from devstack.testing import migrate
 
 pytestmark = pytest.mark.integration
@@ -135,3 +136,10 @@ async def test_scenario_bills_exactly_what_it_expects(path: Path, scenario_db: s
     ):
         assert (number, got_invoice) == (number, want_invoice)
     assert got == want
+
+
+def test_the_documented_json_schema_of_the_rehearsal_output_is_current() -> None:
+    documented = Path(__file__).parents[4] / "docs" / "rehearsal-result.schema.json"
+    assert json.loads(documented.read_text(encoding="utf-8")) == result_schema(), (
+        "regenerate it: python -m devstack.rehearsal schema > docs/rehearsal-result.schema.json"
+    )
