@@ -142,7 +142,9 @@ class RehearsalResult(BaseModel):
 def result_schema() -> dict[str, Any]:
     schema = RehearsalResult.model_json_schema()
     schema["$id"] = "https://billing.procountor.fi/schemas/rehearsal-result.json"
-    schema["properties"]["invoices"]["items"] = {"$ref": "../contracts/schemas/invoicing.invoice-issued.v1.json"}
+    schema["properties"]["invoices"]["items"] = {
+        "$ref": "../contracts/schemas/invoicing.invoice-issued.v1.json"
+    }
     return schema
 
 
