@@ -243,6 +243,21 @@ class SqlAlchemyBillingRepository:
         rows = await self._s.execute(select(_H.payer_id).where(_H.released_in_period.is_(None)).distinct())
         return set(rows.scalars())
 
+    async def held_environment_of(self, payers: Sequence[str]) -> dict[str, tuple[str, YearMonth]]:
+        """One environment and billing period of each payer's unreleased held lines."""
+        if not payers:
+            return {}
+        rows = await self._s.execute(
+            select(_H.payer_id, _H.billing_period, _H.lines)
+            .where(_H.payer_id == _any(payers), _H.released_in_period.is_(None))
+            .order_by(_H.payer_id, _H.billing_period.desc())
+        )
+        found: dict[str, tuple[str, YearMonth]] = {}
+        for payer, period, lines in rows.tuples():
+            if payer not in found and lines:
+                found[payer] = (str(lines[0]["environment_id"]), YearMonth.parse(period))
+        return found
+
     async def pending_adjustment_keys(self, before: YearMonth) -> set[tuple[str, YearMonth]]:
         """(environment, month) of unbilled adjustments of months before `before`."""
         rows = await self._s.execute(

@@ -142,6 +142,8 @@ class PayerWork:
     payer_id: str
     terms: list[ContractTerms] = field(default_factory=list)  # billable in the month
     corrections: list[Correction] = field(default_factory=list)
+    #: For a payer left with only held lines: the terms of a month it was billed, for its address.
+    last_known: ContractTerms | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +262,8 @@ async def _plan(
     work: dict[str, PayerWork] = {}
     for terms in await contract_terms_for_month(session, month):
         work.setdefault(terms.payer_id, PayerWork(terms.payer_id)).terms.append(terms)
-    for payer in await repo.payers_with_held_lines():
+    held_payers = await repo.payers_with_held_lines()
+    for payer in held_payers:
         work.setdefault(payer, PayerWork(payer))
     pending = await repo.pending_adjustment_keys(before=month)
     unbillable: set[tuple[str, YearMonth]] = set()
@@ -286,6 +289,13 @@ async def _plan(
             )
     for w in work.values():
         w.corrections.sort(key=lambda c: (c.terms.environment_id, c.month))
+    # A payer with held lines but no contract now (its environments moved to another payer):
+    # its final invoice (B-15) goes to the name and address of a month it was billed for.
+    for payer, (env, period) in (
+        await repo.held_environment_of([p for p in held_payers if not work[p].terms])
+    ).items():
+        if not work[payer].corrections:
+            work[payer].last_known = await _terms_of_environment(session, env, period)
     return work, unbillable
 
 
@@ -326,7 +336,7 @@ def _payer_terms(work: PayerWork) -> ContractTerms | None:
     """Whose name and address the invoice carries: the payer's own contract, else the first (B-17)."""
     candidates = work.terms or [c.terms for c in work.corrections]
     if not candidates:
-        return None
+        return work.last_known
     own = [x for x in candidates if x.business_id == work.payer_id]
     return min(own or candidates, key=lambda x: x.environment_id)
 

@@ -433,3 +433,37 @@ async def test_b04_a_late_void_that_outweighs_the_month_is_carried_not_sent_as_a
     held = await billing.held(payer)
     assert [(h["net"], h["reason"]) for h in held["held"]] == [("-11.25", "negative_balance")]
     assert held["held_net"] == "-11.25"
+
+
+async def test_b15_a_payer_left_with_only_held_lines_gets_them_on_a_final_invoice(billing: Billing) -> None:
+    old_payer = await billing.sign(
+        "env-sign", 1, package=PackageCode.ALLEKIRJOITUS, production_date=dt.date(2026, 9, 1), name="Vanha Oy"
+    )
+    await signatures(billing, "2026-09", 2)
+    await billing.run(OCT_1)
+    # From October another company pays the environment (a payer change in the contract's terms).
+    async with billing.sessions.begin() as session:
+        await session.execute(
+            t.contract_terms.insert().values(
+                contract_id="C-env-sign",
+                effective_from=dt.date(2026, 10, 1),
+                requested_at=at(dt.date(2026, 10, 1)),
+                sets_accounting_firm=False,
+                payer_kind="company",
+                payer_id=business_id(2),
+                applied=False,
+            )
+        )
+    await signatures(billing, "2026-10", 1)
+
+    await billing.run(NOV_2)
+
+    (invoice,) = await billing.invoices()
+    # The old payer has no contract in October: what it had held goes out, with its name.
+    assert (invoice["payer_id"], invoice["payer_name"], invoice["final_invoice"]) == (
+        old_payer,
+        "Vanha Oy",
+        True,
+    )
+    assert lines_of(invoice) == [("SIGNATURE", "2026-09-01", "2", "2.25", "4.50", "2026-09")]
+    assert (await billing.held(business_id(2)))["held_net"] == "2.25"  # October, held for the new payer
