@@ -20,6 +20,8 @@ _PG_TYPES = {
     "UUID": "uuid",
     "INTEGER": "integer",
     "BIGINT": "bigint",
+    "BIGINTEGER": "bigint",
+    "SMALLINTEGER": "smallint",
     "BOOLEAN": "boolean",
     "DATE": "date",
     "NUMERIC": "numeric",
