@@ -643,31 +643,6 @@ class CreditRefusedError(ValueError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CreditableLine:
-    """An invoice line as it can be credited: its net after the negative lines it bore (discounts).
-
-    A credit note gives money back, so its lines are never negative. A negative line (the P-07
-    discount, a downward correction) is credited with the positive lines of its environment, VAT
-    rate and kind (software or service hours), shared among them in proportion to their nets
-    (the last takes the rounding).
-    """
-
-    line_no: int
-    environment_id: str
-    product_code: str
-    description: str
-    period_start: dt.date
-    period_end: dt.date
-    quantity: Decimal
-    unit: str
-    unit_price: Decimal
-    net: Decimal  # creditable net
-    vat_rate: Decimal
-    is_software: bool
-    reduced: bool  # the net bears a share of negative lines
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class InvoicedLine:
     """A line of an issued invoice, as crediting needs it."""
 
@@ -683,6 +658,19 @@ class InvoicedLine:
     net: Decimal
     vat_rate: Decimal
     is_software: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreditableLine(InvoicedLine):
+    """An invoice line as it can be credited: its net after the negative lines it bore (discounts).
+
+    A credit note gives money back, so its lines are never negative. A negative line (the P-07
+    discount, a downward correction) is credited with the positive lines of its environment, VAT
+    rate and kind (software or service hours), shared among them in proportion to their nets
+    (the last takes the rounding).
+    """
+
+    reduced: bool  # the net (here the creditable net) bears a share of negative lines
 
 
 def creditable_lines(lines: Iterable[InvoicedLine]) -> dict[int, CreditableLine]:
