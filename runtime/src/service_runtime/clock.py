@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
+
+#: Every calendar rule (month of a voucher, run day, cut-offs, due dates) is read in this zone.
+HELSINKI = ZoneInfo("Europe/Helsinki")
 
 
 class Clock(Protocol):
     """Source of the current time, always time-zone aware."""
 
     def now(self) -> datetime: ...
+
+
+def today_in_helsinki(clock: Clock) -> date:
+    """The calendar day it is in Finland now: the one way every service turns the clock into a date."""
+    return clock.now().astimezone(HELSINKI).date()
 
 
 class SystemClock:
