@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -119,10 +121,82 @@ Quantity = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^-?\d{1,10}(\.\d{1,4})?$"}, mode="validation"),
 ]
 
+#: The accepted range of every date and timestamp on our topics and HTTP APIs (docs/publishing-events.md).
+#: Far enough from both ends of the calendar that no date arithmetic of ours (a month on, a day
+#: back, a time zone) can overflow, and wide enough for any date this product bills or records.
+EARLIEST_DATE = dt.date(2000, 1, 1)
+LATEST_DATE = dt.date(2099, 12, 31)
+EARLIEST_TIMESTAMP = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST_TIMESTAMP = dt.datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC)
+#: Integers: 64-bit signed, what PostgreSQL's bigint and every other system of ours can hold.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+#: Counts and positions: what a PostgreSQL integer column holds.
+INT32_MAX = 2**31 - 1
+
+_DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _date_text(value: Any) -> Any:
+    # pydantic would read 0 as 1970-01-01 and "2026-01-01T00:00:00" as a date: a number or a
+    # timestamp is not a date, it is a mistake that must not move anyone's invoice.
+    if isinstance(value, dt.datetime) or (isinstance(value, str) and not _DATE_TEXT.match(value)):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    if not isinstance(value, str | dt.date):
+        raise ValueError(f"expected a date as a YYYY-MM-DD string, not a {type(value).__name__}")
+    return value
+
+
+def _timestamp_text(value: Any) -> Any:
+    # pydantic would read a number as seconds since 1970: not a timestamp anyone meant.
+    if not isinstance(value, str | dt.datetime):
+        raise ValueError(
+            f"expected an RFC 3339 timestamp string with an offset, not a {type(value).__name__}"
+        )
+    return value
+
+
+Date = Annotated[
+    dt.date,
+    BeforeValidator(_date_text),
+    Field(ge=EARLIEST_DATE, le=LATEST_DATE),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date",
+            "formatMinimum": EARLIEST_DATE.isoformat(),
+            "formatMaximum": LATEST_DATE.isoformat(),
+        },
+        mode="validation",
+    ),
+]
+"""A calendar date `YYYY-MM-DD` between 2000-01-01 and 2099-12-31; never a number."""
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_timestamp_text),
+    Field(ge=EARLIEST_TIMESTAMP, le=LATEST_TIMESTAMP),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "formatMinimum": EARLIEST_TIMESTAMP.isoformat(),
+            "formatMaximum": LATEST_TIMESTAMP.isoformat(),
+        },
+        mode="validation",
+    ),
+]
+"""An RFC 3339 timestamp with an offset, from 2000-01-01 to 2099-12-31 (UTC); never a number."""
+
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+"""An integer a 64-bit signed column holds."""
+
 YearMonth = Annotated[
     str,
-    StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
-    Field(description="A calendar month in Europe/Helsinki, YYYY-MM.", examples=["2026-10"]),
+    StringConstraints(pattern=r"^20\d{2}-(0[1-9]|1[0-2])$"),
+    Field(
+        description="A calendar month in Europe/Helsinki, YYYY-MM (2000-01 to 2099-12).", examples=["2026-10"]
+    ),
 ]
 
 _VERSION_SUFFIX = re.compile(r"V(\d+)$")
@@ -149,7 +223,7 @@ class Message(BaseModel):
         description="Unique id of this message, chosen by the producer; the idempotency key.",
         examples=["0b9a7d5e-7f4b-4a4e-9f43-5c3f0d5f2a10"],
     )
-    occurred_at: AwareDatetime = Field(
+    occurred_at: Timestamp = Field(
         description="When the fact happened at the producer, with a time-zone offset.",
         examples=["2026-10-05T09:30:00+03:00"],
     )

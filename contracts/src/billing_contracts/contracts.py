@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from billing_contracts.base import BusinessId, EnvironmentId, Message, YearMonth
+from billing_contracts.base import BusinessId, Date, EnvironmentId, Message, Timestamp, YearMonth
 
 
 class PackageCode(StrEnum):
@@ -112,7 +111,7 @@ class ContractSignedV1(_ContractCommand):
         min_length=1, max_length=80, description="Company name used on invoices (B-22)."
     )
     package: PackageCode = Field(description="Package subscribed to.")
-    production_date: dt.date = Field(
+    production_date: Date = Field(
         description="Billing starts on this date; its month is billed in full (B-01, B-02)."
     )
     payer: PayerKind = Field(
@@ -162,7 +161,7 @@ class ProductionStartedV1(_ContractCommand):
 
     message_type: ClassVar[str] = "contracts.production-started"
 
-    production_date: dt.date = Field(
+    production_date: Date = Field(
         description=(
             "Contract date from which billing starts; nothing before it is charged and its "
             "month is billed in full (B-01, B-02)."
@@ -183,7 +182,7 @@ class PackageChangeRequestedV1(_ContractCommand):
 
     message_type: ClassVar[str] = "contracts.package-change-requested"
 
-    requested_at: AwareDatetime = Field(
+    requested_at: Timestamp = Field(
         description=(
             "When the request was received; its Helsinki day of month decides the cut-off: "
             "1–15 takes effect from the start of that month, 16 or later from the next (B-26)."
@@ -203,7 +202,7 @@ class AccountingFirmChangeRequestedV1(_ContractCommand):
 
     message_type: ClassVar[str] = "contracts.accounting-firm-change-requested"
 
-    requested_at: AwareDatetime = Field(
+    requested_at: Timestamp = Field(
         description="When the request was received; its Helsinki day decides the cut-off (B-26).",
     )
     new_accounting_firm_id: str = Field(
@@ -220,7 +219,7 @@ class TerminationNoticeGivenV1(_ContractCommand):
 
     message_type: ClassVar[str] = "contracts.termination-notice-given"
 
-    notice_given_at: AwareDatetime = Field(
+    notice_given_at: Timestamp = Field(
         description=(
             "When the notice was received; one month's notice, the contract ends on the last "
             "day of the month in which it runs out (10 March → 30 April). No B-26 cut-off."
@@ -241,7 +240,7 @@ class BusinessIdChangeRequestedV1(_ContractCommand):
 
     message_type: ClassVar[str] = "contracts.business-id-change-requested"
 
-    requested_at: AwareDatetime = Field(description="When the request was received.")
+    requested_at: Timestamp = Field(description="When the request was received.")
     new_business_id: BusinessId = Field(description="The company's new business ID.")
     new_environment_id: EnvironmentId = Field(
         description="Id of the new environment opened for the new business ID."
@@ -283,7 +282,7 @@ class TallennusFirmChangeApprovedV1(_ContractCommand):
     new_accounting_firm_id: str = Field(
         min_length=1, max_length=64, description="Id of the firm the environment moves to."
     )
-    approved_at: AwareDatetime = Field(description="When the written approval was received.")
+    approved_at: Timestamp = Field(description="When the written approval was received.")
     new_package: PackageCode | None = Field(
         default=None,
         description="Package the new firm wants; required on the new firm's approval (B-29).",
@@ -311,7 +310,7 @@ class BillingContactChangeRequestedV1(_ContractCommand):
 
     message_type: ClassVar[str] = "contracts.billing-contact-change-requested"
 
-    requested_at: AwareDatetime = Field(description="When the written notice was received.")
+    requested_at: Timestamp = Field(description="When the written notice was received.")
     new_contact: BillingContact = Field(description="The new contact: name, phone and email.")
     requested_by: Requester = Field(description=_REQUESTED_BY)
 
@@ -324,7 +323,7 @@ class CompanyNameChangeNoticeGivenV1(_ContractCommand):
 
     message_type: ClassVar[str] = "contracts.company-name-change-notice-given"
 
-    notice_given_at: AwareDatetime = Field(description="When the change notice was received.")
+    notice_given_at: Timestamp = Field(description="When the change notice was received.")
     old_company_name: str = Field(
         min_length=1, max_length=80, description="Company name on invoices until now."
     )
@@ -343,7 +342,7 @@ class AdvanceBillingRequestedV1(_ContractCommand):
 
     message_type: ClassVar[str] = "contracts.advance-billing-requested"
 
-    requested_at: AwareDatetime = Field(description="When the request was received.")
+    requested_at: Timestamp = Field(description="When the request was received.")
     from_month: YearMonth = Field(description="First month the customer wanted billed in advance.")
     to_month: YearMonth = Field(description="Last month the customer wanted billed in advance.")
     requested_by: Requester = Field(description=_REQUESTED_BY)
@@ -364,10 +363,10 @@ class DueDateChangeRequestedV1(Message):
     invoice_number: str | None = Field(
         default=None, min_length=1, max_length=40, description="Invoice number, for the audit log."
     )
-    new_due_date: dt.date = Field(description="The due date the invoice should have.")
+    new_due_date: Date = Field(description="The due date the invoice should have.")
     reason: str = Field(min_length=1, max_length=500, description="Why the due date moves (audit).")
     changed_by: str = Field(
         min_length=1, max_length=100, description="Id of the support user who made the change."
     )
-    requested_at: AwareDatetime = Field(description="When the customer asked.")
+    requested_at: Timestamp = Field(description="When the customer asked.")
     requested_by: Requester = Field(description=_REQUESTED_BY)

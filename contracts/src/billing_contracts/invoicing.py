@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar
@@ -11,7 +10,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_contracts.base import (
+    INT32_MAX,
     BusinessId,
+    Date,
     EnvironmentId,
     Message,
     Money,
@@ -50,8 +51,8 @@ class ContractChangedV1(Message):
     company_name: str = Field(max_length=80, description="Company name on invoices.")
     status: ContractStatus = Field(description="State after the change.")
     package: PackageCode = Field(description="Package in effect now.")
-    production_date: dt.date = Field(description="Billing start date (B-01).")
-    end_date: dt.date | None = Field(
+    production_date: Date = Field(description="Billing start date (B-01).")
+    end_date: Date | None = Field(
         default=None, description="Last day of the contract after termination (B-27)."
     )
     accounting_firm_id: str | None = Field(
@@ -62,14 +63,14 @@ class ContractChangedV1(Message):
     change: str = Field(
         max_length=60, description="What changed, e.g. `signed`, `package_changed`, `terminated`."
     )
-    effective_from: dt.date | None = Field(
+    effective_from: Date | None = Field(
         default=None,
         description=(
             "First day of the first billed month the change applies to (B-26); a change that "
             "takes effect later is announced again, with the new state, when it does."
         ),
     )
-    data_retained_until: dt.date | None = Field(
+    data_retained_until: Date | None = Field(
         default=None, description="After termination, the environment's data is kept until this day (B-27)."
     )
     payer_kind: PayerKind | None = Field(default=None, description="Who pays now (B-17).")
@@ -96,14 +97,14 @@ class InvoiceLine(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    line_no: int = Field(ge=1, description="Position on the invoice, from 1.")
+    line_no: int = Field(ge=1, le=INT32_MAX, description="Position on the invoice, from 1.")
     environment_id: EnvironmentId = Field(description="Environment the line is for (B-17).")
     product_code: str = Field(
         max_length=40, description="Product code, e.g. `KEVYT-MONTHLY`, `EXTRA-VOUCHER`."
     )
     description: str = Field(max_length=200, description="Line text printed on the invoice.")
-    period_start: dt.date = Field(description="First day of the service period.")
-    period_end: dt.date = Field(description="Last day of the service period.")
+    period_start: Date = Field(description="First day of the service period.")
+    period_end: Date = Field(description="Last day of the service period.")
     quantity: Quantity = Field(description="Quantity billed, in `unit`s.")
     unit: str = Field(
         max_length=20, description="Unit: `month`, `piece`, `person`, `message`, `user`, `hour`."
@@ -161,8 +162,8 @@ class InvoiceIssuedV1(Message):
     einvoice_address: EInvoiceAddress | None = Field(default=None, description="For the e-invoice channel.")
     billing_email: str | None = Field(default=None, description="For the email channel.")
     billing_period: YearMonth = Field(description="The month billed in arrears (B-04).")
-    invoice_date: dt.date = Field(description="Invoice date, the billing run day (B-03).")
-    due_date: dt.date = Field(description="Invoice date + payment term days (B-05).")
+    invoice_date: Date = Field(description="Invoice date, the billing run day (B-03).")
+    due_date: Date = Field(description="Invoice date + payment term days (B-05).")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency.")
     lines: list[InvoiceLine] = Field(min_length=1, description="Lines grouped per environment (B-17).")
     vat_totals: list[VatTotal] = Field(min_length=1, description="Net and VAT per VAT rate (B-18).")
@@ -213,15 +214,18 @@ class CreditNoteLine(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    line_no: int = Field(ge=1, description="Position on the credit note, from 1.")
+    line_no: int = Field(ge=1, le=INT32_MAX, description="Position on the credit note, from 1.")
     credited_line_no: int | None = Field(
-        default=None, ge=1, description="Line of the credited invoice this line credits, if one."
+        default=None,
+        ge=1,
+        le=INT32_MAX,
+        description="Line of the credited invoice this line credits, if one.",
     )
     environment_id: EnvironmentId = Field(description="Environment the credited charge was for.")
     product_code: str = Field(max_length=40, description="Product code of the credited charge.")
     description: str = Field(max_length=200, description="Line text printed on the credit note.")
-    period_start: dt.date = Field(description="First day of the credited service period.")
-    period_end: dt.date = Field(description="Last day of the credited service period.")
+    period_start: Date = Field(description="First day of the credited service period.")
+    period_end: Date = Field(description="Last day of the credited service period.")
     quantity: Quantity = Field(description="Quantity credited, in `unit`s.")
     unit: str = Field(max_length=20, description="Unit, as on the credited line.")
     unit_price: UnitPrice = Field(description="Net unit price credited.")
@@ -259,7 +263,7 @@ class CreditNoteIssuedV1(Message):
     )
     payer_business_id: BusinessId = Field(description="Business ID of the payer.")
     payer_name: str = Field(max_length=80, description="Name on the credit note (B-22).")
-    credit_date: dt.date = Field(description="Date of the credit note.")
+    credit_date: Date = Field(description="Date of the credit note.")
     reason: str = Field(min_length=1, max_length=500, description="Why the invoice is credited.")
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency.")
     lines: list[CreditNoteLine] = Field(min_length=1, description="What is credited.")
@@ -285,7 +289,7 @@ class RefundRecordedV1(Message):
     )
     payer_business_id: BusinessId = Field(description="Business ID of the payer to return the money to.")
     amount: Money = Field(gt=0, description="Amount to return to the payer.")
-    payment_date: dt.date = Field(description="Date of the payment being returned.")
+    payment_date: Date = Field(description="Date of the payment being returned.")
     payment_event_id: UUID = Field(
         description="`event_id` of the `PaymentReceivedV1` that brought the payment.",
     )

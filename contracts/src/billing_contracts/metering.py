@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_contracts.base import EnvironmentId, Message, YearMonth
+from billing_contracts.base import INT32_MAX, EnvironmentId, Message, YearMonth
 
 
 class UsageFigures(BaseModel):
@@ -14,14 +14,22 @@ class UsageFigures(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    vouchers: int = Field(ge=0, description="Vouchers created in the month and not voided in it (B-08…B-11).")
-    payees: int = Field(ge=0, description="Distinct persons whose pay was calculated in the month (B-12).")
-    einvoices_sent: int = Field(ge=0, description="Sales invoices sent through an e-invoice channel (B-13).")
-    einvoices_received: int = Field(
-        ge=0, description="Purchase invoices received through an e-invoice channel (B-13)."
+    vouchers: int = Field(
+        ge=0, le=INT32_MAX, description="Vouchers created in the month and not voided in it (B-08…B-11)."
     )
-    billable_users: int = Field(ge=0, description="Tallennus users with a paid role at month end (B-16).")
-    signatures: int = Field(ge=0, description="Signers of completed signatures in the month.")
+    payees: int = Field(
+        ge=0, le=INT32_MAX, description="Distinct persons whose pay was calculated in the month (B-12)."
+    )
+    einvoices_sent: int = Field(
+        ge=0, le=INT32_MAX, description="Sales invoices sent through an e-invoice channel (B-13)."
+    )
+    einvoices_received: int = Field(
+        ge=0, le=INT32_MAX, description="Purchase invoices received through an e-invoice channel (B-13)."
+    )
+    billable_users: int = Field(
+        ge=0, le=INT32_MAX, description="Tallennus users with a paid role at month end (B-16)."
+    )
+    signatures: int = Field(ge=0, le=INT32_MAX, description="Signers of completed signatures in the month.")
     billable_hours: dict[str, str] = Field(
         default_factory=dict,
         description="Billable hours per service product code, as decimal strings (I-07).",
@@ -54,7 +62,7 @@ class UsageAdjustedV1(_MonthlyUsage):
     message_type: ClassVar[str] = "metering.usage-adjusted"
 
     adjustment_no: int = Field(
-        ge=1, description="Running number of adjustments of this environment and month."
+        ge=1, le=INT32_MAX, description="Running number of adjustments of this environment and month."
     )
     usage: UsageFigures = Field(description="Corrected usage figures of the month.")
     previous: UsageFigures = Field(description="The figures published before this adjustment.")
@@ -68,6 +76,7 @@ class MonthClosedV1(Message):
     month: YearMonth
     environment_count: int = Field(
         ge=0,
+        le=INT32_MAX,
         description="How many `UsageFinalizedV1` messages belong to this month; a consumer waits for all.",
     )
 

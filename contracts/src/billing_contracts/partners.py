@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_contracts.base import BusinessId, Message, Money, Quantity, YearMonth
+from billing_contracts.base import INT32_MAX, BusinessId, Date, Message, Money, Quantity, YearMonth
 
 _FIRM_ID = "Id of the accounting firm in the partner program; the Kafka key."
 
@@ -50,7 +49,7 @@ class AccountingFirmRegisteredV1(_FirmMessage):
 
     business_id: BusinessId = Field(description="Business ID of the accounting firm.")
     firm_name: str = Field(min_length=1, max_length=100, description="Name of the accounting firm.")
-    agreement_signed_on: dt.date = Field(
+    agreement_signed_on: Date = Field(
         description="Date the accounting-firm cooperation agreement was signed (P-02)."
     )
 
@@ -66,7 +65,7 @@ class ExpertCertifiedV1(_FirmMessage):
         description="Pseudonymous id of the person (never a personal identity code).",
     )
     software: ExpertSoftware = Field(description="The software the exam was for.")
-    passed_on: dt.date = Field(description="Date the exam was passed.")
+    passed_on: Date = Field(description="Date the exam was passed.")
 
 
 class ExpertAuthorizationPassedV1(_FirmMessage):
@@ -85,7 +84,7 @@ class ExpertAuthorizationPassedV1(_FirmMessage):
     )
     software: ExpertSoftware = Field(description="The software the exam was for.")
     part: AuthorizationPart = Field(description="Which part of the exam was passed.")
-    passed_on: dt.date = Field(description="Date the part was passed.")
+    passed_on: Date = Field(description="Date the part was passed.")
 
 
 class PartnerTierChangedV1(_FirmMessage):
@@ -102,11 +101,11 @@ class PartnerTierChangedV1(_FirmMessage):
         max_length=500,
         description="What changed, e.g. `end customers rose to 25 and one certified expert`.",
     )
-    end_customers: int = Field(ge=0, description="Active end customers counted (P-03).")
+    end_customers: int = Field(ge=0, le=INT32_MAX, description="Active end customers counted (P-03).")
     certified_experts: int = Field(
-        ge=0, description="Certified experts counted, authorized ones included (P-04)."
+        ge=0, le=INT32_MAX, description="Certified experts counted, authorized ones included (P-04)."
     )
-    authorized_experts: int = Field(ge=0, description="Authorized experts counted (P-04).")
+    authorized_experts: int = Field(ge=0, le=INT32_MAX, description="Authorized experts counted (P-04).")
     effective_month: YearMonth = Field(
         description="First month billed with the new tier's own-use discount (P-07)."
     )
@@ -120,7 +119,7 @@ class CommissionInvoice(BaseModel):
     invoice_id: str = Field(min_length=1, max_length=64, description="Id of the invoice or credit note.")
     invoice_number: str = Field(min_length=1, max_length=40, description="Its number.")
     payer_business_id: BusinessId = Field(description="Business ID of the end customer billed.")
-    invoice_date: dt.date = Field(description="Date of the invoice or credit note.")
+    invoice_date: Date = Field(description="Date of the invoice or credit note.")
     software_net: Money = Field(
         description="Net software charges on it resold by the partner; negative for a credit note."
     )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import AwareDatetime, EmailStr, Field
+from pydantic import EmailStr, Field
 
-from billing_contracts.base import BusinessId, Message, Money, ReferenceNumber
+from billing_contracts.base import INT32_MAX, BusinessId, Date, Message, Money, ReferenceNumber, Timestamp
 from billing_contracts.contracts import BillingChannel, EInvoiceAddress, PostalAddress
 
 
@@ -27,9 +26,7 @@ class CustomerChangedInProcountorV1(Message):
         min_length=1, max_length=64, description="Id of the customer in Procountor's customer register."
     )
     business_id: BusinessId = Field(description="Business ID of the customer.")
-    changed_at: AwareDatetime = Field(
-        description="When the change was made in Procountor, if known, else seen."
-    )
+    changed_at: Timestamp = Field(description="When the change was made in Procountor, if known, else seen.")
     company_name: str = Field(
         min_length=1,
         max_length=80,
@@ -70,7 +67,7 @@ class InvoiceDeliveredV1(Message):
     status: DeliveryStatus = Field(
         description="`awaiting_approval` when the optional approval step holds it, else `sent`."
     )
-    delivered_at: AwareDatetime = Field(description="When Procountor accepted the invoice.")
+    delivered_at: Timestamp = Field(description="When Procountor accepted the invoice.")
 
 
 class InvoiceDeliveryFailedV1(Message):
@@ -90,8 +87,8 @@ class InvoiceDeliveryFailedV1(Message):
     retryable: bool = Field(
         default=False, description="Whether procountor-sync will retry by itself; false needs a person."
     )
-    attempts: int = Field(default=1, ge=1, description="Delivery attempts made so far.")
-    failed_at: AwareDatetime = Field(description="When the last attempt failed.")
+    attempts: int = Field(default=1, ge=1, le=INT32_MAX, description="Delivery attempts made so far.")
+    failed_at: Timestamp = Field(description="When the last attempt failed.")
 
 
 class PaymentReceivedV1(Message):
@@ -114,7 +111,7 @@ class PaymentReceivedV1(Message):
     )
     payer_business_id: BusinessId = Field(description="Business ID of the payer; the Kafka key.")
     amount: Money = Field(gt=0, description="Amount paid.")
-    payment_date: dt.date = Field(description="Date the payment was made (value date).")
+    payment_date: Date = Field(description="Date the payment was made (value date).")
     reference_number: ReferenceNumber | None = Field(
         default=None, description="Reference number the payer used, if any."
     )

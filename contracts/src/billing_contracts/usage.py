@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from billing_contracts.base import EnvironmentId, Message, Quantity
+from billing_contracts.base import Date, EnvironmentId, Message, Quantity, Timestamp
 
 
 class DocumentKind(StrEnum):
@@ -57,10 +56,10 @@ class VoucherCreatedV1(_UsageEvent):
         examples=["V-2026-000123"],
     )
     document_kind: DocumentKind = Field(description="Kind of document; only B-10 kinds count as vouchers.")
-    created_at: AwareDatetime = Field(
+    created_at: Timestamp = Field(
         description="When the document was created in the system; its Helsinki month is the billing month (B-09).",
     )
-    voucher_date: dt.date | None = Field(
+    voucher_date: Date | None = Field(
         default=None,
         description="The voucher date printed on the document; informational only, never used for billing (B-09).",
     )
@@ -72,7 +71,7 @@ class VoucherVoidedV1(_UsageEvent):
     message_type: ClassVar[str] = "usage.voucher-voided"
 
     voucher_id: str = Field(min_length=1, max_length=100, description="Id of the voided document.")
-    voided_at: AwareDatetime = Field(description="When the voucher was voided.")
+    voided_at: Timestamp = Field(description="When the voucher was voided.")
 
 
 class PayCalculatedV1(_UsageEvent):
@@ -86,9 +85,7 @@ class PayCalculatedV1(_UsageEvent):
         max_length=100,
         description="Pseudonymous id of the payee in the environment (never a personal identity code).",
     )
-    calculated_at: AwareDatetime = Field(
-        description="When the pay was calculated; its Helsinki month counts."
-    )
+    calculated_at: Timestamp = Field(description="When the pay was calculated; its Helsinki month counts.")
 
 
 class InvoiceChannel(StrEnum):
@@ -117,7 +114,7 @@ class EInvoiceSentV1(_EInvoiceEvent):
 
     message_type: ClassVar[str] = "usage.einvoice-sent"
 
-    sent_at: AwareDatetime = Field(description="When the invoice was sent.")
+    sent_at: Timestamp = Field(description="When the invoice was sent.")
 
 
 class EInvoiceReceivedV1(_EInvoiceEvent):
@@ -125,7 +122,7 @@ class EInvoiceReceivedV1(_EInvoiceEvent):
 
     message_type: ClassVar[str] = "usage.einvoice-received"
 
-    received_at: AwareDatetime = Field(description="When the invoice was received.")
+    received_at: Timestamp = Field(description="When the invoice was received.")
 
 
 class UserRole(StrEnum):
@@ -145,7 +142,7 @@ class UserRolesChangedV1(_UsageEvent):
 
     user_id: str = Field(min_length=1, max_length=100, description="Id of the user in the environment.")
     roles: list[UserRole] = Field(description="The user's complete set of roles after the change.")
-    changed_at: AwareDatetime = Field(description="When the change took effect.")
+    changed_at: Timestamp = Field(description="When the change took effect.")
 
 
 class SignatureCompletedV1(_UsageEvent):
@@ -155,7 +152,7 @@ class SignatureCompletedV1(_UsageEvent):
 
     signature_id: str = Field(min_length=1, max_length=100, description="Id of the signing request.")
     signer_count: int = Field(ge=1, le=1000, description="Number of signers; each signer is charged.")
-    completed_at: AwareDatetime = Field(description="When the last signer signed.")
+    completed_at: Timestamp = Field(description="When the last signer signed.")
 
 
 class HourEntryRecordedV1(_UsageEvent):
@@ -174,7 +171,7 @@ class HourEntryRecordedV1(_UsageEvent):
         max_length=40,
         description="Code of the service product whose hourly rate applies (I-07).",
     )
-    work_date: dt.date = Field(description="The day the work was done; its month is the billing month.")
+    work_date: Date = Field(description="The day the work was done; its month is the billing month.")
     hours: Quantity = Field(gt=0, le=24, description="Hours worked, as a decimal string, e.g. `7.5`.")
     billable: bool = Field(description="Billable hours become other charges on the monthly invoice (I-07).")
-    recorded_at: AwareDatetime = Field(description="When the entry was recorded or last changed.")
+    recorded_at: Timestamp = Field(description="When the entry was recorded or last changed.")
