@@ -10,7 +10,13 @@ from typing import Any
 
 import yaml
 
-from billing_contracts.registry import SERVICES, TOPICS, dead_letter_topic
+from billing_contracts.registry import (
+    RECORD_OVERHEAD_BYTES,
+    SERVICES,
+    TOPICS,
+    dead_letter_topic,
+    max_message_bytes,
+)
 
 OUTPUT = Path(__file__).resolve().parent / "base" / "kafka-topics.yaml"
 
@@ -70,6 +76,9 @@ def _kafka_topic(
                 "cleanup.policy": "delete",
                 "retention.ms": retention_days * _DAY_MS,
                 "min.insync.replicas": MIN_INSYNC_REPLICAS,
+                # The registry's limit is what producers and consumers check; the broker allows
+                # the record's framing on top of it.
+                "max.message.bytes": max_message_bytes(name) + RECORD_OVERHEAD_BYTES,
             },
         },
     }

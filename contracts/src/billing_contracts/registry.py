@@ -54,10 +54,28 @@ from billing_contracts.usage import (
 
 SERVICES = ("metering", "invoicing", "partners", "procountor-sync")
 
+KIB = 1024
+#: One fact about one aggregate (a voucher, a command, a tier): a few hundred bytes in practice.
+FACT_MAX_BYTES = 64 * KIB
+#: A whole document (an invoice with a line per environment and product, a statement): what
+#: Kafka accepts by default (`max.message.bytes` 1 MiB).
+DOCUMENT_MAX_BYTES = 1024 * KIB
+#: A dead letter: the consumer builds it to fit (the original is truncated, with its size and hash).
+DEAD_LETTER_MAX_BYTES = 1024 * KIB
+#: Record overhead the broker counts on top of key + value + headers (batch and record headers);
+#: topics and producers allow this much more than the limits above, which are what we check.
+RECORD_OVERHEAD_BYTES = 16 * KIB
+
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A topic, the one contract it carries, and its parties."""
+    """A topic, the one contract it carries, and its parties.
+
+    `max_message_bytes` is the largest record (key + value + headers) accepted on the topic:
+    producers check it before writing (the outbox refuses a larger message), consumers
+    dead-letter a larger record without reading it, and the topic's `max.message.bytes` is set
+    a little above it.
+    """
 
     name: str
     contract: type[Message]
@@ -66,6 +84,7 @@ class TopicSpec:
     partitions: int = 6
     retention_days: int = 30
     description: str = ""
+    max_message_bytes: int = FACT_MAX_BYTES
 
 
 def _topic(
@@ -106,9 +125,19 @@ TOPICS: tuple[TopicSpec, ...] = (
     _topic(MonthClosedV1, ("metering",), ("invoicing",), partitions=1),
     # Invoicing output.
     _topic(ContractChangedV1, ("invoicing",), ("partners",)),
-    _topic(InvoiceIssuedV1, ("invoicing",), ("procountor-sync", "partners")),
-    _topic(InvoiceHeldV1, ("invoicing",), _EXTERNAL),
-    _topic(CreditNoteIssuedV1, ("invoicing",), ("procountor-sync", "partners")),
+    _topic(
+        InvoiceIssuedV1,
+        ("invoicing",),
+        ("procountor-sync", "partners"),
+        max_message_bytes=DOCUMENT_MAX_BYTES,
+    ),
+    _topic(InvoiceHeldV1, ("invoicing",), _EXTERNAL, max_message_bytes=DOCUMENT_MAX_BYTES),
+    _topic(
+        CreditNoteIssuedV1,
+        ("invoicing",),
+        ("procountor-sync", "partners"),
+        max_message_bytes=DOCUMENT_MAX_BYTES,
+    ),
     _topic(RefundRecordedV1, ("invoicing",), ("procountor-sync",)),
     _topic(ChangeRequestRefusedV1, ("invoicing",), _EXTERNAL),
     # Partner program: facts about firms and experts in, tiers and commissions out.
@@ -116,7 +145,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     _topic(ExpertCertifiedV1, _EXTERNAL, ("partners",)),
     _topic(ExpertAuthorizationPassedV1, _EXTERNAL, ("partners",)),
     _topic(PartnerTierChangedV1, ("partners",), ("invoicing", "external")),
-    _topic(CommissionStatementIssuedV1, ("partners",), _EXTERNAL),
+    _topic(CommissionStatementIssuedV1, ("partners",), _EXTERNAL, max_message_bytes=DOCUMENT_MAX_BYTES),
     # Procountor sync output.
     _topic(CustomerChangedInProcountorV1, ("procountor-sync",), ("invoicing",)),
     _topic(InvoiceDeliveredV1, ("procountor-sync",), ("invoicing",)),
@@ -139,6 +168,22 @@ def all_topic_names() -> list[str]:
     return sorted([t.name for t in TOPICS] + [dead_letter_topic(s) for s in SERVICES])
 
 
+def max_message_bytes(topic: str) -> int:
+    """Largest record (key + value + headers) accepted on `topic`; dead-letter topics included.
+
+    A topic the registry does not know gets the smallest limit.
+    """
+    if topic in _DEAD_LETTER_TOPICS:
+        return DEAD_LETTER_MAX_BYTES
+    spec = _SPEC_OF.get(topic)
+    return spec.max_message_bytes if spec is not None else FACT_MAX_BYTES
+
+
+def largest_message_bytes() -> int:
+    """The largest limit of any topic: what a producer's maximum request must allow."""
+    return max([DEAD_LETTER_MAX_BYTES, *(t.max_message_bytes for t in TOPICS)])
+
+
 def topic_for(contract: type[Message]) -> str:
     """The topic that carries `contract`."""
     name = _TOPIC_OF.get(contract)
@@ -148,6 +193,8 @@ def topic_for(contract: type[Message]) -> str:
 
 
 _TOPIC_OF: dict[type[Message], str] = {spec.contract: spec.name for spec in TOPICS}
+_SPEC_OF: dict[str, TopicSpec] = {spec.name: spec for spec in TOPICS}
+_DEAD_LETTER_TOPICS = frozenset(dead_letter_topic(s) for s in SERVICES)
 
 
 def consumed_by(service: str) -> list[TopicSpec]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import hashlib
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Generic, Protocol, TypeVar
 
+import pydantic_core
 import structlog
 from pydantic import ValidationError
 from sqlalchemy import Table, TextClause, text
@@ -21,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_contracts.base import Message
 from billing_contracts.deadletter import DeadLetterV1, FailureKind
-from billing_contracts.registry import dead_letter_topic
+from billing_contracts.registry import dead_letter_topic, max_message_bytes
 from service_runtime.bulk import joined_text
 from service_runtime.clock import Clock
+from service_runtime.hygiene import MAYBE_ESCAPED_CONTROL, control_in, describe_char, visible
 from service_runtime.metrics import ServiceMetrics
 from service_runtime.outbox import OUTBOX_WRITTEN, enqueue, outgoing
 from service_runtime.tables import RuntimeTables
@@ -62,6 +65,22 @@ class _Failed:
     failure: FailureKind
     reason: str
     event_id: str | None
+    #: For the log only (a traceback, the database's own words): logged once, with the event id,
+    #: when the dead letter is first written; never part of the reason.
+    detail: str | None = None
+
+
+#: Longest reason kept (the contract allows 4,000 characters; people read the first lines).
+REASON_LIMIT = 2000
+#: Validation errors listed in a reason; the rest are counted.
+REASON_ERRORS = 10
+#: A dead letter carries the original value in full up to this size, else its beginning
+#: (`TRUNCATED_BYTES`) with the size and SHA-256 of the whole: base64 makes it a third larger,
+#: and the dead letter must fit its topic (`DEAD_LETTER_MAX_BYTES`, 1 MiB).
+CARRY_IN_FULL_BYTES = 512 * 1024
+TRUNCATED_BYTES = 64 * 1024
+#: Keys are ids; a longer key is kept by its beginning.
+KEY_BYTES = 1024
 
 
 #: A use case applied to the new (never processed) messages of a batch, inside the batch's transaction.
@@ -89,13 +108,17 @@ def _is_transient(exc: BaseException) -> bool:
 class IdempotentConsumer(Generic[M]):
     """Applies each event id at most once and never lets one bad message stop the partition.
 
-    For a batch of records: undecodable or invalid ones become dead letters; valid ones are
-    claimed in `processed_events` (`INSERT … ON CONFLICT DO NOTHING RETURNING`), and only the
-    newly claimed are handed to the use case. Claims, state change, dead letters and outgoing
-    messages commit in one transaction; the caller commits Kafka offsets after it.
+    For a batch of records: each record is classified on its own, inside the error handling, so
+    that whatever decoding raises (invalid JSON, nesting deeper than the parser allows, invalid
+    UTF-8, a record larger than its topic accepts, a key that is not the message's aggregate id,
+    a control character in a field) makes that one record a dead letter with a reason. Valid
+    records are claimed in `processed_events` (`INSERT … ON CONFLICT DO NOTHING RETURNING`), and
+    only the newly claimed are handed to the use case. Claims, state change, dead letters and
+    outgoing messages commit in one transaction; the caller commits Kafka offsets after it.
     A transient failure (database or network) raises, so that the batch is redelivered. Any other
     failure of the use case is retried message by message, and a message that still fails is
-    dead-lettered with the error as its reason.
+    dead-lettered with a reason for people (the traceback goes to the log, once). A dead letter
+    that cannot be stored as it is falls back to a minimal one: a batch always makes progress.
     """
 
     def __init__(
@@ -168,35 +191,83 @@ class IdempotentConsumer(Generic[M]):
     def _decode(self, records: Sequence[Record]) -> tuple[list[tuple[Record, M]], list[_Failed]]:
         decoded: list[tuple[Record, M]] = []
         failed: list[_Failed] = []
-        contracts = self._contracts
         # One metric update per topic, not per record.
         for topic, count in Counter(r.topic for r in records).items():
             self._metrics.consumed(topic=topic).inc(count)
         for record in records:
-            contract = contracts.get(record.topic)
-            if contract is None:
-                failed.append(
-                    _Failed(
-                        record, FailureKind.SCHEMA_VIOLATION, f"no contract for topic {record.topic}", None
-                    )
-                )
-                continue
             try:
-                decoded.append((record, contract.model_validate_json(record.value or b"")))
-            except ValidationError as exc:
-                failed.append(self._describe(record, exc))
+                outcome = self._decode_one(record)
+            except Exception as exc:
+                # Whatever decoding raises (RecursionError, UnicodeDecodeError, a bug) is about this
+                # record alone: it becomes a dead letter; the batch goes on.
+                outcome = _Failed(
+                    record,
+                    FailureKind.MALFORMED,
+                    f"<value>: could not be decoded ({type(exc).__name__})",
+                    None,
+                    detail=traceback.format_exc(),
+                )
+            if isinstance(outcome, _Failed):
+                failed.append(outcome)
+            else:
+                decoded.append((record, outcome))
         # Duplicates, within the batch or with earlier ones, are found by the claim in one statement.
         return decoded, failed
+
+    def _decode_one(self, record: Record) -> M | _Failed:
+        """The message of one record, or why it is not one (checks cheapest first)."""
+        contract = self._contracts.get(record.topic)
+        if contract is None:
+            return _Failed(
+                record, FailureKind.SCHEMA_VIOLATION, f"<topic>: no contract for topic {record.topic}", None
+            )
+        value = record.value
+        if value is None:
+            return _Failed(record, FailureKind.MALFORMED, "<value>: the record has no value", None)
+        size = len(value) + len(record.key or b"")
+        limit = max_message_bytes(record.topic)
+        if size > limit:
+            return _Failed(
+                record,
+                FailureKind.SCHEMA_VIOLATION,
+                f"<size>: the record is {size:,} bytes (key and value); {record.topic} accepts at most "
+                f"{limit:,} bytes (docs/publishing-events.md)",
+                None,
+            )
+        try:
+            message = contract.model_validate_json(value)
+        except ValidationError as exc:
+            return self._describe(record, exc)
+        expected = message.kafka_key()
+        if record.key != expected:
+            return _Failed(
+                record, FailureKind.SCHEMA_VIOLATION, _wrong_key(record.key, expected, contract), _id(message)
+            )
+        if MAYBE_ESCAPED_CONTROL.search(value) is not None:
+            found = control_in(message.model_dump(mode="json"))
+            if found is not None:
+                where, char = found
+                return _Failed(
+                    record,
+                    FailureKind.SCHEMA_VIOLATION,
+                    f"{visible(where, limit=200)}: control character {describe_char(char)} is not allowed",
+                    _id(message),
+                )
+        return message
 
     @staticmethod
     def _describe(record: Record, exc: ValidationError) -> _Failed:
         errors = exc.errors(include_url=False, include_input=False)
         malformed = any(e["type"] in ("json_invalid", "json_type") for e in errors)
-        reason = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errors)
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errors[:REASON_ERRORS]
+        ]
+        if len(errors) > REASON_ERRORS:
+            lines.append(f"and {len(errors) - REASON_ERRORS} more errors")
         return _Failed(
             record,
             FailureKind.MALFORMED if malformed else FailureKind.SCHEMA_VIOLATION,
-            reason[:4000],
+            "; ".join(lines),
             _event_id_of(record.value),
         )
 
@@ -209,7 +280,7 @@ class IdempotentConsumer(Generic[M]):
             if rejections:
                 by_id = {m.event_id: r for r, m in fresh}
                 letters += [
-                    _Failed(by_id[r.event_id], FailureKind.REJECTED, r.reason[:4000], str(r.event_id))
+                    _Failed(by_id[r.event_id], FailureKind.REJECTED, r.reason, str(r.event_id))
                     for r in rejections
                 ]
             await self._dead_letter(session, letters)
@@ -223,12 +294,12 @@ class IdempotentConsumer(Generic[M]):
             except Exception as exc:
                 if _is_transient(exc):
                     raise
-                log.exception("message_failed", topic=record.topic, offset=record.offset)
                 failure = _Failed(
                     record,
                     FailureKind.REJECTED,
-                    f"processing error: {type(exc).__name__}: {exc}"[:4000],
+                    processing_reason(exc),
                     str(message.event_id),
+                    detail=traceback.format_exc(),
                 )
                 async with self._sessions.begin() as session:
                     await self._claim(session, [(record, message)])
@@ -260,8 +331,26 @@ class IdempotentConsumer(Generic[M]):
         return [d for i, d in enumerate(decoded) if i not in duplicates]
 
     async def _dead_letter(self, session: AsyncSession, letters: Sequence[_Failed]) -> None:
+        """Store and announce dead letters; one that cannot be stored as it is falls back to a minimal one."""
         if not letters:
             return
+        try:
+            async with session.begin_nested():
+                await self._write_dead_letters(session, [_letter(f) for f in letters])
+        except Exception as exc:
+            if _is_transient(exc):
+                raise
+            # The letters themselves were refused (a value the database cannot hold, a bug): the
+            # batch must still move on, so each becomes its coordinates, size, hash and kind.
+            log.error(
+                "dead_letter_refused_writing_minimal",
+                error=type(exc).__name__,
+                detail=visible(str(exc), limit=500),
+                records=[(f.record.topic, f.record.partition, f.record.offset) for f in letters],
+            )
+            await self._write_dead_letters(session, [_minimal_letter(f) for f in letters])
+
+    async def _write_dead_letters(self, session: AsyncSession, letters: Sequence[_Letter]) -> None:
         now = self._clock.now()
         table = self._tables.dead_letters
         inserted = (
@@ -271,11 +360,14 @@ class IdempotentConsumer(Generic[M]):
                     [
                         {
                             "consumer_group": self._group,
-                            "topic": f.record.topic,
-                            "partition": f.record.partition,
-                            "offset": f.record.offset,
-                            "key": f.record.key,
-                            "value": f.record.value or b"",
+                            "topic": f.topic,
+                            "partition": f.partition,
+                            "offset": f.offset,
+                            "key": f.key,
+                            "value": f.stored_value,
+                            "value_size": f.size,
+                            "value_sha256": f.sha256,
+                            "value_truncated": f.stored_truncated,
                             "event_id": f.event_id,
                             "failure": f.failure.value,
                             "reason": f.reason,
@@ -291,16 +383,20 @@ class IdempotentConsumer(Generic[M]):
         new = {(t, p, o) for t, p, o in inserted}
         messages = []
         for f in letters:
-            if (f.record.topic, f.record.partition, f.record.offset) not in new:
+            if (f.topic, f.partition, f.offset) not in new:
                 continue
-            self._metrics.dead_lettered(topic=f.record.topic, failure=f.failure.value).inc()
+            self._metrics.dead_lettered(topic=f.topic, failure=f.failure.value).inc()
+            # Logged once: only when the dead letter is first written, never at a redelivery.
             log.warning(
                 "message_dead_lettered",
-                topic=f.record.topic,
-                partition=f.record.partition,
-                offset=f.record.offset,
+                topic=f.topic,
+                partition=f.partition,
+                offset=f.offset,
+                event_id=f.event_id,
                 failure=f.failure.value,
                 reason=f.reason[:300],
+                size=f.size,
+                detail=f.detail,
             )
             messages.append(
                 outgoing(
@@ -309,11 +405,15 @@ class IdempotentConsumer(Generic[M]):
                         occurred_at=now,
                         producer=self._service,
                         consumer_group=self._group,
-                        original_topic=f.record.topic,
-                        original_partition=f.record.partition,
-                        original_offset=f.record.offset,
-                        original_key_b64=base64.b64encode(f.record.key).decode() if f.record.key else None,
-                        original_value_b64=base64.b64encode(f.record.value or b"").decode(),
+                        original_topic=f.topic,
+                        original_partition=f.partition,
+                        original_offset=f.offset,
+                        original_key_b64=base64.b64encode(f.key).decode() if f.key is not None else None,
+                        original_key_truncated=f.key_truncated,
+                        original_value_b64=base64.b64encode(f.carried_value).decode(),
+                        original_truncated=f.carried_truncated,
+                        original_size=f.size,
+                        original_sha256=f.sha256,
                         original_event_id=f.event_id,
                         failure=f.failure,
                         reason=f.reason,
@@ -322,6 +422,119 @@ class IdempotentConsumer(Generic[M]):
                 )
             )
         await enqueue(session, self._tables.outbox, messages, self._clock)
+
+
+@dataclass(frozen=True)
+class _Letter:
+    """A dead letter as stored and published: bounded, sanitised, with the original's size and hash."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    key_truncated: bool
+    stored_value: bytes
+    stored_truncated: bool
+    carried_value: bytes
+    carried_truncated: bool
+    size: int
+    sha256: str
+    event_id: str | None
+    failure: FailureKind
+    reason: str
+    detail: str | None
+
+
+def _letter(f: _Failed) -> _Letter:
+    value = f.record.value or b""
+    key = f.record.key
+    # The table keeps every byte the topic accepts (a replay needs them); a record larger than
+    # that, and the published letter beyond CARRY_IN_FULL_BYTES, keep the beginning.
+    stored_truncated = len(value) + len(key or b"") > max_message_bytes(f.record.topic)
+    carried_truncated = len(value) > CARRY_IN_FULL_BYTES
+    return _Letter(
+        topic=f.record.topic,
+        partition=f.record.partition,
+        offset=f.record.offset,
+        key=key[:KEY_BYTES] if key is not None else None,
+        key_truncated=key is not None and len(key) > KEY_BYTES,
+        stored_value=value[:TRUNCATED_BYTES] if stored_truncated else value,
+        stored_truncated=stored_truncated,
+        carried_value=value[:TRUNCATED_BYTES] if carried_truncated else value,
+        carried_truncated=carried_truncated,
+        size=len(value),
+        sha256=hashlib.sha256(value).hexdigest(),
+        event_id=_clean_id(f.event_id),
+        failure=f.failure,
+        reason=visible(f.reason, limit=REASON_LIMIT) or "(no reason given)",
+        detail=f.detail,
+    )
+
+
+def _minimal_letter(f: _Failed) -> _Letter:
+    letter = _letter(f)
+    return _Letter(
+        topic=letter.topic[:200],
+        partition=letter.partition,
+        offset=letter.offset,
+        key=None,
+        key_truncated=f.record.key is not None,
+        stored_value=b"",
+        stored_truncated=True,
+        carried_value=b"",
+        carried_truncated=True,
+        size=letter.size,
+        sha256=letter.sha256,
+        event_id=None,
+        failure=letter.failure,
+        reason=(
+            f"the dead letter could not be stored as it was; the original is at {letter.topic[:200]} "
+            f"partition {letter.partition} offset {letter.offset} (size and SHA-256 here); "
+            f"first reason: {letter.reason[:500]}"
+        ),
+        detail=letter.detail,
+    )
+
+
+def processing_reason(exc: BaseException) -> str:
+    """A reason for people from an unexpected failure of a use case: no SQL, parameters or traceback.
+
+    Database errors are named by their SQLSTATE and the database's first line (which carries
+    no parameters); other errors by their type and first line, which our own code writes for
+    people.
+    """
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+        words = str(orig).split("\n", 1)[0] if orig is not None else ""
+        # asyncpg's adapted errors read "<class '…'>: message"; keep the message.
+        words = words.split(">: ", 1)[-1]
+        return visible(
+            f"processing error: the database refused the change ({sqlstate or type(exc).__name__}: {words})",
+            limit=500,
+        )
+    first_line = str(exc).split("\n", 1)[0]
+    return visible(f"processing error: {type(exc).__name__}: {first_line}", limit=500)
+
+
+def _wrong_key(key: bytes | None, expected: bytes, contract: type[Message]) -> str:
+    field = contract.key_field or "aggregate id"
+    shown_expected = visible(expected.decode("utf-8", "replace"), limit=100)
+    if not key:
+        return f"<key>: missing; the key must be the message's {field} ({shown_expected!r})"
+    shown = visible(key.decode("utf-8", "replace"), limit=100)
+    return f"<key>: {shown!r} is not the message's {field} ({shown_expected!r})"
+
+
+def _clean_id(event_id: str | None) -> str | None:
+    if event_id is None:
+        return None
+    cleaned = "".join(ch for ch in event_id if ch.isprintable())[:100]
+    return cleaned or None
+
+
+def _id(message: Message) -> str:
+    return str(message.event_id)
 
 
 def _split_by_key(records: Sequence[Record], parts: int) -> list[Sequence[Record]]:
@@ -356,9 +569,14 @@ def _claim_statement(table: Table, *, joined: bool) -> TextClause:
 
 
 def _event_id_of(value: bytes | None) -> str | None:
+    """The `event_id` of an invalid message, if one can be read; never raises."""
+    if not value or len(value) > CARRY_IN_FULL_BYTES:
+        return None
     try:
-        data: Any = json.loads(value or b"")
-    except ValueError:
+        # pydantic's parser bounds the nesting depth itself (the standard library's would raise
+        # RecursionError on a deep document).
+        data: Any = pydantic_core.from_json(value)
+    except Exception:
         return None
     event_id = data.get("event_id") if isinstance(data, dict) else None
-    return str(event_id)[:100] if event_id is not None else None
+    return _clean_id(str(event_id)) if event_id is not None else None

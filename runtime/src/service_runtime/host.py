@@ -50,6 +50,7 @@ class ServiceHost:
             table=tables.outbox,
             publisher=self.publisher,
             metrics=self.metrics,
+            clock=clock,
             batch_size=settings.outbox_batch_size,
             idle_seconds=settings.outbox_idle_seconds,
         )

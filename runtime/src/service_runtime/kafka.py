@@ -9,14 +9,24 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.parser import AioKafkaBatchParser
 from faststream.message import StreamMessage
 
+from billing_contracts.registry import RECORD_OVERHEAD_BYTES, largest_message_bytes
 from service_runtime.consumer import IdempotentConsumer
-from service_runtime.outbox import OutgoingMessage
+from service_runtime.outbox import OutgoingMessage, UnpublishableError
+from service_runtime.ratelimit import RateLimitedLog
 from service_runtime.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
@@ -51,7 +61,10 @@ def subscribe(
     Ack policy NACK_ON_ERROR, so that offsets are committed only after the batch's transaction
     committed, and a failed batch is re-read from its first offset (at least once in, exactly once
     in effect thanks to the processed-event claims). FastStream's default would be at most once.
+    A batch fails only for transient reasons (the consumer dead-letters everything else): the
+    handler nacks it itself, so that an outage logs one warning a minute, not a traceback per retry.
     """
+    warnings = RateLimitedLog(log)
 
     @broker.subscriber(
         *consumer.topics,
@@ -70,10 +83,19 @@ def subscribe(
         records = raw if isinstance(raw, tuple) else (raw,)
         try:
             await consumer.process(records)
-        except Exception:
-            log.exception("batch_will_be_redelivered", group=group, size=len(records))
+        except Exception as exc:
+            warnings.warning(
+                "batch_will_be_redelivered",
+                exc_info=True,
+                group=group,
+                size=len(records),
+                error=type(exc).__name__,
+            )
             await asyncio.sleep(retry_pause_s)
-            raise
+            # Seek back to the batch's first offsets; FastStream then neither commits nor logs again.
+            await message.nack()
+            return
+        warnings.recovered("batch_will_be_redelivered", group=group)
 
 
 async def _records_only(
@@ -121,6 +143,8 @@ class KafkaPublisher:
             security_protocol=self._settings.kafka_security_protocol,
             linger_ms=5,
             max_batch_size=256 * 1024,
+            # Every topic's limit plus framing; the outbox checks each message against its own topic.
+            max_request_size=largest_message_bytes() + RECORD_OVERHEAD_BYTES,
         )
         await self._producer.start()
 
@@ -130,15 +154,50 @@ class KafkaPublisher:
             self._producer = None
 
     async def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
-        if self._producer is None:
+        """Send every message and wait for every acknowledgement.
+
+        Raises `UnpublishableError` naming the messages the broker (or the producer's own size
+        check) refused for good, once all the others are acknowledged; any other failure as it is.
+        """
+        producer = self._producer
+        if producer is None:
             raise RuntimeError("the publisher is not started")
-        futures = [
-            await self._producer.send(
-                m.topic,
-                value=m.value,
-                key=m.key,
-                headers=[(k, v.encode()) for k, v in m.headers.items()],
-            )
-            for m in messages
-        ]
-        await asyncio.gather(*futures)
+        refused: dict[int, str] = {}
+        futures: list[tuple[int, asyncio.Future[Any]]] = []
+        for i, m in enumerate(messages):
+            try:
+                future = await producer.send(
+                    m.topic,
+                    value=m.value,
+                    key=m.key,
+                    headers=[(k, v.encode()) for k, v in m.headers.items()],
+                )
+            except _REFUSED_FOR_GOOD as exc:
+                refused[i] = _refusal(exc)
+                continue
+            futures.append((i, future))
+        results = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
+        for (i, _), result in zip(futures, results, strict=True):
+            if isinstance(result, _REFUSED_FOR_GOOD):
+                refused[i] = _refusal(result)
+            elif isinstance(result, BaseException):
+                raise result
+        if refused:
+            raise UnpublishableError(refused)
+
+
+#: Broker answers (and the producer's own check) that no retry can change: the record is too
+#: large, or its topic name or format is invalid. Anything else (a broker down, no leader, no
+#: authorisation yet) is retried, and waits for the operator or the network.
+_REFUSED_FOR_GOOD = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+    CorruptRecordException,
+    UnsupportedForMessageFormatError,
+)
+
+
+def _refusal(exc: BaseException) -> str:
+    return f"the broker refused it for good: {type(exc).__name__}: {exc}"

@@ -32,6 +32,12 @@ class ServiceMetrics:
         self.outbox_published = Counter(
             "outbox_published", "Outbox messages published to Kafka", registry=self.registry
         )
+        self.outbox_parked = Counter(
+            "outbox_parked",
+            "Outbox messages parked because they can never be published (too large, refused for good)",
+            ["topic"],
+            registry=self.registry,
+        ).labels
         self.info = Counter("service_starts", "Service starts", ["service"], registry=self.registry).labels(
             **labels
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
@@ -66,3 +67,42 @@ def run_env(metadata: MetaData) -> None:
             await engine.dispose()
 
     asyncio.run(run())
+
+
+def add_parking_and_replay_columns(schema: str) -> None:
+    """Runtime tables, issue 8: parked outbox rows; dead letters with size, hash, truncation and status.
+
+    Called from each service's migration (the runtime tables live in every service's schema).
+    """
+    import sqlalchemy as sa
+
+    op = _op()
+    op.add_column("outbox", sa.Column("parked_at", sa.DateTime(timezone=True), nullable=True), schema=schema)
+    op.add_column("outbox", sa.Column("parked_reason", sa.Text(), nullable=True), schema=schema)
+    op.add_column("dead_letters", sa.Column("value_size", sa.BigInteger(), nullable=True), schema=schema)
+    op.add_column("dead_letters", sa.Column("value_sha256", sa.String(64), nullable=True), schema=schema)
+    op.add_column(
+        "dead_letters",
+        sa.Column("value_truncated", sa.Boolean(), server_default="false", nullable=False),
+        schema=schema,
+    )
+    op.add_column(
+        "dead_letters",
+        sa.Column("status", sa.String(20), server_default="new", nullable=False),
+        schema=schema,
+    )
+
+
+def drop_parking_and_replay_columns(schema: str) -> None:
+    """Undo `add_parking_and_replay_columns`."""
+    op = _op()
+    for column in ("status", "value_truncated", "value_sha256", "value_size"):
+        op.drop_column("dead_letters", column, schema=schema)
+    for column in ("parked_reason", "parked_at"):
+        op.drop_column("outbox", column, schema=schema)
+
+
+def _op() -> Any:
+    from alembic import op
+
+    return op

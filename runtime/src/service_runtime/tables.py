@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
@@ -40,6 +41,10 @@ def add_runtime_tables(metadata: MetaData) -> RuntimeTables:
         Column("value", LargeBinary, nullable=False),
         Column("headers", JSONB, nullable=False, server_default="{}"),
         Column("created_at", DateTime(timezone=True), nullable=False),
+        # A row the broker refused for good (too large, invalid topic) is parked, not retried: the
+        # relay goes on with the others. An operator clears these to publish it again.
+        Column("parked_at", DateTime(timezone=True), nullable=True),
+        Column("parked_reason", Text, nullable=True),
         comment="Messages written in the same transaction as the change they announce; the relay publishes them.",
     )
     processed = Table(
@@ -59,11 +64,18 @@ def add_runtime_tables(metadata: MetaData) -> RuntimeTables:
         Column("partition", Integer, nullable=False),
         Column("offset", BigInteger, nullable=False),
         Column("key", LargeBinary, nullable=True),
+        # The original bytes, to replay them; for a record larger than its topic accepts, the
+        # beginning only (value_truncated), with the size and hash of the whole.
         Column("value", LargeBinary, nullable=False),
+        Column("value_size", BigInteger, nullable=True),
+        Column("value_sha256", String(64), nullable=True),
+        Column("value_truncated", Boolean, nullable=False, server_default="false"),
         Column("event_id", String(100), nullable=True),
         Column("failure", String(40), nullable=False),
         Column("reason", Text, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
+        # new → replayed or discarded, by the operators' tools (issue 12).
+        Column("status", String(20), nullable=False, server_default="new"),
         UniqueConstraint("consumer_group", "topic", "partition", "offset"),
         comment="Messages that could not be processed, with the reason; also published to the dead-letter topic.",
     )

@@ -57,12 +57,12 @@ class Records:
         return FakeRecord(topic=topic, partition=0, offset=next(self._offsets), key=key, value=value)
 
 
-def voucher(voucher_id: str, event_id: uuid.UUID | None = None) -> VoucherCreatedV1:
+def voucher(voucher_id: str, event_id: uuid.UUID | None = None, *, env: str = "env-1") -> VoucherCreatedV1:
     return VoucherCreatedV1(
         event_id=event_id or uuid.uuid4(),
         occurred_at=NOW,
         producer="test",
-        environment_id="env-1",
+        environment_id=env,
         voucher_id=voucher_id,
         document_kind=DocumentKind.PURCHASE_INVOICE,
         created_at=NOW,
@@ -305,11 +305,14 @@ async def test_a_batch_applied_in_concurrent_parts_counts_each_event_once_even_w
     use_case = CountVouchers(service)
     subject = consumer(service, use_case, unique_name, pipeline=3)
     records = Records()
-    events = [voucher(f"v{i}") for i in range(60)]
-    # Keys spread the batch over the three parts; the repeats carry other keys, so that a part
-    # may meet an event id that another part claims at the same time.
-    batch = [records.raw(wire_json(e), key=f"env-{i % 7}".encode()) for i, e in enumerate(events)]
-    batch += [records.raw(wire_json(e), key=f"env-{(i + 3) % 7}".encode()) for i, e in enumerate(events[:20])]
+    events = [voucher(f"v{i}", env=f"env-{i % 7}") for i in range(60)]
+    # Keys spread the batch over the three parts; the repeats (same event id) are about other
+    # environments, so that a part may meet an event id that another part claims at the same time.
+    batch = [records.of(e) for e in events]
+    batch += [
+        records.of(e.model_copy(update={"environment_id": f"env-{(i + 3) % 7}"}))
+        for i, e in enumerate(events[:20])
+    ]
 
     await subject.process(batch)
 
@@ -328,7 +331,7 @@ async def test_when_one_concurrent_part_fails_the_whole_batch_is_redelivered_and
         pipeline=2,
     )
     records = Records()
-    batch = [records.raw(wire_json(voucher(f"v{i}")), key=f"env-{i}".encode()) for i in range(20)]
+    batch = [records.of(voucher(f"v{i}", env=f"env-{i}")) for i in range(20)]
 
     with pytest.raises(OperationalError):
         await subject.process(batch)

@@ -130,6 +130,7 @@ async def test_rows_are_published_in_id_order_and_deleted_only_after_the_broker_
         table=service.tables.outbox,
         publisher=witness,
         metrics=ServiceMetrics("rt_test"),
+        clock=FixedClock(NOW),
         batch_size=2,
     )
 
@@ -159,6 +160,7 @@ async def test_rows_stay_in_the_outbox_when_publishing_fails_and_go_out_on_the_n
         table=service.tables.outbox,
         publisher=flaky,
         metrics=ServiceMetrics("rt_test"),
+        clock=FixedClock(NOW),
         idle_seconds=0.1,
     )
 
