@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import uuid
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_contracts.base import wire_json
 from billing_contracts.deadletter import DeadLetterV1, FailureKind
-from billing_contracts.registry import dead_letter_topic, topic_for
+from billing_contracts.registry import DEAD_LETTER_MAX_BYTES, dead_letter_topic, topic_for
 from billing_contracts.usage import DocumentKind, VoucherCreatedV1
 from service_runtime.clock import FixedClock
 from service_runtime.consumer import IdempotentConsumer, Rejection
@@ -341,3 +342,204 @@ async def test_when_one_concurrent_part_fails_the_whole_batch_is_redelivered_and
     assert committed_before_redelivery < 20  # the failed part committed nothing
     assert [await service.count_of(f"v{i}") for i in range(20)] == [1] * 20
     assert await service.rows(service.tables.processed_events) == 20
+
+
+# Issue 8: one bad record never stops the batch.
+
+DEEP = b'{"a":' * 1100 + b"1" + b"}" * 1100
+
+
+async def test_json_nested_1100_deep_is_a_dead_letter_and_its_neighbours_count(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    subject = consumer(service, CountVouchers(service), unique_name)
+    records = Records()
+    batch = [records.of(voucher("v1")), records.raw(DEEP), records.of(voucher("v2"))]
+
+    await subject.process(batch)
+
+    assert [await service.count_of(v) for v in ("v1", "v2")] == [1, 1]
+    rows = await dead_letter_rows(service)
+    assert [(r["offset"], r["failure"]) for r in rows] == [(1, "malformed")]
+    assert "recursion limit" in str(rows[0]["reason"])
+    assert rows[0]["value"] == DEEP
+
+
+async def test_a_nul_in_the_event_id_is_dead_lettered_without_it_and_the_batch_goes_on(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    subject = consumer(service, CountVouchers(service), unique_name)
+    records = Records()
+    bad = voucher("nul").model_dump(mode="json") | {"event_id": "abc\u0000def"}
+    batch = [records.raw(json.dumps(bad).encode()), records.of(voucher("v1"))]
+
+    await subject.process(batch)
+
+    assert await service.count_of("v1") == 1
+    rows = await dead_letter_rows(service)
+    assert [(r["failure"], r["event_id"]) for r in rows] == [("schema_violation", "abcdef")]
+    assert str(rows[0]["reason"]).startswith("event_id:")
+    letters = await outbox_letters(service)
+    assert letters[0][1].original_event_id == "abcdef"
+
+
+async def test_a_nul_in_a_text_field_is_refused_with_its_path_before_the_use_case(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    use_case = CountVouchers(service)
+    subject = consumer(service, use_case, unique_name)
+    records = Records()
+    bad = voucher("v-nul").model_copy(update={"producer": "crm\u0000"})
+
+    await subject.process([records.of(bad)])
+
+    rows = await dead_letter_rows(service)
+    assert [(r["failure"], r["reason"]) for r in rows] == [
+        ("schema_violation", "producer: control character U+0000 is not allowed")
+    ]
+    assert use_case.seen == []
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (b"env-2", "<key>: 'env-2' is not the message's environment_id ('env-1')"),
+        (None, "<key>: missing; the key must be the message's environment_id ('env-1')"),
+    ],
+    ids=["another-environment", "no-key"],
+)
+async def test_a_record_keyed_by_another_aggregate_or_not_keyed_is_dead_lettered_not_counted(
+    service: RuntimeTestService, unique_name: str, key: bytes | None, reason: str
+) -> None:
+    subject = consumer(service, CountVouchers(service), unique_name)
+    records = Records()
+    wrong = voucher("wrong")
+
+    await subject.process([records.raw(wire_json(wrong), key=key), records.of(voucher("v1"))])
+
+    assert await service.count_of("wrong") == 0
+    assert await service.count_of("v1") == 1
+    rows = await dead_letter_rows(service)
+    assert [(r["failure"], r["reason"], r["event_id"]) for r in rows] == [
+        ("schema_violation", reason, str(wrong.event_id))
+    ]
+
+
+async def test_a_record_larger_than_its_topic_accepts_is_dead_lettered_truncated_with_size_and_hash(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    subject = consumer(service, CountVouchers(service), unique_name)
+    records = Records()
+    huge = json.dumps(voucher("huge").model_dump(mode="json") | {"note": "x" * 2_000_000}).encode()
+
+    await subject.process([records.raw(huge), records.of(voucher("v1"))])
+
+    assert await service.count_of("v1") == 1
+    rows = await dead_letter_rows(service)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["failure"] == "schema_violation"
+    assert str(row["reason"]).startswith("<size>: the record is 2,000,")
+    assert "accepts at most 65,536 bytes" in str(row["reason"])
+    assert row["value_truncated"] is True
+    assert row["value_size"] == len(huge)
+    assert row["value_sha256"] == hashlib.sha256(huge).hexdigest()
+    stored = row["value"]
+    assert isinstance(stored, bytes)
+    assert huge.startswith(stored)
+    assert len(stored) == 64 * 1024
+    [(_, letter)] = await outbox_letters(service)
+    assert letter.original_truncated
+    assert letter.original_size == len(huge)
+    assert letter.original_sha256 == hashlib.sha256(huge).hexdigest()
+    assert len(wire_json(letter)) < DEAD_LETTER_MAX_BYTES
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\xff\xfe{not utf-8", b'{"event_id": "', b"", None],
+    ids=["invalid-utf-8", "truncated", "empty", "tombstone"],
+)
+async def test_undecodable_values_are_malformed_dead_letters_with_a_reason(
+    service: RuntimeTestService, unique_name: str, value: bytes | None
+) -> None:
+    subject = consumer(service, CountVouchers(service), unique_name)
+    record = FakeRecord(topic=TOPIC, partition=0, offset=0, key=b"env-1", value=value)
+
+    await subject.process([record])
+
+    rows = await dead_letter_rows(service)
+    assert [r["failure"] for r in rows] == ["malformed"]
+    assert str(rows[0]["reason"])
+
+
+async def test_anything_decoding_raises_makes_that_record_a_dead_letter_and_the_batch_goes_on(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    subject = consumer(service, CountVouchers(service), unique_name)
+    records = Records()
+
+    class Exploding(VoucherCreatedV1):
+        @classmethod
+        def model_validate_json(cls, *args: object, **kwargs: object) -> VoucherCreatedV1:
+            raise RecursionError("maximum recursion depth exceeded")
+
+    subject._contracts["usage.exploding.v1"] = Exploding  # type: ignore[assignment]
+    batch = [records.raw(b"{}", topic="usage.exploding.v1"), records.of(voucher("v1"))]
+
+    await subject.process(batch)
+
+    assert await service.count_of("v1") == 1
+    rows = await dead_letter_rows(service)
+    assert [(r["failure"], r["reason"]) for r in rows] == [
+        ("malformed", "<value>: could not be decoded (RecursionError)")
+    ]
+
+
+class ViolatesConstraint(CountVouchers):
+    """The use case's own insert breaks a constraint: PostgreSQL's error carries SQL and parameters."""
+
+    async def __call__(self, session: AsyncSession, messages: Sequence[VoucherCreatedV1]) -> list[Rejection]:
+        for message in messages:
+            if message.voucher_id == "secret-poison":
+                await session.execute(
+                    text("INSERT INTO pg_temp.nope (a) VALUES (:a)"), {"a": "customer-secret-value"}
+                )
+        return await super().__call__(session, messages)
+
+
+async def test_a_processing_error_reason_names_the_problem_without_sql_parameters_or_traceback(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    subject = consumer(service, ViolatesConstraint(service), unique_name)
+    records = Records()
+
+    await subject.process([records.of(voucher("secret-poison")), records.of(voucher("v1"))])
+
+    assert await service.count_of("v1") == 1
+    [row] = await dead_letter_rows(service)
+    reason = str(row["reason"])
+    assert reason.startswith("processing error: the database refused the change (42P01: ")
+    assert 'relation "pg_temp.nope" does not exist' in reason
+    for leaked in ("INSERT", "customer-secret-value", "Traceback", "[SQL", "parameters"):
+        assert leaked not in reason
+
+
+async def test_a_dead_letter_the_database_refuses_falls_back_to_a_minimal_one_and_the_batch_commits(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    # Kafka allows topic names of 249 characters; the dead-letter table's column holds 200.
+    subject = consumer(service, CountVouchers(service), unique_name)
+    records = Records()
+    long_topic = "usage." + "x" * 240 + ".v1"
+    batch = [records.raw(b"{}", topic=long_topic), records.of(voucher("v1"))]
+
+    await subject.process(batch)
+
+    assert await service.count_of("v1") == 1
+    [row] = await dead_letter_rows(service)
+    assert row["topic"] == long_topic[:200]
+    assert row["value_size"] == 2
+    assert row["value_truncated"] is True
+    assert str(row["reason"]).startswith("the dead letter could not be stored as it was")
+    assert "first reason: <topic>: no contract for topic" in str(row["reason"])

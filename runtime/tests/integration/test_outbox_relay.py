@@ -12,14 +12,24 @@ from datetime import UTC, datetime
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import insert, select
 
+from billing_contracts.base import wire_json
+from billing_contracts.registry import FACT_MAX_BYTES
 from billing_contracts.usage import DocumentKind, VoucherCreatedV1
 from devstack.infra import KafkaTarget, ensure_topics
 from devstack.testing import wait_until
 from service_runtime.clock import FixedClock
 from service_runtime.kafka import KafkaPublisher
 from service_runtime.metrics import ServiceMetrics
-from service_runtime.outbox import OutboxRelay, OutgoingMessage, enqueue, outgoing
+from service_runtime.outbox import (
+    MessageTooLargeError,
+    OutboxRelay,
+    OutgoingMessage,
+    UnpublishableError,
+    enqueue,
+    outgoing,
+)
 from service_runtime.settings import ServiceSettings
 
 from .conftest import RuntimeTestService
@@ -185,4 +195,106 @@ async def test_rows_stay_in_the_outbox_when_publishing_fails_and_go_out_on_the_n
     records = await read_back(kafka, topic, count=4, within=2)
     assert [VoucherCreatedV1.model_validate_json(value).event_id for value, _ in records] == [
         m.event_id for m in messages
+    ]
+
+
+# Issue 8: the outbox never holds a row it cannot publish, and one row never blocks the others.
+
+
+async def test_enqueue_refuses_a_message_larger_than_its_topic_accepts_and_writes_nothing(
+    service: RuntimeTestService, topic: str
+) -> None:
+    big = OutgoingMessage(topic=topic, key=b"env-1", value=b"x" * (FACT_MAX_BYTES + 1))
+
+    with pytest.raises(MessageTooLargeError, match=f"larger than the 65,536 bytes {topic} accepts"):
+        async with service.sessions.begin() as session:
+            await enqueue(session, service.tables.outbox, [big], FixedClock(NOW))
+
+    assert await service.rows(service.tables.outbox) == 0
+
+
+async def outbox_rows(service: RuntimeTestService) -> list[dict[str, object]]:
+    t = service.tables.outbox
+    async with service.sessions() as session:
+        return [dict(r._mapping) for r in await session.execute(select(t).order_by(t.c.id))]
+
+
+async def test_a_row_too_large_to_publish_is_parked_with_its_reason_and_the_rows_after_it_go_out(
+    service: RuntimeTestService, kafka: KafkaTarget, topic: str, publisher: KafkaPublisher
+) -> None:
+    messages = [voucher(n) for n in range(3)]
+    await fill_outbox(service, messages[:1], topic)
+    # Written as the relay found it on main: a 2 MB dead letter no producer could send.
+    async with service.sessions.begin() as session:
+        await session.execute(
+            insert(service.tables.outbox).values(
+                topic=topic, key=b"k", value=b"x" * 2_000_000, headers={"event_id": "big"}, created_at=NOW
+            )
+        )
+    await fill_outbox(service, messages[1:], topic)
+    metrics = ServiceMetrics("rt_test")
+    relay = OutboxRelay(
+        sessions=service.sessions,
+        table=service.tables.outbox,
+        publisher=publisher,
+        metrics=metrics,
+        clock=FixedClock(NOW),
+    )
+
+    assert await relay.publish_pending() == 4
+    assert await relay.publish_pending() == 0
+
+    records = await read_back(kafka, topic, count=3)
+    assert [VoucherCreatedV1.model_validate_json(value).event_id for value, _ in records] == [
+        m.event_id for m in messages
+    ]
+    [parked] = await outbox_rows(service)
+    assert parked["parked_at"] == NOW
+    assert (
+        parked["parked_reason"]
+        == f"a message of 2,000,012 bytes is larger than the 65,536 bytes {topic} accepts"
+    )
+    assert metrics.registry.get_sample_value("outbox_parked_total", {"topic": topic}) == 1
+
+
+class RefusesOne:
+    """The broker refuses one message of the batch for good and acknowledges the others."""
+
+    def __init__(self, publisher: KafkaPublisher, refused_value: bytes) -> None:
+        self._publisher = publisher
+        self._refused_value = refused_value
+
+    async def publish_all(self, messages: Sequence[OutgoingMessage]) -> None:
+        await self._publisher.publish_all([m for m in messages if m.value != self._refused_value])
+        refused = [i for i, m in enumerate(messages) if m.value == self._refused_value]
+        if refused:
+            raise UnpublishableError(
+                dict.fromkeys(refused, "the broker refused it for good: InvalidTopicError")
+            )
+
+
+async def test_a_row_the_broker_refuses_for_good_is_parked_and_the_others_are_deleted_as_published(
+    service: RuntimeTestService, kafka: KafkaTarget, topic: str, publisher: KafkaPublisher
+) -> None:
+    messages = [voucher(n) for n in range(3)]
+    await fill_outbox(service, messages, topic)
+    refused = wire_json(messages[1])
+    relay = OutboxRelay(
+        sessions=service.sessions,
+        table=service.tables.outbox,
+        publisher=RefusesOne(publisher, refused),
+        metrics=ServiceMetrics("rt_test"),
+        clock=FixedClock(NOW),
+    )
+
+    assert await relay.publish_pending() == 3
+    assert await relay.publish_pending() == 0
+
+    [parked] = await outbox_rows(service)
+    assert parked["value"] == refused
+    assert parked["parked_reason"] == "the broker refused it for good: InvalidTopicError"
+    records = await read_back(kafka, topic, count=2)
+    assert [VoucherCreatedV1.model_validate_json(value).event_id for value, _ in records] == [
+        messages[0].event_id,
+        messages[2].event_id,
     ]
