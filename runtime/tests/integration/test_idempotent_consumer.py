@@ -481,10 +481,10 @@ async def test_anything_decoding_raises_makes_that_record_a_dead_letter_and_the_
 
     class Exploding(VoucherCreatedV1):
         @classmethod
-        def model_validate_json(cls, *args: object, **kwargs: object) -> VoucherCreatedV1:
+        def model_validate_json(cls, *args: object, **kwargs: object) -> VoucherCreatedV1:  # type: ignore[override]
             raise RecursionError("maximum recursion depth exceeded")
 
-    subject._contracts["usage.exploding.v1"] = Exploding  # type: ignore[assignment]
+    subject._contracts["usage.exploding.v1"] = Exploding
     batch = [records.raw(b"{}", topic="usage.exploding.v1"), records.of(voucher("v1"))]
 
     await subject.process(batch)
