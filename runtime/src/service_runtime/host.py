@@ -22,6 +22,7 @@ from service_runtime.database import check_database, create_engine, session_fact
 from service_runtime.kafka import KafkaPublisher, make_broker, subscribe
 from service_runtime.metrics import ServiceMetrics
 from service_runtime.outbox import OutboxRelay
+from service_runtime.problems import install_problem_details
 from service_runtime.settings import ServiceSettings
 from service_runtime.tables import RuntimeTables
 
@@ -193,4 +194,6 @@ def create_service_app(
 
     for router in routers:
         app.include_router(router)
+    # Refusals as RFC 9457 problem details, hostile input refused at the edge (issue 8).
+    install_problem_details(app)
     return app

@@ -10,11 +10,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from billing_contracts.base import Quantity
+from billing_contracts.base import INT32_MAX, INT64_MAX, Date, Quantity, Timestamp
 from billing_contracts.contracts import Requester
 from billing_contracts.invoicing import InvoiceIssuedV1
 from invoicing import tables as t
@@ -50,11 +50,13 @@ from invoicing.receivables import (
 from invoicing.specification import ItemSource, MeteringItemsClient, MeteringUnavailableError, specification
 from service_runtime.host import ServiceHost
 
-Period = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Billing period YYYY-MM.")]
+_PERIOD = r"^20\d{2}-(0[1-9]|1[0-2])$"
+Period = Annotated[str, Query(pattern=_PERIOD, description="Billing period YYYY-MM.")]
+PeriodPath = Annotated[str, Path(pattern=_PERIOD, description="Billing period YYYY-MM.")]
 
 
 class BillingRunRequest(BaseModel):
-    run_date: dt.date = Field(
+    run_date: Date = Field(
         description=(
             "The invoice date. The run bills the month before it (B-04); it may not be before that "
             "month's first Finnish business day (B-03) nor after today (nothing in advance)."
@@ -63,7 +65,7 @@ class BillingRunRequest(BaseModel):
 
 
 class ScheduledRunRequest(BaseModel):
-    today: dt.date = Field(description="Today's date in Helsinki, as the CronJob sees it.")
+    today: Date = Field(description="Today's date in Helsinki, as the CronJob sees it.")
 
 
 class BillingRunView(BaseModel):
@@ -86,7 +88,7 @@ class BillingRunView(BaseModel):
 
 
 class CreditLineRequest(BaseModel):
-    line_no: int = Field(ge=1, description="Line of the invoice to credit.")
+    line_no: int = Field(ge=1, le=INT32_MAX, description="Line of the invoice to credit.")
     quantity: Quantity | None = Field(default=None, description="How much of it; default: all that is left.")
 
 
@@ -106,13 +108,11 @@ class CreditNoteRequest(BaseModel):
 
 
 class DueDateRequest(BaseModel):
-    new_due_date: dt.date = Field(description="The due date the invoice should have (B-23).")
+    new_due_date: Date = Field(description="The due date the invoice should have (B-23).")
     reason: str = Field(min_length=1, max_length=500, description="Why it moves (audit).")
     changed_by: str = Field(min_length=1, max_length=100, description="The support user making the change.")
     requested_by: Requester = Field(description="Who asked (B-25 decides whether they may).")
-    requested_at: dt.datetime | None = Field(
-        default=None, description="When the customer asked; default now."
-    )
+    requested_at: Timestamp | None = Field(default=None, description="When the customer asked; default now.")
 
 
 def _view(report: RunReport) -> BillingRunView:
@@ -214,7 +214,7 @@ def build_router(
         }
 
     @router.get("/billing-runs/{period}", tags=["billing runs"])
-    async def run_status(period: Annotated[str, Period]) -> dict[str, Any]:
+    async def run_status(period: PeriodPath) -> dict[str, Any]:
         """Progress, counts and the payers set aside (with the reason) of one billing period's run."""
         async with host.sessions() as session:
             status = await billing_run_status(session, YearMonth.parse(period))
@@ -229,7 +229,7 @@ def build_router(
         status: InvoiceStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         after_number: Annotated[
-            int | None, Query(description="Keyset paging: the last invoice number seen.")
+            int | None, Query(ge=0, le=INT64_MAX, description="Keyset paging: the last invoice number seen.")
         ] = None,
     ) -> list[dict[str, Any]]:
         """Invoices by payer, billing period and status, in invoice-number order."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
@@ -42,7 +42,7 @@ from invoicing.contract_service import (
 from invoicing.pricing import PriceListError
 from service_runtime.host import ServiceHost
 
-_YEAR_MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+_YEAR_MONTH = r"^20\d{2}-(0[1-9]|1[0-2])$"
 
 
 class ChangeView(BaseModel):
@@ -204,7 +204,9 @@ def build_contracts_router(
             return await repo.contract_history(session, contract_id)
 
     @router.get("/contracts/{contract_id}/terms/{month}", tags=["contracts"])
-    async def contract_terms(contract_id: str, month: str) -> dict[str, Any]:
+    async def contract_terms(
+        contract_id: str, month: Annotated[str, Path(pattern=_YEAR_MONTH, description="YYYY-MM.")]
+    ) -> dict[str, Any]:
         """The terms billing uses for `month` (YYYY-MM): package, firm and payer in effect (B-26)."""
         try:
             ym = YearMonth.parse(month)

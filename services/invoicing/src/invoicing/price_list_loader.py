@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from billing_contracts.base import EARLIEST_DATE, INT32_MAX, LATEST_DATE
 from invoicing.money import VatCategory
 from invoicing.pricing import (
     DEFAULT_PAYMENT_TERM_DAYS,
@@ -48,6 +51,42 @@ class PriceListFormatError(PriceListError):
     """The YAML does not describe a valid price book; the message says where."""
 
 
+#: A price book is a few kilobytes and a few levels deep; anything far beyond is not one.
+MAX_YAML_CHARS = 256 * 1024
+MAX_YAML_DEPTH = 16
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _bounded_yaml(text: str) -> object:
+    """`yaml.safe_load`, after checking size, nesting and aliases without recursion (PyYAML's
+    composer recurses per level: 5,000 levels exhaust the stack)."""
+    if len(text) > MAX_YAML_CHARS:
+        raise PriceListFormatError(f"the price book is larger than {MAX_YAML_CHARS:,} characters")
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise PriceListFormatError("YAML aliases are not accepted in a price book")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise PriceListFormatError(
+                        f"the price book is nested deeper than {MAX_YAML_DEPTH} levels"
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.ScalarEvent) and _CONTROL.search(event.value):
+                line = f"line {event.start_mark.line + 1}: " if event.start_mark is not None else ""
+                raise PriceListFormatError(f"{line}control characters are not accepted in a price book")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise PriceListFormatError(f"not valid YAML: {_visible(str(error))}") from None
+
+
+def _visible(text: str) -> str:
+    return _CONTROL.sub("?", text)[:500]
+
+
 def _mapping(value: object, where: str) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
         raise PriceListFormatError(f"{where}: expected a mapping, got {type(value).__name__}")
@@ -83,9 +122,11 @@ def _money(value: object, where: str) -> Decimal:
     return amount
 
 
-def _int(value: object, where: str) -> int:
+def _int(value: object, where: str, *, most: int = INT32_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PriceListFormatError(f"{where}: expected an integer, got {value!r}")
+    if not 0 <= value <= most:
+        raise PriceListFormatError(f"{where}: expected an integer from 0 to {most:,}, got {value}")
     return value
 
 
@@ -104,13 +145,13 @@ def _str(value: object, where: str) -> str:
 def _date(value: object, where: str) -> dt.date:
     if isinstance(value, dt.datetime):
         raise PriceListFormatError(f"{where}: expected a date, got a timestamp {value!r}")
-    if isinstance(value, dt.date):
-        return value
     if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):
+            value = dt.date.fromisoformat(value)
+    if isinstance(value, dt.date):
+        if not EARLIEST_DATE <= value <= LATEST_DATE:
+            raise PriceListFormatError(f"{where}: {value} is outside {EARLIEST_DATE} … {LATEST_DATE}")
+        return value
     raise PriceListFormatError(f"{where}: expected a YYYY-MM-DD date, got {value!r}")
 
 
@@ -182,7 +223,7 @@ def _price_list(raw: object, where: str) -> PriceList:
         valid_from=_date(_required(data, "valid_from", where), f"{where}.valid_from"),
         valid_to=None if valid_to is None else _date(valid_to, f"{where}.valid_to"),
         payment_term_days=_int(
-            data.get("payment_term_days", DEFAULT_PAYMENT_TERM_DAYS), f"{where}.payment_term_days"
+            data.get("payment_term_days", DEFAULT_PAYMENT_TERM_DAYS), f"{where}.payment_term_days", most=365
         ),
         packages=tuple(_package(code, p, f"{where}.packages") for code, p in packages.items()),
         service_products=tuple(
@@ -193,10 +234,7 @@ def _price_list(raw: object, where: str) -> PriceList:
 
 def parse_price_book(text: str) -> PriceBook:
     """A price book from YAML text; raises `PriceListError` saying what and where."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise PriceListFormatError(f"not valid YAML: {error}") from None
+    document = _bounded_yaml(text)
     data = _mapping(document, "price book")
     _keys(data, _BOOK_KEYS, "price book")
     lists = _required(data, "price_lists", "price book")

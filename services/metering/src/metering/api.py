@@ -14,7 +14,9 @@ from metering.repository import SqlAlchemyUsageRepository
 from metering.service import MonthNotOverError, close_month, figures
 from service_runtime.host import ServiceHost
 
-MonthParam = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Helsinki month YYYY-MM.")]
+MonthParam = Annotated[
+    str, Path(pattern=r"^20\d{2}-(0[1-9]|1[0-2])$", description="Helsinki month YYYY-MM (2000-01…2099-12).")
+]
 
 
 class MonthlyUsageView(BaseModel):
