@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
+from fastapi import FastAPI
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -41,6 +42,8 @@ class Stack:
     publisher: Publisher
     clock: FixedClock
     kafka: KafkaTarget
+    #: The running apps by service name, for tests that need more than HTTP (fuzzers: consumers, OpenAPI).
+    apps: dict[str, FastAPI]
 
 
 async def _own_invoice_numbers(database_url: str) -> None:
@@ -84,12 +87,18 @@ async def stack(kafka: KafkaTarget, database_url: str) -> AsyncIterator[Stack]:
             procountor_api_key=SecretStr(LOCAL_API_KEY),
             delivery_interval_seconds=0.2,
         )
+        apps = {
+            "metering": create_metering(MeteringSettings(**common, auto_close=False), clock),
+            "invoicing": create_invoicing(InvoicingSettings(**common), clock),
+            "partners": create_partners(PartnersSettings(**common), clock),
+            "procountor-sync": create_sync(sync_settings, clock),
+        }
         async with (
-            running(create_metering(MeteringSettings(**common, auto_close=False), clock)) as metering,
-            running(create_invoicing(InvoicingSettings(**common), clock)) as invoicing,
-            running(create_partners(PartnersSettings(**common), clock)) as partners,
-            running(create_sync(sync_settings, clock)) as sync,
+            running(apps["metering"]) as metering,
+            running(apps["invoicing"]) as invoicing,
+            running(apps["partners"]) as partners,
+            running(apps["procountor-sync"]) as sync,
             httpx.AsyncClient(base_url=procountor_url) as procountor,
             Publisher(kafka) as publisher,
         ):
-            yield Stack(metering, invoicing, partners, sync, procountor, publisher, clock, kafka)
+            yield Stack(metering, invoicing, partners, sync, procountor, publisher, clock, kafka, apps)

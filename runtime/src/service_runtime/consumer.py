@@ -151,6 +151,16 @@ class IdempotentConsumer(Generic[M]):
     def topics(self) -> list[str]:
         return sorted(self._contracts)
 
+    @property
+    def group(self) -> str:
+        """The consumer group."""
+        return self._group
+
+    @property
+    def contracts(self) -> Mapping[str, type[M]]:
+        """The contract of each topic."""
+        return dict(self._contracts)
+
     async def process(self, records: Sequence[Record]) -> None:
         """Process one batch; return only when all its effects are committed.
 

@@ -55,6 +55,8 @@ class ServiceHost:
             batch_size=settings.outbox_batch_size,
             idle_seconds=settings.outbox_idle_seconds,
         )
+        #: Every subscription, as registered: fuzzers and tools iterate over them.
+        self.consumers: list[IdempotentConsumer[Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._background: list[Callable[[], Awaitable[None]]] = []
 
@@ -81,6 +83,7 @@ class ServiceHost:
             on_outbox_written=self.relay.wake,
             pipeline=self.settings.kafka_consumer_pipeline,
         )
+        self.consumers.append(consumer)
         for _ in range(instances or self.settings.kafka_consumer_instances):
             subscribe(
                 self.broker,

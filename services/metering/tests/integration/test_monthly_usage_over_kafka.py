@@ -347,7 +347,7 @@ async def test_a_late_event_after_the_month_closed_is_published_as_a_numbered_ad
     # March 2025 ends at 2025-04-01 00:00 EEST; with the 2 h grace it may close at 02:00.
     too_early = await close(metering, "2025-03", datetime(2025, 4, 1, 1, 59, 59, tzinfo=HELSINKI))
     assert too_early.status_code == 409
-    assert too_early.json() == {"detail": "month 2025-03 has not ended plus its grace period yet"}
+    assert too_early.json()["detail"] == "month 2025-03 has not ended plus its grace period yet"
     closed = await close(metering, "2025-03", datetime(2025, 4, 1, 2, 0, 0, tzinfo=HELSINKI))
     assert closed.status_code == 200
     assert closed.json() == {"month": "2025-03", "closed_now": True, "environment_count": 1}
@@ -435,7 +435,7 @@ async def test_closing_a_month_twice_answers_closed_now_false_and_an_unfinished_
     for month in ("2026-11", "2026-12"):
         response = await metering.http.post(f"/months/{month}/close")
         assert response.status_code == 409
-        assert response.json() == {"detail": f"month {month} has not ended plus its grace period yet"}
+        assert response.json()["detail"] == f"month {month} has not ended plus its grace period yet"
     assert (await metering.usage(a, "2026-11"))["status"] == "open"
     assert (await metering.http.post("/months/2026-13/close")).status_code == 422
 
