@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+import structlog.testing
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -543,3 +544,26 @@ async def test_a_dead_letter_the_database_refuses_falls_back_to_a_minimal_one_an
     assert row["value_truncated"] is True
     assert str(row["reason"]).startswith("the dead letter could not be stored as it was")
     assert "first reason: <topic>: no contract for topic" in str(row["reason"])
+
+
+async def test_a_failing_record_is_logged_once_with_its_event_id_not_at_every_redelivery(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    subject = consumer(service, ViolatesConstraint(service), unique_name)
+    records = Records()
+    poison = voucher("secret-poison")
+    batch = [records.of(poison), records.raw(b"{not json"), records.of(voucher("v1"))]
+
+    with structlog.testing.capture_logs() as logs:
+        for _redelivery in range(3):
+            await subject.process(batch)
+
+    lettered = [e for e in logs if e["event"] == "message_dead_lettered"]
+    assert sorted((e["offset"], e["event_id"], e["failure"]) for e in lettered) == [
+        (0, str(poison.event_id), "rejected"),
+        (1, None, "malformed"),
+    ]
+    # The database's words and the traceback go to the log (once), never into the reason.
+    [rejected] = [e for e in lettered if e["failure"] == "rejected"]
+    assert "Traceback" in rejected["detail"]
+    assert "customer-secret-value" not in rejected["reason"]

@@ -16,6 +16,7 @@ from metering.settings import MeteringSettings
 from metering.tables import runtime_tables
 from service_runtime.clock import Clock
 from service_runtime.host import ServiceHost, create_service_app
+from service_runtime.ratelimit import RateLimitedLog
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +25,7 @@ def create_app(settings: MeteringSettings, clock: Clock) -> FastAPI:
     host = ServiceHost(name="metering", settings=settings, clock=clock, tables=runtime_tables)
     host.consume({topic_for(c): c for c in USAGE_CONTRACTS}, UsageRecorder(clock))
     grace = timedelta(hours=settings.close_grace_hours)
+    warnings = RateLimitedLog(log)
 
     async def close_due_months() -> None:
         while True:
@@ -32,10 +34,12 @@ def create_app(settings: MeteringSettings, clock: Clock) -> FastAPI:
                 result = await close_month(host.sessions, clock, month, grace=grace)
                 if result.closed_now:
                     host.relay.wake()
+                warnings.recovered("month_close_failed")
             except MonthNotOverError:
-                pass
+                warnings.recovered("month_close_failed")
             except Exception:
-                log.exception("month_close_failed", month=month)
+                # During a database outage: once when it starts, then once a minute.
+                warnings.warning("month_close_failed", exc_info=True, month=month)
             await asyncio.sleep(settings.close_check_seconds)
 
     if settings.auto_close:

@@ -17,6 +17,7 @@ from procountor_sync.settings import ProcountorSyncSettings
 from procountor_sync.tables import runtime_tables
 from service_runtime.clock import Clock
 from service_runtime.host import ServiceHost, create_service_app
+from service_runtime.ratelimit import RateLimitedLog
 
 log = structlog.get_logger(__name__)
 
@@ -42,16 +43,19 @@ def create_app(settings: ProcountorSyncSettings, clock: Clock) -> FastAPI:
         vat_status=settings.vat_status,
     )
 
+    warnings = RateLimitedLog(log)
+
     async def deliver_forever() -> None:
         try:
             while True:
                 try:
                     attempted = await deliverer.deliver_due()
+                    warnings.recovered("delivery_round_failed")
                     if attempted:
                         host.relay.wake()
                         continue
                 except Exception:
-                    log.exception("delivery_round_failed")
+                    warnings.warning("delivery_round_failed", exc_info=True)
                 await asyncio.sleep(settings.delivery_interval_seconds)
         finally:
             await client.aclose()
