@@ -19,16 +19,24 @@ import json
 import random
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing_contracts.base import Message, wire_json
 from billing_contracts.examples import example_of
 from billing_contracts.export import json_schema
 from billing_contracts.registry import max_message_bytes
+from devstack.infra import KafkaTarget
+from devstack.testing import wait_until
+from service_runtime.host import ServiceHost
 
 #: Every byte mutation, each applied once per topic in the CI run.
 BYTE_MUTATIONS = (
@@ -259,4 +267,199 @@ def fuzz_openapi(base_url: str, *, examples: int, seed: int) -> HttpFuzzResult:
                         fixed_seed(seed)(run)()
                 except Unsatisfiable:
                     pass  # no invalid request exists for an operation without inputs (e.g. /healthz)
+    return result
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Where one published record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class RawPublisher:
+    """Publishes any bytes with any key, as a careless or hostile producer would (4 MB requests allowed)."""
+
+    def __init__(self, kafka: KafkaTarget) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            enable_idempotence=kafka.enable_idempotence,
+            acks="all",
+            max_request_size=4 * 1024 * 1024,
+        )
+
+    async def __aenter__(self) -> RawPublisher:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._producer.stop()
+
+    async def send(self, topic: str, value: bytes | None, key: bytes | None) -> Sent:
+        metadata: RecordMetadata = await self._producer.send_and_wait(topic, value=value, key=key)
+        return Sent(topic, metadata.partition, metadata.offset)
+
+
+class Databases:
+    """Reads the services' own tables (each service has its schema in the stack's database)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        async with self.engine.connect() as connection:
+            return [dict(r._mapping) for r in await connection.execute(text(sql), params)]
+
+    async def dead_letter(self, schema: str, sent: Sent) -> dict[str, Any] | None:
+        rows = await self.rows(
+            f'SELECT * FROM "{schema}".dead_letters WHERE topic = :t AND partition = :p AND "offset" = :o',  # noqa: S608
+            t=sent.topic,
+            p=sent.partition,
+            o=sent.offset,
+        )
+        return rows[0] if rows else None
+
+    async def dead_letters(self, schema: str, where: Sequence[Sent]) -> dict[Sent, tuple[str, str]]:
+        """(failure, reason) of the dead letters at these coordinates, in one query."""
+        rows = await self.rows(
+            f'SELECT topic, partition, "offset", failure, reason FROM "{schema}".dead_letters '  # noqa: S608
+            'WHERE topic = ANY(:topics) AND "offset" = ANY(:offsets)',
+            topics=sorted({w.topic for w in where}),
+            offsets=sorted({w.offset for w in where}),
+        )
+        return {Sent(r["topic"], r["partition"], r["offset"]): (r["failure"], r["reason"]) for r in rows}
+
+    async def processed(self, schema: str, event_ids: Sequence[str]) -> set[str]:
+        rows = await self.rows(
+            f'SELECT CAST(event_id AS text) AS id FROM "{schema}".processed_events '  # noqa: S608
+            "WHERE CAST(event_id AS text) = ANY(:ids)",
+            ids=list(event_ids),
+        )
+        return {r["id"] for r in rows}
+
+
+async def lag(kafka: KafkaTarget, group: str, topics: Sequence[str]) -> int:
+    """Records of `topics` the group has not committed yet (0: its committed offsets reach the end)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+        ends = await consumer.end_offsets(partitions)
+        behind = 0
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            behind += ends[tp] - (committed or 0)
+        return behind
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class ConsumerFuzzResult:
+    """What fuzzing one service's consumers sent and what became of it."""
+
+    inputs: int = 0
+    valid: int = 0
+    applied: int = 0
+    rejected_by_rule: int = 0
+    dead_lettered: int = 0
+    by_failure: Counter[str] = field(default_factory=Counter)
+    by_kind: Counter[str] = field(default_factory=Counter)
+    #: Inputs whose fate was wrong: a valid one not applied, a bad one not dead-lettered with a reason.
+    wrong: list[str] = field(default_factory=list)
+    lag: int = 0
+
+
+async def fuzz_consumers(
+    host: ServiceHost,
+    kafka: KafkaTarget,
+    engine: AsyncEngine,
+    *,
+    seed: int,
+    valid: int,
+    schema_invalid: int,
+    byte_invalid: int,
+    within: float = 120.0,
+) -> ConsumerFuzzResult:
+    """Publish seeded inputs to every topic of every subscription of `host` (which must be running),
+    wait for a verdict on each, and check it: a valid input is applied (or refused by a business
+    rule, with its reason), every other input is dead-lettered as malformed or a schema violation
+    with a reason, and every group's committed offsets reach the end of its topics."""
+    schema = host.tables.dead_letters.schema
+    if schema is None:
+        raise ValueError("the service's tables have no schema")
+    databases = Databases(engine)
+    rng = random.Random(f"{seed}-{host.name}")
+    sent: list[tuple[Sent, FuzzInput, str]] = []
+    async with RawPublisher(kafka) as publisher:
+        for consumer in host.consumers:
+            for topic, contract in sorted(consumer.contracts.items()):
+                for fuzz in inputs_for(
+                    topic,
+                    contract,
+                    rng=rng,
+                    valid=valid,
+                    schema_invalid=schema_invalid,
+                    byte_invalid=byte_invalid,
+                ):
+                    sent.append((await publisher.send(topic, fuzz.value, fuzz.key), fuzz, consumer.group))
+
+    async def verdicts() -> dict[int, tuple[str, str]] | None:
+        processed = await databases.processed(schema, [f.event_id for _, f, _ in sent if f.event_id])
+        letters = await databases.dead_letters(schema, [where for where, _, _ in sent])
+        outcome: dict[int, tuple[str, str]] = {}
+        for i, (where, fuzz, _) in enumerate(sent):
+            letter = letters.get(where)
+            if letter is not None:
+                outcome[i] = letter
+            elif fuzz.event_id in processed:
+                outcome[i] = ("applied", "")
+            else:
+                return None
+        return outcome
+
+    outcome = await wait_until(
+        verdicts, within=within, interval=0.5, what=f"a verdict on every input to {host.name}"
+    )
+    result = ConsumerFuzzResult(inputs=len(sent), valid=sum(f.valid for _, f, _ in sent))
+    for i, (where, fuzz, _) in enumerate(sent):
+        failure, reason = outcome[i]
+        result.by_failure[failure] += 1
+        result.by_kind[fuzz.kind.split(":")[0]] += 1
+        if fuzz.valid:
+            ok = failure == "applied" or (failure == "rejected" and not reason.startswith("processing error"))
+            result.applied += failure == "applied"
+            result.rejected_by_rule += failure == "rejected"
+        else:
+            ok = failure in ("malformed", "schema_violation") and bool(reason.strip())
+            result.dead_lettered += ok
+        if not ok:
+            result.wrong.append(f"{where} {fuzz.kind} valid={fuzz.valid}: {failure}: {reason[:200]}")
+    groups: dict[str, set[str]] = {}
+    for where, _, group in sent:
+        groups.setdefault(group, set()).add(where.topic)
+
+    async def caught_up() -> bool:
+        result.lag = sum([await lag(kafka, g, sorted(topics)) for g, topics in groups.items()])
+        return result.lag == 0
+
+    try:
+        await wait_until(caught_up, within=30, what=f"{host.name}'s groups committing to the end")
+    except AssertionError:
+        result.wrong.append(f"committed offsets stay {result.lag} records behind the end")
     return result
