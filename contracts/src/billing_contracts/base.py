@@ -137,21 +137,38 @@ INT32_MAX = 2**31 - 1
 _DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+def _kind(value: Any) -> str:
+    return "a number" if isinstance(value, int | float | Decimal) else f"a {type(value).__name__}"
+
+
 def _date_text(value: Any) -> Any:
     # pydantic would read 0 as 1970-01-01 and "2026-01-01T00:00:00" as a date: a number or a
     # timestamp is not a date, it is a mistake that must not move anyone's invoice.
     if isinstance(value, dt.datetime) or (isinstance(value, str) and not _DATE_TEXT.match(value)):
         raise ValueError("expected a date as YYYY-MM-DD")
     if not isinstance(value, str | dt.date):
-        raise ValueError(f"expected a date as a YYYY-MM-DD string, not a {type(value).__name__}")
+        raise ValueError(f"expected a date as a YYYY-MM-DD string, not {_kind(value)}")
+    return value
+
+
+def _date_in_range(value: dt.date) -> dt.date:
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise ValueError(f"{value.isoformat()} is outside the accepted dates {EARLIEST_DATE} … {LATEST_DATE}")
     return value
 
 
 def _timestamp_text(value: Any) -> Any:
     # pydantic would read a number as seconds since 1970: not a timestamp anyone meant.
     if not isinstance(value, str | dt.datetime):
+        raise ValueError(f"expected an RFC 3339 timestamp string with an offset, not {_kind(value)}")
+    return value
+
+
+def _timestamp_in_range(value: dt.datetime) -> dt.datetime:
+    # Compared as instants: an offset cannot carry a time across the bounds unnoticed.
+    if not EARLIEST_TIMESTAMP <= value <= LATEST_TIMESTAMP:
         raise ValueError(
-            f"expected an RFC 3339 timestamp string with an offset, not a {type(value).__name__}"
+            f"{value.isoformat()} is outside the accepted times 2000-01-01T00:00:00Z … 2099-12-31T23:59:59Z"
         )
     return value
 
@@ -159,7 +176,7 @@ def _timestamp_text(value: Any) -> Any:
 Date = Annotated[
     dt.date,
     BeforeValidator(_date_text),
-    Field(ge=EARLIEST_DATE, le=LATEST_DATE),
+    AfterValidator(_date_in_range),
     WithJsonSchema(
         {
             "type": "string",
@@ -175,7 +192,7 @@ Date = Annotated[
 Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_timestamp_text),
-    Field(ge=EARLIEST_TIMESTAMP, le=LATEST_TIMESTAMP),
+    AfterValidator(_timestamp_in_range),
     WithJsonSchema(
         {
             "type": "string",
