@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing_contracts.base import Message
+from billing_contracts.base import Message, bound_message
 from billing_contracts.deadletter import DeadLetterV1, FailureKind
 from billing_contracts.registry import dead_letter_topic, max_message_bytes
 from service_runtime.bulk import joined_text
@@ -146,6 +146,7 @@ class IdempotentConsumer(Generic[M]):
         self._on_outbox_written = on_outbox_written
         self._dead_letter_topic = dead_letter_topic(service)
         self._pipeline = max(1, pipeline)
+        self._limits = {topic: max_message_bytes(topic) for topic in self._contracts}
 
     @property
     def topics(self) -> list[str]:
@@ -235,7 +236,7 @@ class IdempotentConsumer(Generic[M]):
         if value is None:
             return _Failed(record, FailureKind.MALFORMED, "<value>: the record has no value", None)
         size = len(value) + len(record.key or b"")
-        limit = max_message_bytes(record.topic)
+        limit = self._limits[record.topic]
         if size > limit:
             return _Failed(
                 record,
@@ -253,6 +254,7 @@ class IdempotentConsumer(Generic[M]):
             return _Failed(
                 record, FailureKind.SCHEMA_VIOLATION, _wrong_key(record.key, expected, contract), _id(message)
             )
+        # One regex search over the bytes (0.2 µs); only a hit pays for the precise check.
         if MAYBE_ESCAPED_CONTROL.search(value) is not None:
             found = control_in(message.model_dump(mode="json"))
             if found is not None:
@@ -270,7 +272,8 @@ class IdempotentConsumer(Generic[M]):
         errors = exc.errors(include_url=False, include_input=False)
         malformed = any(e["type"] in ("json_invalid", "json_type") for e in errors)
         lines = [
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errors[:REASON_ERRORS]
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {bound_message(e['type'], e['msg'])}"
+            for e in errors[:REASON_ERRORS]
         ]
         if len(errors) > REASON_ERRORS:
             lines.append(f"and {len(errors) - REASON_ERRORS} more errors")

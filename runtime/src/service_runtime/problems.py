@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from billing_contracts.base import INT64_MAX, INT64_MIN
+from billing_contracts.base import INT64_MAX, INT64_MIN, bound_message
 from service_runtime.hygiene import ANY_CONTROL, TEXT_CONTROL, describe_char, visible
 
 log = structlog.get_logger(__name__)
@@ -112,7 +112,7 @@ async def _validation_failed(_: Request, exc: Exception) -> Response:
     errors = [
         ProblemField(
             path=visible(".".join(str(p) for p in e.get("loc", ())) or "<request>", limit=200),
-            message=visible(str(e.get("msg", "invalid")), limit=500),
+            message=visible(bound_message(str(e.get("type", "")), str(e.get("msg", "invalid"))), limit=500),
         )
         for e in exc.errors()[:50]
     ]
