@@ -236,7 +236,7 @@ class IdempotentConsumer(Generic[M]):
         if value is None:
             return _Failed(record, FailureKind.MALFORMED, "<value>: the record has no value", None)
         size = len(value) + len(record.key or b"")
-        limit = self._limits[record.topic]
+        limit = self._limits.get(record.topic) or max_message_bytes(record.topic)
         if size > limit:
             return _Failed(
                 record,
