@@ -4,22 +4,79 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.helpers import create_ssl_context
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.parser import AioKafkaBatchParser
 from faststream.message import StreamMessage
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from service_runtime.consumer import IdempotentConsumer
 from service_runtime.outbox import OutgoingMessage
 from service_runtime.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
+
+
+_SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+
+
+def kafka_ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
+    """The TLS context of `SSL` and `SASL_SSL` connections: our CA, and a client certificate for mutual TLS.
+
+    Without `kafka_ssl_cafile` the system's trust store is used (a broker with a public certificate).
+    """
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context = create_ssl_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+        password=settings.kafka_ssl_key_password.get_secret_value() if settings.kafka_ssl_key_password else None,
+    )
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def kafka_client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The security keyword arguments of every aiokafka client (producer, consumer, admin) we create."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = kafka_ssl_context(settings)
+    if protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None  # the settings validator guarantees it
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+        }
+    return options
+
+
+def broker_security(settings: ServiceSettings) -> BaseSecurity | None:
+    """The same security as FastStream's `security=` object (FastStream turns it into aiokafka options)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = kafka_ssl_context(settings)
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    assert settings.kafka_sasl_username is not None and settings.kafka_sasl_password is not None
+    return _SASL[settings.kafka_sasl_mechanism](
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=context,
+        use_ssl=protocol == "SASL_SSL",
+    )
 
 
 def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
@@ -29,7 +86,7 @@ def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
         client_id=client_id,
         enable_idempotence=settings.kafka_enable_idempotence,
         acks="all",
-        security=None,
+        security=broker_security(settings),
         graceful_timeout=15.0,
         # Per-message access logs at DEBUG through the standard "faststream" logger, which
         # configure_logging keeps at WARNING; our own logs say what matters.
@@ -118,9 +175,9 @@ class KafkaPublisher:
             client_id=self._client_id,
             acks="all",
             enable_idempotence=self._settings.kafka_enable_idempotence,
-            security_protocol=self._settings.kafka_security_protocol,
             linger_ms=5,
             max_batch_size=256 * 1024,
+            **kafka_client_options(self._settings),
         )
         await self._producer.start()
 
