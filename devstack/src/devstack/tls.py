@@ -36,7 +36,9 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     )
 
 
-def make_test_pki(folder: Path, *, hostnames: tuple[str, ...] = ("localhost",), client: str = "billing-test") -> Pki:
+def make_test_pki(
+    folder: Path, *, hostnames: tuple[str, ...] = ("localhost",), client: str = "billing-test"
+) -> Pki:
     """Write a CA and certificates valid for a day; `hostnames` may hold IP addresses too."""
     folder.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -52,16 +54,24 @@ def make_test_pki(folder: Path, *, hostnames: tuple[str, ...] = ("localhost",), 
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
         .sign(ca_key, hashes.SHA256())
     )
 
-    def leaf(common_name: str, usage: x509.ObjectIdentifier, names: list[x509.GeneralName]) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    def leaf(
+        common_name: str, usage: x509.ObjectIdentifier, names: list[x509.GeneralName]
+    ) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
             x509.CertificateBuilder()

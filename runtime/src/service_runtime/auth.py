@@ -161,7 +161,9 @@ class JwksCache:
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("jwks_fetch_failed", error=type(exc).__name__)
                 if not self._keys:
-                    raise AuthError("the token issuer's keys cannot be fetched", error="temporarily_unavailable") from exc
+                    raise AuthError(
+                        "the token issuer's keys cannot be fetched", error="temporarily_unavailable"
+                    ) from exc
                 return  # keep verifying with the keys we have
             keys = {}
             for entry in document.get("keys", []):
@@ -303,7 +305,9 @@ def require(*roles: Role) -> Any:
     return Depends(check)
 
 
-def problem_response(status: int, title: str, detail: str, *, headers: Mapping[str, str] | None = None) -> JSONResponse:
+def problem_response(
+    status: int, title: str, detail: str, *, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     """A problem-details response (RFC 9457)."""
     body = Problem(title=title, status=status, detail=detail).model_dump()
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))

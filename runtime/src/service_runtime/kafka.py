@@ -21,6 +21,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from service_runtime.consumer import IdempotentConsumer
 from service_runtime.outbox import OutgoingMessage
 from service_runtime.settings import ServiceSettings
+from service_runtime.tracing import consume_span
 
 log = structlog.get_logger(__name__)
 
@@ -35,11 +36,13 @@ def kafka_ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
     """
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    context = create_ssl_context(
+    context: ssl.SSLContext = create_ssl_context(
         cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
         certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
         keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
-        password=settings.kafka_ssl_key_password.get_secret_value() if settings.kafka_ssl_key_password else None,
+        password=settings.kafka_ssl_key_password.get_secret_value()
+        if settings.kafka_ssl_key_password
+        else None,
     )
     context.check_hostname = settings.kafka_ssl_check_hostname
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -70,7 +73,8 @@ def broker_security(settings: ServiceSettings) -> BaseSecurity | None:
     context = kafka_ssl_context(settings)
     if protocol == "SSL":
         return BaseSecurity(ssl_context=context, use_ssl=True)
-    assert settings.kafka_sasl_username is not None and settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_username is not None
+    assert settings.kafka_sasl_password is not None
     return _SASL[settings.kafka_sasl_mechanism](
         username=settings.kafka_sasl_username,
         password=settings.kafka_sasl_password.get_secret_value(),
@@ -102,15 +106,15 @@ def subscribe(
     group: str,
     max_records: int,
     retry_pause_s: float = 1.0,
-) -> None:
-    """Subscribe `consumer` to its topics in batches.
+) -> Any:
+    """Subscribe `consumer` to its topics in batches; return FastStream's subscriber (for liveness).
 
     Ack policy NACK_ON_ERROR, so that offsets are committed only after the batch's transaction
     committed, and a failed batch is re-read from its first offset (at least once in, exactly once
     in effect thanks to the processed-event claims). FastStream's default would be at most once.
     """
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         *consumer.topics,
         group_id=group,
         batch=True,
@@ -122,15 +126,20 @@ def subscribe(
         decoder=_undecoded,
         title=f"{group}",
     )
+
+    @subscriber
     async def handle(message: KafkaMessage) -> None:
         raw = message.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
         try:
-            await consumer.process(records)
+            with consume_span(group, records):
+                await consumer.process(records)
         except Exception:
             log.exception("batch_will_be_redelivered", group=group, size=len(records))
             await asyncio.sleep(retry_pause_s)
             raise
+
+    return subscriber
 
 
 async def _records_only(

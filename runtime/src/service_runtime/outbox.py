@@ -18,6 +18,7 @@ from billing_contracts.registry import topic_for
 from service_runtime.bulk import insert_rows
 from service_runtime.clock import Clock
 from service_runtime.metrics import ServiceMetrics
+from service_runtime.tracing import inject_headers
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +43,10 @@ def outgoing(message: Message, *, topic: str | None = None) -> OutgoingMessage:
         topic=topic or topic_for(type(message)),
         key=message.kafka_key(),
         value=wire_json(message),
-        headers={"message_type": message.message_type, "event_id": str(message.event_id)},
+        # The trace context of the transaction that writes the message, not of the relay that publishes it.
+        headers=dict(
+            inject_headers({"message_type": message.message_type, "event_id": str(message.event_id)})
+        ),
     )
 
 

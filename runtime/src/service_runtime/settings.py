@@ -11,9 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from service_runtime.production import SampleValue, common_sample_values
 
 #: Sample or development values a production service refuses unless `allow_in_production` names them.
-SampleValueName = Literal[
-    "plaintext-kafka", "dev-token-issuer", "sample-iban", "sample-prices"
-]
+SampleValueName = Literal["plaintext-kafka", "dev-token-issuer", "sample-iban", "sample-prices"]
 
 
 class ServiceSettings(BaseSettings):
@@ -33,10 +31,13 @@ class ServiceSettings(BaseSettings):
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
         default="SCRAM-SHA-512", description="SASL mechanism for `SASL_*` protocols (Strimzi: SCRAM-SHA-512)."
     )
-    kafka_sasl_username: str | None = Field(default=None, description="SASL user (the Strimzi KafkaUser name).")
+    kafka_sasl_username: str | None = Field(
+        default=None, description="SASL user (the Strimzi KafkaUser name)."
+    )
     kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password; secret.")
     kafka_ssl_cafile: Path | None = Field(
-        default=None, description="PEM bundle of the CA that signed the brokers' certificates (Strimzi cluster CA)."
+        default=None,
+        description="PEM bundle of the CA that signed the brokers' certificates (Strimzi cluster CA).",
     )
     kafka_ssl_certfile: Path | None = Field(
         default=None, description="PEM client certificate for mutual TLS (Strimzi KafkaUser `user.crt`)."
@@ -44,7 +45,9 @@ class ServiceSettings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(
         default=None, description="PEM private key of the client certificate (`user.key`)."
     )
-    kafka_ssl_key_password: SecretStr | None = Field(default=None, description="Password of the key file, if any.")
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of the key file, if any."
+    )
     kafka_ssl_check_hostname: bool = Field(
         default=True, description="Check that a broker's certificate names the host we connect to."
     )
@@ -89,7 +92,8 @@ class ServiceSettings(BaseSettings):
     )
     auth_audience: str = Field(default="billing", description="The `aud` our tokens must carry.")
     auth_role_claim: str = Field(
-        default="roles", description="Claim with the role names; dotted for nested ones (`realm_access.roles`)."
+        default="roles",
+        description="Claim with the role names; dotted for nested ones (`realm_access.roles`).",
     )
     auth_jwks_url: str | None = Field(default=None, description="Default: the issuer's discovery `jwks_uri`.")
     auth_leeway_seconds: float = Field(default=30.0, ge=0, le=300, description="Clock skew tolerated.")
@@ -98,7 +102,9 @@ class ServiceSettings(BaseSettings):
     )
     oauth_client_id: str | None = Field(default=None, description="This service's client id at the issuer.")
     oauth_client_secret: SecretStr | None = Field(default=None, description="Its client secret; secret.")
-    oauth_scope: str | None = Field(default=None, description="Scope to ask for (Entra ID: `api://…/.default`).")
+    oauth_scope: str | None = Field(
+        default=None, description="Scope to ask for (Entra ID: `api://…/.default`)."
+    )
     metrics_interval_seconds: float = Field(
         default=15.0, gt=0, description="How often consumer lag and the outbox backlog are measured."
     )
@@ -119,7 +125,9 @@ class ServiceSettings(BaseSettings):
         if self.kafka_security_protocol.startswith("SASL_") and not (
             self.kafka_sasl_username and self.kafka_sasl_password
         ):
-            raise ValueError(f"{self.kafka_security_protocol} needs kafka_sasl_username and kafka_sasl_password")
+            raise ValueError(
+                f"{self.kafka_security_protocol} needs kafka_sasl_username and kafka_sasl_password"
+            )
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             raise ValueError("mutual TLS needs both kafka_ssl_certfile and kafka_ssl_keyfile")
         if self.kafka_ssl_certfile is not None and self.kafka_security_protocol not in ("SSL", "SASL_SSL"):

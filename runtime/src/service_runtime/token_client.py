@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -42,7 +44,9 @@ class ClientCredentialsAuth(httpx.Auth):
     service restarted its cache). Works with sync and async httpx clients.
     """
 
-    def __init__(self, credentials: ClientCredentials, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, credentials: ClientCredentials, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._credentials = credentials
         self._monotonic = monotonic
         self._token: _Token | None = None
@@ -51,12 +55,10 @@ class ClientCredentialsAuth(httpx.Auth):
     def _request(self) -> httpx.Request:
         c = self._credentials
         data = {"grant_type": "client_credentials"} | ({"scope": c.scope} if c.scope else {})
-        return httpx.Request(
-            "POST",
-            c.token_url,
-            data=data,
-            auth=httpx.BasicAuth(c.client_id, c.client_secret.get_secret_value()),  # type: ignore[arg-type]
-        )
+        # RFC 6749 2.3.1: id and secret are form-encoded before they are joined and base64-encoded.
+        pair = f"{quote(c.client_id, safe='')}:{quote(c.client_secret.get_secret_value(), safe='')}"
+        basic = base64.b64encode(pair.encode()).decode()
+        return httpx.Request("POST", c.token_url, data=data, headers={"Authorization": f"Basic {basic}"})
 
     def _accept(self, response: httpx.Response) -> str:
         if response.status_code != 200:

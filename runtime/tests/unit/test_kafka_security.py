@@ -131,7 +131,9 @@ def test_the_sasl_password_never_shows_in_the_settings_repr() -> None:
     assert "do-not-print" not in str(s.model_dump())
 
 
-def test_security_settings_come_from_the_service_environment(monkeypatch: pytest.MonkeyPatch, pki: Pki) -> None:
+def test_security_settings_come_from_the_service_environment(
+    monkeypatch: pytest.MonkeyPatch, pki: Pki
+) -> None:
     from pydantic_settings import SettingsConfigDict
 
     class Settings(ServiceSettings):

@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> None:
         audience=args.audience,
         token_lifetime_seconds=args.token_lifetime,
     )
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    uvicorn.run(
+        create_app(config), host=args.host, port=args.port, log_level=args.log_level, access_log=False
+    )
 
 
 if __name__ == "__main__":

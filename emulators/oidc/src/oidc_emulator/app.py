@@ -116,7 +116,9 @@ def create_app(config: IssuerConfig, *, keys: KeyRing | None = None) -> FastAPI:
     async def jwks() -> dict[str, Any]:
         return ring.jwks()
 
-    @app.get("/authorize", summary="Authorization code: pick a dev user (or pass login_hint).", response_model=None)
+    @app.get(
+        "/authorize", summary="Authorization code: pick a dev user (or pass login_hint).", response_model=None
+    )
     async def authorize(request: Request) -> Response:
         q = request.query_params
         client_id, redirect_uri = q.get("client_id", ""), q.get("redirect_uri", "")
@@ -132,7 +134,9 @@ def create_app(config: IssuerConfig, *, keys: KeyRing | None = None) -> FastAPI:
                 f"{html.escape(u.name)}</a> ({html.escape(', '.join(u.roles) or 'no roles')})</li>"
                 for u in config.users
             )
-            return HTMLResponse(f"<!doctype html><title>Sign in (dev)</title><h1>Sign in as</h1><ul>{links}</ul>")
+            return HTMLResponse(
+                f"<!doctype html><title>Sign in (dev)</title><h1>Sign in as</h1><ul>{links}</ul>"
+            )
         user = config.user(hint)
         if user is None:
             return _oauth_error(400, "invalid_request", f"no dev user {hint!r}")
@@ -149,7 +153,9 @@ def create_app(config: IssuerConfig, *, keys: KeyRing | None = None) -> FastAPI:
         separator = "&" if "?" in redirect_uri else "?"
         return RedirectResponse(f"{redirect_uri}{separator}{urlencode(params)}", status_code=302)
 
-    @app.post("/token", summary="Token endpoint: client_credentials and authorization_code.", response_model=None)
+    @app.post(
+        "/token", summary="Token endpoint: client_credentials and authorization_code.", response_model=None
+    )
     async def token(request: Request) -> JSONResponse:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         client_id, secret = form.get("client_id"), form.get("client_secret")
@@ -170,11 +176,18 @@ def create_app(config: IssuerConfig, *, keys: KeyRing | None = None) -> FastAPI:
             if grant is None or grant.expires_at < time.monotonic() or grant.client_id != client_id:
                 return _oauth_error(400, "invalid_grant", "unknown, used or expired code")
             if form.get("redirect_uri") != grant.redirect_uri:
-                return _oauth_error(400, "invalid_grant", "redirect_uri differs from the authorization request")
+                return _oauth_error(
+                    400, "invalid_grant", "redirect_uri differs from the authorization request"
+                )
             confidential = config.client(grant.client_id)
-            if confidential is not None and not secrets.compare_digest(confidential.client_secret, secret or ""):
+            if confidential is not None and not secrets.compare_digest(
+                confidential.client_secret, secret or ""
+            ):
                 return _oauth_error(401, "invalid_client", "wrong client secret")
-            if grant.code_challenge is not None and _s256(form.get("code_verifier", "")) != grant.code_challenge:
+            if (
+                grant.code_challenge is not None
+                and _s256(form.get("code_verifier", "")) != grant.code_challenge
+            ):
                 return _oauth_error(400, "invalid_grant", "PKCE verification failed")
             if confidential is None and grant.code_challenge is None:
                 return _oauth_error(400, "invalid_request", "public clients must use PKCE")

@@ -45,9 +45,9 @@ DEV_USERS: tuple[DevUser, ...] = (
 
 # Published defaults for local runs only; a production issuer has its own secrets.
 SERVICE_CLIENTS: tuple[ServiceClient, ...] = (
-    ServiceClient("billing-run-cronjob", "local-cronjob-secret", (BILLING_RUN_TRIGGER,)),  # noqa: S106
-    ServiceClient("invoicing", "local-invoicing-secret", (USAGE_READER,)),  # noqa: S106
-    ServiceClient("crm", "local-crm-secret", (CONTRACT_SYSTEM,)),  # noqa: S106
+    ServiceClient("billing-run-cronjob", "local-cronjob-secret", (BILLING_RUN_TRIGGER,)),
+    ServiceClient("invoicing", "local-invoicing-secret", (USAGE_READER,)),
+    ServiceClient("crm", "local-crm-secret", (CONTRACT_SYSTEM,)),
 )
 
 #: Public clients (no secret; PKCE) allowed to use the authorization-code flow: the API docs, a CLI.
