@@ -291,7 +291,7 @@ def require(*roles: Role) -> Any:
     """A dependency that lets a caller through who holds at least one of `roles`; else 403.
 
     `@router.post("/credit-notes", dependencies=[require(Role.BILLING_OPERATOR)])`, or as a
-    parameter to get the caller: `caller: Caller = require(Role.BILLING_OPERATOR)`.
+    parameter to get the caller: `caller: Annotated[Caller, require(Role.BILLING_OPERATOR)]`.
     """
     if not roles:
         raise ValueError("require() needs at least one role; use `authenticated` for any caller")

@@ -12,6 +12,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
+from service_runtime.settings import ServiceSettings
+
 #: A token is renewed this long before it expires, so that a request never leaves with a dying one.
 RENEW_BEFORE_SECONDS = 30.0
 
@@ -112,3 +114,19 @@ class ClientCredentialsAuth(httpx.Auth):
         if response.status_code == 401:
             request.headers["Authorization"] = f"Bearer {await self.async_token(fresh=True)}"
             yield request
+
+
+def client_credentials_auth(settings: ServiceSettings) -> ClientCredentialsAuth | None:
+    """The service's own client-credentials auth for outgoing calls; None when no token URL is configured."""
+    if settings.oauth_token_url is None:
+        return None
+    if settings.oauth_client_id is None or settings.oauth_client_secret is None:
+        raise ValueError("oauth_token_url needs oauth_client_id and oauth_client_secret")
+    return ClientCredentialsAuth(
+        ClientCredentials(
+            token_url=settings.oauth_token_url,
+            client_id=settings.oauth_client_id,
+            client_secret=settings.oauth_client_secret,
+            scope=settings.oauth_scope,
+        )
+    )

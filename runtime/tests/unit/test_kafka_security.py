@@ -75,7 +75,8 @@ def test_every_consumer_faststream_builds_carries_the_mapped_security(pki: Pki) 
     )
     broker = make_broker(s, client_id="partners")
     # FastStream 0.7 builds every subscriber's AIOKafkaConsumer from this partial.
-    consumer_kwargs = broker.config.broker_config.builder.keywords
+    builder: Any = broker.config.broker_config.builder
+    consumer_kwargs = builder.keywords
 
     assert consumer_kwargs["security_protocol"] == "SASL_SSL"
     assert consumer_kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
