@@ -144,17 +144,18 @@ class ServiceHost:
     async def _measure_forever(self) -> None:
         """Consumer lag and the outbox backlog, every `metrics_interval_seconds`; a failed measurement waits for the next."""
         while True:
-            for measurement in (
-                measure_consumer_lag(self.broker, self.metrics),
-                measure_outbox(self.sessions, self.tables.outbox, self.clock, self.metrics),
-            ):
-                try:
-                    await asyncio.wait_for(measurement, timeout=10)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("measurement_failed", error=type(exc).__name__)
+            await self._measure("consumer_lag", measure_consumer_lag(self.broker, self.metrics))
+            await self._measure(
+                "outbox", measure_outbox(self.sessions, self.tables.outbox, self.clock, self.metrics)
+            )
             await asyncio.sleep(self.settings.metrics_interval_seconds)
+
+    @staticmethod
+    async def _measure(what: str, measurement: Awaitable[None]) -> None:
+        try:
+            await asyncio.wait_for(measurement, timeout=10)
+        except Exception as exc:
+            log.warning("measurement_failed", what=what, error=type(exc).__name__)
 
     def liveness(self) -> dict[str, str]:
         """Each consumer, the outbox relay and every background loop: `ok`, or why it is dead.

@@ -35,6 +35,7 @@ from invoicing.settings import InvoicingSettings
 from invoicing.tables import runtime_tables
 from service_runtime.clock import Clock
 from service_runtime.host import ServiceHost, create_service_app
+from service_runtime.production import SampleValue, refuse_sample_values
 from service_runtime.token_client import client_credentials_auth
 from service_runtime.tracing import inject_headers
 
@@ -43,6 +44,11 @@ log = structlog.get_logger(__name__)
 
 def load_prices(settings: InvoicingSettings) -> PriceBook:
     book = load_price_book(settings.price_list_file) if settings.price_list_file else sample_price_book()
+    # Issue 12: production refuses the sample price list unless ALLOW_IN_PRODUCTION names it.
+    refuse_sample_values(
+        settings,
+        [SampleValue("sample-prices", "the price book is the bundled SAMPLE")] if book.is_sample else [],
+    )
     if book.is_sample:
         if not settings.allow_sample_prices:
             raise RuntimeError(
