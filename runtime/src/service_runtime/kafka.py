@@ -29,6 +29,18 @@ log = structlog.get_logger(__name__)
 _SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
 
 
+def check_kafka_security(settings: ServiceSettings) -> None:
+    """Raise ValueError when the security settings are incomplete (checked when a client is built, so
+    that commands which never talk to Kafka, `migrate` and the CronJob's trigger, need no Kafka secrets)."""
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL_") and not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+        raise ValueError(f"{protocol} needs kafka_sasl_username and kafka_sasl_password")
+    if (settings.kafka_ssl_certfile is None) != (settings.kafka_ssl_keyfile is None):
+        raise ValueError("mutual TLS needs both kafka_ssl_certfile and kafka_ssl_keyfile")
+    if settings.kafka_ssl_certfile is not None and protocol not in ("SSL", "SASL_SSL"):
+        raise ValueError("a client certificate needs kafka_security_protocol SSL or SASL_SSL")
+
+
 def kafka_ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
     """The TLS context of `SSL` and `SASL_SSL` connections: our CA, and a client certificate for mutual TLS.
 
@@ -51,12 +63,13 @@ def kafka_ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
 
 def kafka_client_options(settings: ServiceSettings) -> dict[str, Any]:
     """The security keyword arguments of every aiokafka client (producer, consumer, admin) we create."""
+    check_kafka_security(settings)
     protocol = settings.kafka_security_protocol
     options: dict[str, Any] = {"security_protocol": protocol}
     if protocol in ("SSL", "SASL_SSL"):
         options["ssl_context"] = kafka_ssl_context(settings)
     if protocol.startswith("SASL_"):
-        assert settings.kafka_sasl_password is not None  # the settings validator guarantees it
+        assert settings.kafka_sasl_password is not None  # check_kafka_security guarantees it
         options |= {
             "sasl_mechanism": settings.kafka_sasl_mechanism,
             "sasl_plain_username": settings.kafka_sasl_username,
@@ -67,6 +80,7 @@ def kafka_client_options(settings: ServiceSettings) -> dict[str, Any]:
 
 def broker_security(settings: ServiceSettings) -> BaseSecurity | None:
     """The same security as FastStream's `security=` object (FastStream turns it into aiokafka options)."""
+    check_kafka_security(settings)
     protocol = settings.kafka_security_protocol
     if protocol == "PLAINTEXT":
         return None

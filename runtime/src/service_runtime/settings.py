@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service_runtime.production import SampleValue, common_sample_values
@@ -119,20 +119,6 @@ class ServiceSettings(BaseSettings):
         if isinstance(value, str):
             return frozenset(v.strip() for v in value.split(",") if v.strip())
         return value
-
-    @model_validator(mode="after")
-    def _kafka_security_is_complete(self) -> Self:
-        if self.kafka_security_protocol.startswith("SASL_") and not (
-            self.kafka_sasl_username and self.kafka_sasl_password
-        ):
-            raise ValueError(
-                f"{self.kafka_security_protocol} needs kafka_sasl_username and kafka_sasl_password"
-            )
-        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
-            raise ValueError("mutual TLS needs both kafka_ssl_certfile and kafka_ssl_keyfile")
-        if self.kafka_ssl_certfile is not None and self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
-            raise ValueError("a client certificate needs kafka_security_protocol SSL or SASL_SSL")
-        return self
 
     def sample_values(self) -> list[SampleValue]:
         """Settings that still hold development or sample values; services add their own."""
