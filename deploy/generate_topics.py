@@ -118,7 +118,9 @@ def acl_rules(service: str) -> list[dict[str, Any]]:
     and use the consumer groups named after it (`metering`, `invoicing-usage`, …; the runtime
     refuses any other group name)."""
     reads = sorted(spec.name for spec in TOPICS if service in spec.consumers)
-    writes = sorted([spec.name for spec in TOPICS if service in spec.producers] + [dead_letter_topic(service)])
+    writes = sorted(
+        [spec.name for spec in TOPICS if service in spec.producers] + [dead_letter_topic(service)]
+    )
     rules = [_acl("topic", name, ["Describe", "Read"]) for name in reads]
     rules += [_acl("topic", name, ["Describe", "Write"]) for name in writes]
     rules.append(_acl("group", service, ["Describe", "Read"], pattern="prefix"))
