@@ -40,6 +40,12 @@ class DevIssuer:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
+    @classmethod
+    def at(cls, url: str) -> DevIssuer:
+        """An issuer already running at `url` (started by `make run`), for its token helpers."""
+        issuer = cls(port=int(url.rsplit(":", 1)[1]))
+        return issuer
+
     @property
     def url(self) -> str:
         if self._port is None:
@@ -164,3 +170,19 @@ class DevIssuer:
         )
         response.raise_for_status()
         return str(response.json()["kid"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m devstack.issuer SUBJECT --issuer URL`: print a dev user's access token."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m devstack.issuer", description=main.__doc__)
+    parser.add_argument("subject", help="a dev user, e.g. olli.operator (emulators/oidc/README.md)")
+    parser.add_argument("--issuer", required=True, help="the issuer URL `make run` printed")
+    args = parser.parse_args(argv)
+    print(DevIssuer.at(args.issuer).user_token(args.subject))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -41,7 +41,12 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
     )
     # Standard-library records (uvicorn, aiokafka, alembic, …) through the same processors and renderer.
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[
+            *shared,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+            _drop_color_message,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             *([structlog.processors.format_exc_info] if json_output else []),
@@ -62,6 +67,12 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
         library.propagate = True
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _drop_color_message(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    # uvicorn passes a second, ANSI-coloured copy of its message as an extra field.
+    event.pop("color_message", None)
+    return event
 
 
 @contextlib.contextmanager

@@ -87,3 +87,13 @@ def test_a_wrong_secret_is_a_clear_error_without_the_secret(oidc_issuer: DevIssu
         auth.sync_token()
     assert "HTTP 401" in str(error.value)
     assert "wrong-and-private" not in str(error.value)
+
+
+def test_a_developer_gets_a_dev_users_token_from_the_command_line(
+    oidc_issuer: DevIssuer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devstack.issuer import main
+
+    assert main(["pirjo.partners", "--issuer", oidc_issuer.url]) == 0
+    token = capsys.readouterr().out.strip()
+    assert token.count(".") == 2
