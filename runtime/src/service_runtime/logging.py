@@ -15,6 +15,24 @@ from collections.abc import Iterator
 
 import structlog
 
+
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is at the time of writing (pytest swaps it per test)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler on the current `sys.stderr`, not the one of the moment it was made."""
+
+    def __init__(self) -> None:
+        super().__init__(_CurrentStderr())
+
+
 #: Libraries whose INFO is noise for operators; their warnings and errors still show.
 QUIET_LOGGERS = ("aiokafka", "faststream", "uvicorn.access", "httpx", "httpcore")
 
@@ -36,7 +54,7 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
         if json_output
         else [*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     # Standard-library records (uvicorn, aiokafka, alembic, …) through the same processors and renderer.
@@ -53,7 +71,7 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -188,12 +188,10 @@ async def test_http_requests_are_measured_by_route_template_and_carry_a_request_
     configure_logging("json", "INFO")
     async with service_host(kafka, database_url, service, Gate(asyncio.Event()), topic) as (_, http):
         captured = io.StringIO()
-        with redirect_stderr(captured):
-            configure_logging("json", "INFO")  # the handler binds to the redirected stderr
+        with redirect_stderr(captured):  # the log handler writes to whatever stderr is now
             first = await http.get("/environments/env-1/things", headers={"X-Request-ID": "req-abc.1"})
             await http.get("/environments/env-2/things")
             await http.get("/no/such/route")
-        configure_logging("json", "INFO")
         text = (await http.get("/metrics")).text
 
     assert first.headers["x-request-id"] == "req-abc.1"
