@@ -17,7 +17,8 @@ test:        ## every check and every test, as CI runs them
 check:       ## lint, format check, types, import rules, generated-file drift (no tests)
 	@scripts/bootstrap
 	uv run --frozen ruff check . && uv run --frozen ruff format --check . && uv run --frozen lint-imports
-	uv run --frozen mypy contracts/src runtime/src devstack/src emulators/procountor/src services/*/src deploy tests
+	uv run --frozen mypy contracts/src runtime/src devstack/src emulators/procountor/src emulators/oidc/src services/*/src deploy tests
+	uv run --frozen python -m billing_contracts.compat --check
 
 format:      ## fix lint and formatting
 	uv run ruff check --fix . && uv run ruff format .
@@ -25,7 +26,7 @@ format:      ## fix lint and formatting
 contracts:   ## regenerate contracts/schemas/*.json and contracts/asyncapi.yaml from the models
 	uv run python -m billing_contracts.export
 
-topics:      ## regenerate the Strimzi KafkaTopics from the topic registry
+topics:      ## regenerate the Strimzi KafkaTopics and KafkaUsers (ACLs) from the topic registry
 	uv run python deploy/generate_topics.py
 
 bench:       ## run the benchmarks and print their figures next to this machine's ceilings

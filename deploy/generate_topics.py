@@ -1,4 +1,9 @@
-"""Writes the Strimzi KafkaTopic manifests of deploy/base from the topic registry."""
+"""Writes the Strimzi KafkaTopics and KafkaUsers (with their ACLs) of deploy/base from the topic registry.
+
+Strimzi API `kafka.strimzi.io/v1`: introduced in Strimzi 0.49 and served by every current
+release; `v1beta2` is deprecated and goes away in Strimzi 1.0 / 0.52 (Strimzi 0.49.0 release
+notes). In `v1` an ACL rule lists `operations` (the singular `operation` is gone).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from billing_contracts.registry import (
 )
 
 OUTPUT = Path(__file__).resolve().parent / "base" / "kafka-topics.yaml"
+USERS_OUTPUT = Path(__file__).resolve().parent / "base" / "kafka-users.yaml"
+STRIMZI_API = "kafka.strimzi.io/v1"
 
 # The Strimzi Kafka cluster every topic belongs to; the Topic Operator only picks up
 # KafkaTopics whose `strimzi.io/cluster` label names its cluster.
@@ -52,7 +59,7 @@ def _kafka_topic(
     consumers: tuple[str, ...],
 ) -> dict[str, Any]:
     return {
-        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "apiVersion": STRIMZI_API,
         "kind": "KafkaTopic",
         "metadata": {
             "name": name,
@@ -111,6 +118,58 @@ def topics() -> list[dict[str, Any]]:
     return sorted(resources, key=lambda resource: str(resource["metadata"]["name"]))
 
 
+def _acl(kind: str, name: str, operations: list[str], *, pattern: str = "literal") -> dict[str, Any]:
+    return {"resource": {"type": kind, "name": name, "patternType": pattern}, "operations": operations}
+
+
+def acl_rules(service: str) -> list[dict[str, Any]]:
+    """What `service` may do: read what it consumes, write what it produces (its dead letters too),
+    and use the consumer groups named after it (`metering`, `invoicing-usage`, …; the runtime
+    refuses any other group name)."""
+    reads = sorted(spec.name for spec in TOPICS if service in spec.consumers)
+    writes = sorted(
+        [spec.name for spec in TOPICS if service in spec.producers] + [dead_letter_topic(service)]
+    )
+    rules = [_acl("topic", name, ["Describe", "Read"]) for name in reads]
+    rules += [_acl("topic", name, ["Describe", "Write"]) for name in writes]
+    rules.append(_acl("group", service, ["Describe", "Read"], pattern="prefix"))
+    return rules
+
+
+def kafka_users() -> list[dict[str, Any]]:
+    """One KafkaUser per service, SCRAM-SHA-512, with its ACLs."""
+    return [
+        {
+            "apiVersion": STRIMZI_API,
+            "kind": "KafkaUser",
+            "metadata": {
+                "name": service,
+                "labels": {
+                    "strimzi.io/cluster": KAFKA_CLUSTER,
+                    "app.kubernetes.io/name": service,
+                    "app.kubernetes.io/instance": service,
+                    "app.kubernetes.io/component": "kafka-user",
+                },
+                # Argo CD: the User Operator must have written the password Secret before pods start.
+                "annotations": {"argocd.argoproj.io/sync-wave": "-2"},
+            },
+            "spec": {
+                "authentication": {"type": "scram-sha-512"},
+                "authorization": {"type": "simple", "acls": acl_rules(service)},
+            },
+        }
+        for service in SERVICES
+    ]
+
+
+def render_users() -> str:
+    """The whole kafka-users.yaml, byte for byte."""
+    body = yaml.safe_dump_all(
+        kafka_users(), sort_keys=False, default_flow_style=False, explicit_start=True, width=1000
+    )
+    return HEADER + body
+
+
 def render() -> str:
     """The whole kafka-topics.yaml, byte for byte."""
     body = yaml.safe_dump_all(
@@ -129,16 +188,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check",
         action="store_true",
-        help="do not write; exit 1 if the committed file differs from the registry",
+        help="do not write; exit 1 if a committed file differs from the registry",
     )
-    parser.add_argument("--output", type=Path, default=OUTPUT, help="file to write or check")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="KafkaTopics file to write or check")
+    parser.add_argument("--users-output", type=Path, default=USERS_OUTPUT, help="KafkaUsers file")
     args = parser.parse_args(argv)
-    output: Path = args.output
-    wanted = render()
-    if args.check:
+    drifted = 0
+    for output, wanted in ((args.output, render()), (args.users_output, render_users())):
+        if not args.check:
+            output.write_text(wanted, encoding="utf-8")
+            continue
         current = output.read_text(encoding="utf-8") if output.exists() else ""
         if current == wanted:
-            return 0
+            continue
+        drifted = 1
         sys.stderr.writelines(
             difflib.unified_diff(
                 current.splitlines(keepends=True),
@@ -148,9 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         sys.stderr.write(f"{output} is out of date; run `uv run python deploy/generate_topics.py`\n")
-        return 1
-    output.write_text(wanted, encoding="utf-8")
-    return 0
+    return drifted
 
 
 if __name__ == "__main__":

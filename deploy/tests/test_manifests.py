@@ -6,60 +6,34 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
-import pytest
 import yaml
 
 from billing_contracts.registry import SERVICES, TOPICS, dead_letter_topic
 
-DEPLOY = Path(__file__).resolve().parents[1]
-OVERLAYS = ("dev", "prod")
+from .conftest import DEPLOY, Manifest, Rendered
+
 # The oldest Kubernetes we promise to run on; CronJob timeZone and the preStop sleep
 # action need at least 1.30.
 KUBERNETES_VERSION = "1.32"
-STRIMZI_API = "kafka.strimzi.io/v1beta2"
-# Validated by hand below: kubernetes-validate only knows the built-in kinds.
-CUSTOM_KINDS = {(STRIMZI_API, "KafkaTopic")}
+# Strimzi 0.49 introduced kafka.strimzi.io/v1; v1beta2 is removed in Strimzi 1.0 / 0.52.
+STRIMZI_API = "kafka.strimzi.io/v1"
+MONITORING_API = "monitoring.coreos.com/v1"
+KEDA_API = "keda.sh/v1alpha1"
+# Validated by hand (here and in test_production_resources.py): kubernetes-validate only knows
+# the built-in kinds, and the CRDs' schemas are not available offline.
+CUSTOM_KINDS = {
+    (STRIMZI_API, "KafkaTopic"),
+    (STRIMZI_API, "KafkaUser"),
+    (MONITORING_API, "PodMonitor"),
+    (MONITORING_API, "PrometheusRule"),
+    (KEDA_API, "ScaledObject"),
+}
 SECRET_LOOKING = ("DATABASE_URL", "SECRET", "PASSWORD", "API_KEY", "CLIENT_ID", "TOKEN")
+#: Names that contain a secret-looking word but hold none.
+NOT_SECRET = ("OAUTH_TOKEN_URL",)
 UID = 10001
-
-Manifest = dict[str, Any]
-
-
-class Rendered:
-    """One overlay rendered by `kubectl kustomize`, with lookups by kind."""
-
-    def __init__(self, overlay: str, objects: list[Manifest]) -> None:
-        self.overlay = overlay
-        self.objects = objects
-
-    def of_kind(self, kind: str) -> list[Manifest]:
-        return [o for o in self.objects if o["kind"] == kind]
-
-    def one(self, kind: str, name: str) -> Manifest:
-        matches = [o for o in self.of_kind(kind) if o["metadata"]["name"] == name]
-        assert len(matches) == 1, f"{self.overlay}: expected one {kind}/{name}, got {len(matches)}"
-        return matches[0]
-
-
-def render(directory: Path) -> list[Manifest]:
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return [o for o in yaml.safe_load_all(result.stdout) if o]
-
-
-@pytest.fixture(scope="module", params=OVERLAYS)
-def rendered(request: pytest.FixtureRequest) -> Rendered:
-    overlay: str = request.param
-    return Rendered(overlay, render(DEPLOY / "overlays" / overlay))
 
 
 def pod_specs(rendered: Rendered) -> Iterator[tuple[str, Manifest]]:
@@ -97,8 +71,10 @@ def test_every_builtin_object_is_valid_against_the_kubernetes_schema(rendered: R
     assert not errors, f"{rendered.overlay}:\n" + "\n".join(errors)
 
 
-def test_the_only_custom_resources_are_strimzi_kafka_topics(rendered: Rendered) -> None:
-    builtin_groups = ("v1", "apps/v1", "batch/v1", "policy/v1")
+def test_the_only_custom_resources_are_the_strimzi_prometheus_and_keda_kinds_we_check(
+    rendered: Rendered,
+) -> None:
+    builtin_groups = ("v1", "apps/v1", "batch/v1", "policy/v1", "networking.k8s.io/v1")
     unknown = {
         (o["apiVersion"], o["kind"])
         for o in rendered.objects
@@ -268,7 +244,11 @@ def test_configuration_reaches_every_service_without_secrets(rendered: Rendered)
         assert data[f"{prefix}LOG_FORMAT"] == "json"
         assert data[f"{prefix}HTTP_PORT"] == "8080"
         assert all(key.startswith(prefix) for key in data)
-        assert not [key for key in data if any(word in key for word in SECRET_LOOKING)]
+        assert not [
+            key
+            for key in data
+            if any(word in key for word in SECRET_LOOKING) and not key.endswith(NOT_SECRET)
+        ]
     assert config_data(rendered, "procountor-sync")["PROCOUNTOR_SYNC_PROCOUNTOR_BASE_URL"]
 
 
@@ -309,7 +289,10 @@ def test_billing_run_is_triggered_daily_at_six_helsinki_time(rendered: Rendered)
     # It waits for metering's month close (409) only as long as the Job may live.
     wait = float(args[args.index("--wait-seconds") + 1])
     assert 0 < wait < spec["jobTemplate"]["spec"]["activeDeadlineSeconds"]
-    assert not [e for e in trigger.get("envFrom", []) if "secretRef" in e]
+    # Its own client credentials (issue 12), never the service's database Secret.
+    assert [e["secretRef"] for e in trigger["envFrom"] if "secretRef" in e] == [
+        {"name": "invoicing-billing-run-credentials"}
+    ]
 
 
 def test_pod_disruption_budgets_allow_a_drain_at_any_replica_count(rendered: Rendered) -> None:
@@ -331,6 +314,11 @@ def test_everything_lives_in_the_overlay_namespace_with_standard_labels(
         assert labels["app.kubernetes.io/part-of"] == "procountor-billing"
         if o["kind"] == "KafkaTopic":
             assert labels["app.kubernetes.io/component"] == "kafka-topic"
+        elif "app.kubernetes.io/name" not in labels:
+            # Platform-wide objects: default-deny and shared policies, monitors, rules, dashboard.
+            assert labels["app.kubernetes.io/component"] in ("network-policy", "monitoring"), o["metadata"][
+                "name"
+            ]
         else:
             assert labels["app.kubernetes.io/name"] in SERVICES
 
@@ -349,7 +337,16 @@ def test_dockerfile_pins_uv_and_runs_the_console_script_as_uid_10001() -> None:
 def test_the_documented_apply_order_covers_every_object(rendered: Rendered) -> None:
     # deploy/README.md applies by these component labels, none (namespace, config,
     # service accounts) first; an object with another component would never be applied.
-    steps = {None, "kafka-topic", "migration", "server", "billing-run"}
+    steps = {
+        None,
+        "network-policy",
+        "kafka-topic",
+        "kafka-user",
+        "monitoring",
+        "migration",
+        "server",
+        "billing-run",
+    }
     components = {
         o["metadata"].get("labels", {}).get("app.kubernetes.io/component") for o in rendered.objects
     }

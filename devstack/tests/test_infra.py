@@ -165,3 +165,29 @@ async def _fetch(url: str, query: str) -> object:
         return await connection.fetchval(query)
     finally:
         await connection.close()
+
+
+def test_the_docker_kafka_is_apache_kafka_in_kraft_mode_without_zookeeper() -> None:
+    from devstack.kafka_container import KAFKA_IMAGE, kraft_environment
+
+    env = kraft_environment()
+    assert KAFKA_IMAGE.startswith("apache/kafka:4.")
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
+    assert not [key for key in env if "ZOOKEEPER" in key]
+
+
+def test_the_docker_kafka_can_add_a_scram_over_tls_listener() -> None:
+    from devstack.kafka_container import kraft_environment
+
+    env = kraft_environment(secure=True)
+    assert env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].endswith(",SECURE:SASL_SSL")
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_LISTENER_NAME_SECURE_SSL_KEYSTORE_TYPE"] == "PEM"
+
+
+def test_installing_devstack_registers_its_pytest_plugin() -> None:
+    from importlib.metadata import entry_points
+
+    (plugin,) = [e for e in entry_points(group="pytest11") if e.name == "devstack"]
+    assert plugin.value == "devstack.pytest_plugin"

@@ -29,7 +29,6 @@ NO_DOCKER_ENV = "DEVSTACK_NO_DOCKER"
 
 LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_IMAGE = "postgres:18-alpine"
-KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
 
 _T = TypeVar("_T")
 _TRUE = {"1", "true", "yes", "on"}
@@ -56,9 +55,10 @@ def provide_kafka() -> Iterator[KafkaTarget]:
         idempotence = _env_flag(KAFKA_ENABLE_IDEMPOTENCE_ENV, default=True)
         yield KafkaTarget(bootstrap, enable_idempotence=idempotence, kind="env")
     elif docker_available():
-        from testcontainers.community.kafka import KafkaContainer
+        # Apache Kafka in KRaft mode (current Kafka has no ZooKeeper).
+        from devstack.kafka_container import KraftKafkaContainer
 
-        with KafkaContainer(KAFKA_IMAGE) as container:
+        with KraftKafkaContainer() as container:
             yield KafkaTarget(
                 container.get_bootstrap_server(), enable_idempotence=True, kind="testcontainers"
             )

@@ -50,6 +50,7 @@ from billing_contracts.usage import (
 )
 from devstack.broker import EmbeddedBroker, free_port
 from devstack.infra import KafkaTarget, async_url, create_database, ensure_topics, postgres_answers
+from devstack.issuer import DevIssuer
 from devstack.postgres import EmbeddedPostgres
 from devstack.testing import Publisher
 from service_runtime.migrations import upgrade
@@ -361,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes()
     broker = EmbeddedBroker(log_path=data / "logs" / "broker.log")
     postgres = EmbeddedPostgres(data / "pgdata")
+    # The dev OpenID Connect issuer, its own process like the rest (issue 12): the services trust it.
+    issuer = DevIssuer(log_path=data / "logs" / "oidc-emulator.log")
     try:
         say("starting the embedded Kafka-protocol broker (Tansu) and PostgreSQL")
         bootstrap = broker.start()
@@ -377,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in os.environ.items()
             if not k.endswith(("_DATABASE_URL", "_KAFKA_BOOTSTRAP_SERVERS"))
         }
+        urls["issuer"] = issuer.start()
         emulator_port = free_port()
         urls["procountor"] = f"http://127.0.0.1:{emulator_port}"
         procs.start(
@@ -407,11 +411,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"{prefix}HTTP_PORT": str(port),
                 f"{prefix}LOG_FORMAT": "json",
                 f"{prefix}OUTBOX_IDLE_SECONDS": "0.2",
+                f"{prefix}AUTH_ISSUER": urls["issuer"],
             }
             if name == "metering":
                 # The demo plays last month now: metering closes it when told, after the usage is in,
                 # as the scheduled close would have on the 1st.
                 env[f"{prefix}AUTO_CLOSE"] = "false"
+            if name == "invoicing":
+                # Its calls to metering carry a client-credentials token (role usage-reader).
+                env |= {
+                    f"{prefix}OAUTH_TOKEN_URL": f"{urls['issuer']}/token",
+                    f"{prefix}OAUTH_CLIENT_ID": "invoicing",
+                    f"{prefix}OAUTH_CLIENT_SECRET": "local-invoicing-secret",
+                }
             if name == "procountor-sync":
                 env |= {
                     f"{prefix}PROCOUNTOR_BASE_URL": f"{urls['procountor']}/api",
@@ -425,11 +437,16 @@ def main(argv: list[str] | None = None) -> int:
                 data / "logs" / f"{name}.log",
             )
         say("starting the Procountor emulator and the four services (logs in .local/logs/)")
-        asyncio.run(wait_ready({k: v for k, v in urls.items() if k != "procountor"}, procs))
+        asyncio.run(wait_ready({k: v for k, v in urls.items() if k not in ("procountor", "issuer")}, procs))
         asyncio.run(play_month(urls, kafka, year, month))
         print("\nAPI docs (OpenAPI):")
         for name, url in urls.items():
-            print(f"  {name:<16} {url}{'/_emulator/docs' if name == 'procountor' else '/docs'}")
+            if name != "issuer":
+                print(f"  {name:<16} {url}{'/_emulator/docs' if name == 'procountor' else '/docs'}")
+        print(f"\nOpenID Connect issuer (dev users per role, emulators/oidc/README.md): {urls['issuer']}")
+        print(
+            f"  a billing operator's token: uv run python -m devstack.issuer olli.operator --issuer {urls['issuer']}"
+        )
         say(f"done in {time.monotonic() - started:.0f} s")
         if args.keep_running:
             say("running until Ctrl-C")
@@ -441,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         say("shutting down")
         procs.stop()
+        issuer.stop()
         broker.stop()
         postgres.stop()
 

@@ -12,6 +12,7 @@ import pytest
 
 if TYPE_CHECKING:
     from devstack.infra import KafkaTarget
+    from devstack.issuer import DevIssuer
 
 T = TypeVar("T")
 
@@ -51,6 +52,15 @@ def database_url(postgres_admin_url: str) -> Iterator[str]:
         yield async_url(libpq_url)
     finally:
         drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def oidc_issuer() -> Iterator[DevIssuer]:
+    """The dev OpenID Connect issuer as its own process; `.url`, `.user_token(sub)`, `.service_token(id, secret)`."""
+    from devstack.issuer import DevIssuer
+
+    with contextlib.ExitStack() as stack:
+        yield _enter(stack, "OpenID Connect issuer", DevIssuer())
 
 
 @pytest.fixture

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping, Sequence
 
+import structlog
 import uvicorn
 from fastapi import FastAPI
 
 from service_runtime.clock import SystemClock
 from service_runtime.logging import configure_logging
 from service_runtime.migrations import revision, upgrade
+from service_runtime.production import SampleValuesInProduction
 from service_runtime.settings import ServiceSettings
 
 Command = Callable[[argparse.Namespace], int]
@@ -45,7 +47,11 @@ def run_cli(
         revision(settings.database_url.get_secret_value(), migrations, args.message)
         return 0
     if args.command == "serve":
-        app = app_factory(settings, SystemClock())
+        try:
+            app = app_factory(settings, SystemClock())
+        except SampleValuesInProduction as refusal:
+            structlog.get_logger(prog).error("refused_to_start", reason=str(refusal))
+            return 2
         uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False)
         return 0
     _, _, command = (extra or {})[args.command]

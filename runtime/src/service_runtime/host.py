@@ -16,15 +16,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_contracts.base import Message
+from service_runtime.auth import AuthConfig, TokenVerifier, install_auth
 from service_runtime.clock import Clock
 from service_runtime.consumer import BatchUseCase, IdempotentConsumer
 from service_runtime.database import check_database, create_engine, session_factory
 from service_runtime.kafka import KafkaPublisher, make_broker, subscribe
 from service_runtime.metrics import ServiceMetrics
+from service_runtime.observability import RequestObservation, measure_consumer_lag, measure_outbox
 from service_runtime.outbox import OutboxRelay
 from service_runtime.problems import install_problem_details
+from service_runtime.production import refuse_sample_values
 from service_runtime.settings import ServiceSettings
 from service_runtime.tables import RuntimeTables
+from service_runtime.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +39,9 @@ class ServiceHost:
     """Owns one service's connections and background work; built in the service's composition root."""
 
     def __init__(self, *, name: str, settings: ServiceSettings, clock: Clock, tables: RuntimeTables) -> None:
+        # Before anything connects: production never starts on sample values (issue 12, item 7).
+        refuse_sample_values(settings, settings.sample_values())
+        configure_tracing(name)
         self.name = name
         self.settings = settings
         self.clock = clock
@@ -58,7 +65,9 @@ class ServiceHost:
         #: Every subscription, as registered: fuzzers and tools iterate over them.
         self.consumers: list[IdempotentConsumer[Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._background: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._started = False
+        self._subscribers: list[tuple[str, Any]] = []
 
     def consume(
         self,
@@ -69,8 +78,16 @@ class ServiceHost:
         max_records: int | None = None,
         instances: int | None = None,
     ) -> IdempotentConsumer[Any]:
-        """Subscribe a use case to topics, idempotently, in batches, with dead letters."""
+        """Subscribe a use case to topics, idempotently, in batches, with dead letters.
+
+        The group is the service's name or starts with it and a dash (`invoicing-usage`): the
+        KafkaUser ACLs in deploy/ grant each service the groups with its name as prefix.
+        """
         group = group or self.name
+        if group != self.name and not group.startswith(f"{self.name}-"):
+            raise ValueError(
+                f"consumer group {group!r} must be {self.name!r} or start with {self.name + '-'!r}"
+            )
         consumer: IdempotentConsumer[Any] = IdempotentConsumer(
             service=self.name,
             group=group,
@@ -85,17 +102,21 @@ class ServiceHost:
         )
         self.consumers.append(consumer)
         for _ in range(instances or self.settings.kafka_consumer_instances):
-            subscribe(
+            subscriber = subscribe(
                 self.broker,
                 consumer,
                 group=group,
                 max_records=max_records or self.settings.kafka_consumer_max_records,
             )
+            self._subscribers.append((group, subscriber))
         return consumer
 
-    def run_in_background(self, loop: Callable[[], Awaitable[None]]) -> None:
-        """Run a coroutine for the life of the service (e.g. a scheduler); it is cancelled on stop."""
-        self._background.append(loop)
+    def run_in_background(self, loop: Callable[[], Awaitable[None]], *, name: str | None = None) -> None:
+        """Run a coroutine for the life of the service (e.g. a scheduler); it is cancelled on stop.
+
+        If it ever returns or raises, the service is no longer whole and `/healthz` fails.
+        """
+        self._background.append((name or f"background-{len(self._background) + 1}", loop))
 
     async def start(self) -> None:
         await self.publisher.start()
@@ -105,10 +126,10 @@ class ServiceHost:
         # the allocations of each batch stay cheap (a full collection would walk all of it).
         gc.collect()
         gc.freeze()
-        self._tasks = [asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox-relay")]
-        self._tasks += [
-            asyncio.create_task(_forever(job), name=f"{self.name}-background") for job in self._background
-        ]
+        self._tasks = [asyncio.create_task(self.relay.run(), name="outbox-relay")]
+        self._tasks += [asyncio.create_task(_forever(job), name=name) for name, job in self._background]
+        self._tasks.append(asyncio.create_task(self._measure_forever(), name="metrics"))
+        self._started = True
         self.metrics.info.inc()
         log.info("service_started", service=self.name)
 
@@ -125,7 +146,47 @@ class ServiceHost:
             await publisher.start()
         self.broker.running = True
 
+    async def _measure_forever(self) -> None:
+        """Consumer lag and the outbox backlog, every `metrics_interval_seconds`; a failed measurement waits for the next."""
+        while True:
+            await self._measure("consumer_lag", measure_consumer_lag(self.broker, self.metrics))
+            await self._measure(
+                "outbox", measure_outbox(self.sessions, self.tables.outbox, self.clock, self.metrics)
+            )
+            await asyncio.sleep(self.settings.metrics_interval_seconds)
+
+    @staticmethod
+    async def _measure(what: str, measurement: Awaitable[None]) -> None:
+        try:
+            await asyncio.wait_for(measurement, timeout=10)
+        except Exception as exc:
+            log.warning("measurement_failed", what=what, error=type(exc).__name__)
+
+    def liveness(self) -> dict[str, str]:
+        """Each consumer, the outbox relay and every background loop: `ok`, or why it is dead.
+
+        A consumer is dead when none of its fetch loops runs any more while the broker should be
+        running (FastStream restarts a loop that raised; one that ended or was cancelled is gone).
+        """
+        if not self._started:
+            return {}
+        checks: dict[str, str] = {}
+        for task in self._tasks:
+            checks[task.get_name()] = _task_state(task)
+        for group, subscriber in self._subscribers:
+            key = f"consumer:{group}"
+            tasks = list(getattr(subscriber, "tasks", []))
+            alive = bool(self.broker.running) and any(not t.done() for t in tasks)
+            state = "ok" if alive else "dead: its fetch loop ended"
+            # Several instances share a group: the group is alive while every instance is.
+            if checks.get(key, "ok") == "ok":
+                checks[key] = state
+        for name, state in checks.items():
+            self.metrics.task_up.labels(task=name).set(1 if state == "ok" else 0)
+        return checks
+
     async def stop(self) -> None:
+        self._started = False
         await self.broker.stop()
         for task in self._tasks:
             task.cancel()
@@ -155,6 +216,29 @@ class ServiceHost:
 
 async def _forever(job: Callable[[], Awaitable[None]]) -> None:
     await job()
+    log.error("background_task_ended")
+
+
+def _task_state(task: asyncio.Task[None]) -> str:
+    if not task.done():
+        return "ok"
+    if task.cancelled():
+        return "dead: cancelled"
+    error = task.exception()
+    return f"dead: {type(error).__name__}" if error is not None else "dead: returned"
+
+
+def auth_config(settings: ServiceSettings) -> AuthConfig | None:
+    """What the service's API trusts, from its settings; None without an issuer."""
+    if settings.auth_issuer is None:
+        return None
+    return AuthConfig(
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        role_claim=settings.auth_role_claim,
+        jwks_url=settings.auth_jwks_url,
+        leeway_seconds=settings.auth_leeway_seconds,
+    )
 
 
 def create_service_app(
@@ -177,10 +261,24 @@ def create_service_app(
 
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
     app.state.host = host
+    app.add_middleware(RequestObservation, metrics=host.metrics)
+    config = auth_config(host.settings)
+    install_auth(app, TokenVerifier(config) if config is not None else None)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": host.name}
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Liveness: the process answers and its consumers, outbox relay and background loops run.",
+    )
+    async def healthz() -> JSONResponse:
+        checks = host.liveness()
+        alive = all(v == "ok" for v in checks.values())
+        if not alive:
+            log.error("liveness_failed", checks={k: v for k, v in checks.items() if v != "ok"})
+        return JSONResponse(
+            {"status": "ok" if alive else "dead", "service": host.name, "checks": checks},
+            status_code=200 if alive else 503,
+        )
 
     @app.get("/readyz", tags=["operations"], summary="Readiness: the database and the broker answer.")
     async def readyz() -> JSONResponse:

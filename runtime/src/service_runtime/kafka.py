@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -17,19 +18,93 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedForMessageFormatError,
 )
+from aiokafka.helpers import create_ssl_context
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.parser import AioKafkaBatchParser
 from faststream.message import StreamMessage
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from billing_contracts.registry import RECORD_OVERHEAD_BYTES, largest_message_bytes
 from service_runtime.consumer import IdempotentConsumer
 from service_runtime.outbox import OutgoingMessage, UnpublishableError
 from service_runtime.ratelimit import RateLimitedLog
 from service_runtime.settings import ServiceSettings
+from service_runtime.tracing import consume_span
 
 log = structlog.get_logger(__name__)
+
+
+_SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+
+
+def check_kafka_security(settings: ServiceSettings) -> None:
+    """Raise ValueError when the security settings are incomplete (checked when a client is built, so
+    that commands which never talk to Kafka, `migrate` and the CronJob's trigger, need no Kafka secrets)."""
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL_") and not (settings.kafka_sasl_username and settings.kafka_sasl_password):
+        raise ValueError(f"{protocol} needs kafka_sasl_username and kafka_sasl_password")
+    if (settings.kafka_ssl_certfile is None) != (settings.kafka_ssl_keyfile is None):
+        raise ValueError("mutual TLS needs both kafka_ssl_certfile and kafka_ssl_keyfile")
+    if settings.kafka_ssl_certfile is not None and protocol not in ("SSL", "SASL_SSL"):
+        raise ValueError("a client certificate needs kafka_security_protocol SSL or SASL_SSL")
+
+
+def kafka_ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
+    """The TLS context of `SSL` and `SASL_SSL` connections: our CA, and a client certificate for mutual TLS.
+
+    Without `kafka_ssl_cafile` the system's trust store is used (a broker with a public certificate).
+    """
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+        password=settings.kafka_ssl_key_password.get_secret_value()
+        if settings.kafka_ssl_key_password
+        else None,
+    )
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def kafka_client_options(settings: ServiceSettings) -> dict[str, Any]:
+    """The security keyword arguments of every aiokafka client (producer, consumer, admin) we create."""
+    check_kafka_security(settings)
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = kafka_ssl_context(settings)
+    if protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None  # check_kafka_security guarantees it
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+        }
+    return options
+
+
+def broker_security(settings: ServiceSettings) -> BaseSecurity | None:
+    """The same security as FastStream's `security=` object (FastStream turns it into aiokafka options)."""
+    check_kafka_security(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = kafka_ssl_context(settings)
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    assert settings.kafka_sasl_username is not None
+    assert settings.kafka_sasl_password is not None
+    return _SASL[settings.kafka_sasl_mechanism](
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=context,
+        use_ssl=protocol == "SASL_SSL",
+    )
 
 
 def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
@@ -39,7 +114,7 @@ def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
         client_id=client_id,
         enable_idempotence=settings.kafka_enable_idempotence,
         acks="all",
-        security=None,
+        security=broker_security(settings),
         graceful_timeout=15.0,
         # Per-message access logs at DEBUG through the standard "faststream" logger, which
         # configure_logging keeps at WARNING; our own logs say what matters.
@@ -55,8 +130,8 @@ def subscribe(
     group: str,
     max_records: int,
     retry_pause_s: float = 1.0,
-) -> None:
-    """Subscribe `consumer` to its topics in batches.
+) -> Any:
+    """Subscribe `consumer` to its topics in batches; return FastStream's subscriber (for liveness).
 
     Ack policy NACK_ON_ERROR, so that offsets are committed only after the batch's transaction
     committed, and a failed batch is re-read from its first offset (at least once in, exactly once
@@ -66,7 +141,7 @@ def subscribe(
     """
     warnings = RateLimitedLog(log)
 
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         *consumer.topics,
         group_id=group,
         batch=True,
@@ -78,11 +153,14 @@ def subscribe(
         decoder=_undecoded,
         title=f"{group}",
     )
+
+    @subscriber
     async def handle(message: KafkaMessage) -> None:
         raw = message.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
         try:
-            await consumer.process(records)
+            with consume_span(group, records):
+                await consumer.process(records)
         except Exception as exc:
             warnings.warning(
                 "batch_will_be_redelivered",
@@ -96,6 +174,8 @@ def subscribe(
             await message.nack()
             return
         warnings.recovered("batch_will_be_redelivered", group=group)
+
+    return subscriber
 
 
 async def _records_only(
@@ -140,11 +220,11 @@ class KafkaPublisher:
             client_id=self._client_id,
             acks="all",
             enable_idempotence=self._settings.kafka_enable_idempotence,
-            security_protocol=self._settings.kafka_security_protocol,
             linger_ms=5,
             max_batch_size=256 * 1024,
             # Every topic's limit plus framing; the outbox checks each message against its own topic.
             max_request_size=largest_message_bytes() + RECORD_OVERHEAD_BYTES,
+            **kafka_client_options(self._settings),
         )
         await self._producer.start()
 

@@ -1,43 +1,270 @@
-"""Prometheus metrics of one service, in a registry of its own (no global state between apps)."""
+"""Prometheus metrics of one service, in a registry of its own (no global state between apps).
+
+Every metric name lives in this module, so that the alert rules and the dashboard in
+`deploy/base/monitoring/` can only reference metrics a service exports (a test checks each
+expression against `CATALOG`). Metrics that phase 2 of issue 12 and the service teams fill in
+(billing run, Procountor deliveries and throttling, pending dead letters) are named and labelled
+here already; a service creates them on first use through `ServiceMetrics.billing_run()` and
+`ServiceMetrics.procountor()`, so services that never bill or deliver export none of them.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.gc_collector import GCCollector
+
+Kind = Literal["counter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: its name as exposed (counters gain `_total`), kind, labels and who fills it."""
+
+    name: str
+    kind: Kind
+    labels: tuple[str, ...]
+    help: str
+    filled_by: str = "runtime"
+
+    def samples(self) -> set[str]:
+        """The sample names Prometheus stores for this metric."""
+        if self.kind == "counter":
+            return {f"{self.name}_total", f"{self.name}_created"}
+        if self.kind == "histogram":
+            return {f"{self.name}_{s}" for s in ("bucket", "sum", "count", "created")}
+        return {self.name}
+
+
+# --- what the runtime measures ----------------------------------------------------------------
+MESSAGES_CONSUMED = MetricSpec("messages_consumed", "counter", ("topic",), "Messages read from Kafka")
+MESSAGES_DUPLICATE = MetricSpec(
+    "messages_duplicate",
+    "counter",
+    ("topic",),
+    "Messages skipped because their event id was already processed",
+)
+MESSAGES_DEAD_LETTERED = MetricSpec(
+    "messages_dead_lettered", "counter", ("topic", "failure"), "Messages sent to the dead-letter topic"
+)
+CONSUMER_BATCH_SECONDS = MetricSpec(
+    "consumer_batch_seconds", "histogram", (), "Time to process one consumed batch"
+)
+OUTBOX_PUBLISHED = MetricSpec("outbox_published", "counter", (), "Outbox messages published to Kafka")
+OUTBOX_PARKED = MetricSpec(
+    "outbox_parked",
+    "counter",
+    ("topic",),
+    "Outbox messages parked because they can never be published (too large, refused for good)",
+)
+SERVICE_STARTS = MetricSpec("service_starts", "counter", ("service",), "Service starts")
+CONSUMER_LAG = MetricSpec(
+    "kafka_consumer_lag",
+    "gauge",
+    ("group", "topic", "partition"),
+    "Records between this consumer's position and the partition's end offset, per assigned partition",
+)
+OUTBOX_BACKLOG = MetricSpec("outbox_backlog", "gauge", (), "Outbox rows not yet published")
+OUTBOX_OLDEST_AGE = MetricSpec(
+    "outbox_oldest_age_seconds", "gauge", (), "Age of the oldest unpublished outbox row (0 when empty)"
+)
+HTTP_REQUEST_DURATION = MetricSpec(
+    "http_request_duration_seconds",
+    "histogram",
+    ("method", "route", "status"),
+    "HTTP requests by route template and status, with their latency",
+)
+BACKGROUND_TASK_UP = MetricSpec(
+    "background_task_up",
+    "gauge",
+    ("task",),
+    "1 while a consumer, the outbox relay or a background loop runs; 0 once it died (/healthz fails)",
+)
+
+# --- named now, filled in by phase 2 of issue 12 and the service teams -------------------------
+DEAD_LETTERS_PENDING = MetricSpec(
+    "dead_letters_pending",
+    "gauge",
+    ("group", "topic", "failure"),
+    "Dead letters neither replayed nor discarded",
+    filled_by="phase 2: dead-letter tools",
+)
+BILLING_RUNS = MetricSpec(
+    "billing_runs",
+    "counter",
+    ("outcome",),
+    "Billing runs finished, by outcome (completed, failed)",
+    filled_by="phase 2: invoicing billing run",
+)
+BILLING_RUN_DURATION = MetricSpec(
+    "billing_run_duration_seconds",
+    "histogram",
+    (),
+    "Wall time of one billing run, start to finish",
+    filled_by="phase 2: invoicing billing run",
+)
+BILLING_RUN_PAYERS = MetricSpec(
+    "billing_run_payers",
+    "gauge",
+    ("state",),
+    "Payers of the current (or last) run by state: pending, billed, already_billed, failed",
+    filled_by="phase 2: invoicing billing run",
+)
+BILLING_RUN_DUE = MetricSpec(
+    "billing_run_due_timestamp_seconds",
+    "gauge",
+    (),
+    "On a run day (B-03), today 09:00 Europe/Helsinki as Unix time; 0 on other days",
+    filled_by="phase 2: invoicing billing run",
+)
+BILLING_RUN_LAST_COMPLETED = MetricSpec(
+    "billing_run_last_completed_timestamp_seconds",
+    "gauge",
+    (),
+    "When the latest billing run completed (read from the database, so every replica agrees)",
+    filled_by="phase 2: invoicing billing run",
+)
+PROCOUNTOR_DELIVERIES = MetricSpec(
+    "procountor_deliveries",
+    "counter",
+    ("state",),
+    "Invoice deliveries to Procountor by resulting state: delivered, retrying, failed",
+    filled_by="procountor-sync / phase 2",
+)
+PROCOUNTOR_DELIVERIES_PENDING = MetricSpec(
+    "procountor_deliveries_pending",
+    "gauge",
+    ("state",),
+    "Deliveries waiting, by state (queued, retrying, failed awaiting requeue)",
+    filled_by="procountor-sync / phase 2",
+)
+PROCOUNTOR_THROTTLED = MetricSpec(
+    "procountor_throttled",
+    "counter",
+    ("endpoint",),
+    "429 Too Many Requests answers from the Procountor API",
+    filled_by="procountor-sync / phase 2",
+)
+PROCOUNTOR_RATE_LIMIT_WAIT = MetricSpec(
+    "procountor_rate_limit_wait_seconds",
+    "histogram",
+    (),
+    "Time a Procountor request waited for our rate limiter or a Retry-After",
+    filled_by="procountor-sync / phase 2",
+)
+
+CATALOG: tuple[MetricSpec, ...] = (
+    MESSAGES_CONSUMED,
+    MESSAGES_DUPLICATE,
+    MESSAGES_DEAD_LETTERED,
+    CONSUMER_BATCH_SECONDS,
+    OUTBOX_PUBLISHED,
+    OUTBOX_PARKED,
+    SERVICE_STARTS,
+    CONSUMER_LAG,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    HTTP_REQUEST_DURATION,
+    BACKGROUND_TASK_UP,
+    DEAD_LETTERS_PENDING,
+    BILLING_RUNS,
+    BILLING_RUN_DURATION,
+    BILLING_RUN_PAYERS,
+    BILLING_RUN_DUE,
+    BILLING_RUN_LAST_COMPLETED,
+    PROCOUNTOR_DELIVERIES,
+    PROCOUNTOR_DELIVERIES_PENDING,
+    PROCOUNTOR_THROTTLED,
+    PROCOUNTOR_RATE_LIMIT_WAIT,
+)
+
+#: Sample-name prefixes of the standard collectors every registry has (process, Python, GC).
+STANDARD_PREFIXES = ("process_", "python_")
+
+#: Latency buckets for API calls: most answer in milliseconds, a billing-run trigger in minutes.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0)
+
+
+def exported_samples() -> set[str]:
+    """Every sample name a service can expose (standard collectors aside)."""
+    return set().union(*(spec.samples() for spec in CATALOG))
+
+
+def _counter(spec: MetricSpec, registry: CollectorRegistry) -> Counter:
+    return Counter(spec.name, spec.help, list(spec.labels), registry=registry)
+
+
+def _gauge(spec: MetricSpec, registry: CollectorRegistry) -> Gauge:
+    return Gauge(spec.name, spec.help, list(spec.labels), registry=registry)
+
+
+def _histogram(
+    spec: MetricSpec, registry: CollectorRegistry, buckets: tuple[float, ...] = Histogram.DEFAULT_BUCKETS
+) -> Histogram:
+    return Histogram(spec.name, spec.help, list(spec.labels), registry=registry, buckets=buckets)
+
+
+class BillingRunMetrics:
+    """The billing run's metrics (invoicing; filled in phase 2)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.runs = _counter(BILLING_RUNS, registry)
+        self.duration = _histogram(
+            BILLING_RUN_DURATION, registry, buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+        )
+        self.payers = _gauge(BILLING_RUN_PAYERS, registry)
+        self.due = _gauge(BILLING_RUN_DUE, registry)
+        self.last_completed = _gauge(BILLING_RUN_LAST_COMPLETED, registry)
+
+
+class ProcountorMetrics:
+    """Deliveries to Procountor and its rate limit (procountor-sync)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.deliveries = _counter(PROCOUNTOR_DELIVERIES, registry)
+        self.pending = _gauge(PROCOUNTOR_DELIVERIES_PENDING, registry)
+        self.throttled = _counter(PROCOUNTOR_THROTTLED, registry)
+        self.rate_limit_wait = _histogram(
+            PROCOUNTOR_RATE_LIMIT_WAIT, registry, buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60)
+        )
 
 
 class ServiceMetrics:
     """The metrics every service exposes on /metrics."""
 
     def __init__(self, service: str) -> None:
-        self.registry = CollectorRegistry()
-        labels = {"service": service}
-        self.consumed = Counter(
-            "messages_consumed", "Messages read from Kafka", ["topic"], registry=self.registry
-        ).labels
-        self.duplicates = Counter(
-            "messages_duplicate",
-            "Messages skipped because their event id was already processed",
-            ["topic"],
-            registry=self.registry,
-        ).labels
-        self.dead_lettered = Counter(
-            "messages_dead_lettered",
-            "Messages sent to the dead-letter topic",
-            ["topic", "failure"],
-            registry=self.registry,
-        ).labels
-        self.batch_seconds = Histogram(
-            "consumer_batch_seconds", "Time to process one consumed batch", registry=self.registry
-        )
-        self.outbox_published = Counter(
-            "outbox_published", "Outbox messages published to Kafka", registry=self.registry
-        )
-        self.outbox_parked = Counter(
-            "outbox_parked",
-            "Outbox messages parked because they can never be published (too large, refused for good)",
-            ["topic"],
-            registry=self.registry,
-        ).labels
-        self.info = Counter("service_starts", "Service starts", ["service"], registry=self.registry).labels(
-            **labels
-        )
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self.consumed = _counter(MESSAGES_CONSUMED, registry).labels
+        self.duplicates = _counter(MESSAGES_DUPLICATE, registry).labels
+        self.dead_lettered = _counter(MESSAGES_DEAD_LETTERED, registry).labels
+        self.batch_seconds = _histogram(CONSUMER_BATCH_SECONDS, registry)
+        self.outbox_published = _counter(OUTBOX_PUBLISHED, registry)
+        self.outbox_parked = _counter(OUTBOX_PARKED, registry).labels
+        self.info = _counter(SERVICE_STARTS, registry).labels(service=service)
+        self.consumer_lag = _gauge(CONSUMER_LAG, registry)
+        self.outbox_backlog = _gauge(OUTBOX_BACKLOG, registry)
+        self.outbox_oldest_age = _gauge(OUTBOX_OLDEST_AGE, registry)
+        self.http_duration = _histogram(HTTP_REQUEST_DURATION, registry, buckets=HTTP_BUCKETS)
+        self.task_up = _gauge(BACKGROUND_TASK_UP, registry)
+        self.dead_letters_pending = _gauge(DEAD_LETTERS_PENDING, registry)
+
+    @cached_property
+    def billing_run(self) -> BillingRunMetrics:
+        return BillingRunMetrics(self.registry)
+
+    @cached_property
+    def procountor(self) -> ProcountorMetrics:
+        return ProcountorMetrics(self.registry)

@@ -20,6 +20,7 @@ from service_runtime.clock import Clock
 from service_runtime.hygiene import visible
 from service_runtime.metrics import ServiceMetrics
 from service_runtime.ratelimit import RateLimitedLog
+from service_runtime.tracing import inject_headers
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +84,10 @@ def outgoing(message: Message, *, topic: str | None = None) -> OutgoingMessage:
         topic=topic or topic_for(type(message)),
         key=message.kafka_key(),
         value=wire_json(message),
-        headers={"message_type": message.message_type, "event_id": str(message.event_id)},
+        # The trace context of the transaction that writes the message, not of the relay that publishes it.
+        headers=dict(
+            inject_headers({"message_type": message.message_type, "event_id": str(message.event_id)})
+        ),
     )
 
 

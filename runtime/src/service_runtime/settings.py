@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service_runtime.production import SampleValue, common_sample_values
+
+#: Sample or development values a production service refuses unless `allow_in_production` names them.
+SampleValueName = Literal["plaintext-kafka", "dev-token-issuer", "sample-iban", "sample-prices"]
 
 
 class ServiceSettings(BaseSettings):
@@ -18,7 +24,33 @@ class ServiceSettings(BaseSettings):
         default=True,
         description="Idempotent producer: on for Apache Kafka; off for brokers that refuse InitProducerId (Tansu).",
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="`SASL_SSL` (SCRAM over TLS) or `SSL` (TLS, mutual with a client certificate) in production.",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism for `SASL_*` protocols (Strimzi: SCRAM-SHA-512)."
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, description="SASL user (the Strimzi KafkaUser name)."
+    )
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password; secret.")
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CA that signed the brokers' certificates (Strimzi cluster CA).",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="PEM client certificate for mutual TLS (Strimzi KafkaUser `user.crt`)."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        default=None, description="PEM private key of the client certificate (`user.key`)."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of the key file, if any."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="Check that a broker's certificate names the host we connect to."
+    )
     kafka_consumer_max_records: int = Field(
         default=500, ge=1, description="Largest batch a consumer handles at once."
     )
@@ -47,7 +79,47 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="`production` refuses to start with sample values (see `allow_in_production`).",
+    )
+    allow_in_production: Annotated[frozenset[SampleValueName], NoDecode] = Field(
+        default=frozenset(),
+        description="Comma-separated sample values production may start with anyway, e.g. `plaintext-kafka`.",
+    )
+    auth_issuer: str | None = Field(
+        default=None, description="OpenID Connect issuer URL whose tokens the API accepts (`iss`)."
+    )
+    auth_audience: str = Field(default="billing", description="The `aud` our tokens must carry.")
+    auth_role_claim: str = Field(
+        default="roles",
+        description="Claim with the role names; dotted for nested ones (`realm_access.roles`).",
+    )
+    auth_jwks_url: str | None = Field(default=None, description="Default: the issuer's discovery `jwks_uri`.")
+    auth_leeway_seconds: float = Field(default=30.0, ge=0, le=300, description="Clock skew tolerated.")
+    oauth_token_url: str | None = Field(
+        default=None, description="Token endpoint for this service's own client-credentials calls."
+    )
+    oauth_client_id: str | None = Field(default=None, description="This service's client id at the issuer.")
+    oauth_client_secret: SecretStr | None = Field(default=None, description="Its client secret; secret.")
+    oauth_scope: str | None = Field(
+        default=None, description="Scope to ask for (Entra ID: `api://…/.default`)."
+    )
+    metrics_interval_seconds: float = Field(
+        default=15.0, gt=0, description="How often consumer lag and the outbox backlog are measured."
+    )
     outbox_batch_size: int = Field(default=1000, ge=1)
     outbox_idle_seconds: float = Field(
         default=0.5, gt=0, description="Relay poll interval when nothing woke it."
     )
+
+    @field_validator("allow_in_production", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    def sample_values(self) -> list[SampleValue]:
+        """Settings that still hold development or sample values; services add their own."""
+        return common_sample_values(self)

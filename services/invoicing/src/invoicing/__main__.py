@@ -14,6 +14,7 @@ import httpx
 from invoicing.app import create_app
 from invoicing.settings import InvoicingSettings
 from service_runtime.cli import run_cli
+from service_runtime.token_client import client_credentials_auth
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
 
@@ -37,6 +38,7 @@ def trigger(
     wait_seconds: float,
     poll_seconds: float,
     post: Callable[..., httpx.Response] = httpx.post,
+    auth: httpx.Auth | None = None,
     sleep: Callable[[float], None] = time.sleep,
     say: Callable[[str], None] = print,
 ) -> int:
@@ -45,11 +47,14 @@ def trigger(
     The endpoint decides whether today is a run day and is idempotent, so the CronJob may call
     this every day and a Job retry is always safe. A 409 means metering has not closed the month
     yet: an open month is never billed, so the command asks again until `wait_seconds` pass.
+    With `auth` (the CronJob's client credentials, issue 12) every call carries a bearer token.
     """
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            response = post(f"{url}/billing-runs/scheduled", json={"today": today.isoformat()}, timeout=1800)
+            response = post(
+                f"{url}/billing-runs/scheduled", json={"today": today.isoformat()}, timeout=1800, auth=auth
+            )
         except httpx.HTTPError as exc:
             say(f"invoicing did not answer: {type(exc).__name__}: {exc}")
             return 1
@@ -63,7 +68,8 @@ def trigger(
 
 def _trigger(args: argparse.Namespace) -> int:
     today = args.today or dt.datetime.now(HELSINKI).date()
-    return trigger(args.url, today, wait_seconds=args.wait_seconds, poll_seconds=args.poll_seconds)
+    auth = client_credentials_auth(InvoicingSettings())
+    return trigger(args.url, today, wait_seconds=args.wait_seconds, poll_seconds=args.poll_seconds, auth=auth)
 
 
 def main() -> int:

@@ -35,12 +35,20 @@ from invoicing.settings import InvoicingSettings
 from invoicing.tables import runtime_tables
 from service_runtime.clock import Clock
 from service_runtime.host import ServiceHost, create_service_app
+from service_runtime.production import SampleValue, refuse_sample_values
+from service_runtime.token_client import client_credentials_auth
+from service_runtime.tracing import inject_headers
 
 log = structlog.get_logger(__name__)
 
 
 def load_prices(settings: InvoicingSettings) -> PriceBook:
     book = load_price_book(settings.price_list_file) if settings.price_list_file else sample_price_book()
+    # Issue 12: production refuses the sample price list unless ALLOW_IN_PRODUCTION names it.
+    refuse_sample_values(
+        settings,
+        [SampleValue("sample-prices", "the price book is the bundled SAMPLE")] if book.is_sample else [],
+    )
     if book.is_sample:
         if not settings.allow_sample_prices:
             raise RuntimeError(
@@ -55,7 +63,15 @@ def metering_client(settings: InvoicingSettings) -> Callable[[], httpx.AsyncClie
     url = settings.metering_url
     if url is None:
         return None
-    return lambda: httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30.0))
+    # Issue 12: a client-credentials token (role usage-reader) when INVOICING_OAUTH_TOKEN_URL is set.
+    auth = client_credentials_auth(settings)
+
+    async def traced(request: httpx.Request) -> None:
+        inject_headers(request.headers)
+
+    return lambda: httpx.AsyncClient(
+        base_url=url, timeout=httpx.Timeout(30.0), auth=auth, event_hooks={"request": [traced]}
+    )
 
 
 def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:

@@ -18,9 +18,11 @@ class FakeInvoicing:
     def __init__(self, *statuses: int) -> None:
         self.statuses = list(statuses)
         self.bodies: list[Any] = []
+        self.auths: list[httpx.Auth | None] = []
 
-    def post(self, url: str, *, json: Any, timeout: float) -> httpx.Response:
+    def post(self, url: str, *, json: Any, timeout: float, auth: httpx.Auth | None = None) -> httpx.Response:
         self.bodies.append((url, json))
+        self.auths.append(auth)
         status = self.statuses.pop(0)
         return httpx.Response(status, json={"status": status}, request=httpx.Request("POST", url))
 
@@ -70,9 +72,46 @@ def test_the_trigger_exits_1_on_an_error_or_no_answer() -> None:
         == 1
     )
 
-    def unreachable(url: str, *, json: Any, timeout: float) -> httpx.Response:
+    def unreachable(url: str, *, json: Any, timeout: float, auth: httpx.Auth | None = None) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
     assert (
         trigger("http://x", TODAY, wait_seconds=60, poll_seconds=1, post=unreachable, say=lambda _: None) == 1
     )
+
+
+def test_the_cronjob_calls_with_its_client_credentials_when_a_token_url_is_set() -> None:
+    from pydantic import SecretStr
+
+    from invoicing.settings import InvoicingSettings
+    from service_runtime.token_client import ClientCredentialsAuth, client_credentials_auth
+
+    settings = InvoicingSettings(
+        oauth_token_url="https://login.example.test/token",
+        oauth_client_id="billing-run-cronjob",
+        oauth_client_secret=SecretStr("cronjob-secret"),
+    )
+    auth = client_credentials_auth(settings)
+    fake = FakeInvoicing(409, 200)
+
+    code = trigger(
+        "http://invoicing",
+        TODAY,
+        wait_seconds=60,
+        poll_seconds=0,
+        post=fake.post,
+        sleep=lambda _: None,
+        say=lambda _: None,
+        auth=auth,
+    )
+
+    assert code == 0
+    assert isinstance(auth, ClientCredentialsAuth)
+    assert fake.auths == [auth, auth]  # every ask, including the ones while the month is open
+
+
+def test_without_a_token_url_the_trigger_calls_without_a_token() -> None:
+    from invoicing.settings import InvoicingSettings
+    from service_runtime.token_client import client_credentials_auth
+
+    assert client_credentials_auth(InvoicingSettings()) is None

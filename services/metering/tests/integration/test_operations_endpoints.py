@@ -9,10 +9,15 @@ from ..conftest import Metering
 pytestmark = pytest.mark.integration
 
 
-async def test_liveness_answers_ok(metering: Metering) -> None:
+async def test_liveness_answers_ok_and_names_what_runs(metering: Metering) -> None:
     response = await metering.http.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "service": "metering"}
+    body = response.json()
+    assert (body["status"], body["service"]) == ("ok", "metering")
+    # Issue 12: liveness covers the consumer, the outbox relay and the background loops.
+    assert body["checks"]["consumer:metering"] == "ok"
+    assert body["checks"]["outbox-relay"] == "ok"
+    assert set(body["checks"].values()) == {"ok"}
 
 
 async def test_readiness_reports_the_database_and_the_broker_reachable(metering: Metering) -> None:
