@@ -143,11 +143,14 @@ async def test_lag_per_partition_grows_while_the_consumer_is_stuck_and_falls_to_
     try:
         async with service_host(kafka, database_url, service, gate, topic) as (_, http):
             for n in range(3):
-                await producer.send_and_wait(topic, wire_json(voucher(n)), key=b"k", partition=0)
+                message = voucher(n)
+                # Keyed by its environment: a record keyed otherwise is a dead letter (issue 8).
+                await producer.send_and_wait(topic, wire_json(message), key=message.kafka_key(), partition=0)
 
             async def stuck_with_backlog() -> float | None:
                 # The first batch is inside the gate; what arrives now waits behind it.
-                await producer.send_and_wait(topic, wire_json(voucher(99)), key=b"k", partition=0)
+                late = voucher(99)
+                await producer.send_and_wait(topic, wire_json(late), key=late.kafka_key(), partition=0)
                 lag = samples((await http.get("/metrics")).text, "kafka_consumer_lag")
                 key = (("group", f"metering-{topic}"), ("partition", "0"), ("topic", topic))
                 return lag.get(key) if lag.get(key, 0) >= 3 else None
@@ -228,7 +231,10 @@ async def test_a_trace_continues_from_the_message_that_caused_it_to_the_message_
     try:
         async with service_host(kafka, database_url, service, Forward(topic_out, clock, service), topic_in):
             await producer.send_and_wait(
-                topic_in, wire_json(voucher(1)), key=b"k", headers=[("traceparent", traceparent.encode())]
+                topic_in,
+                wire_json(voucher(1)),
+                key=voucher(1).kafka_key(),
+                headers=[("traceparent", traceparent.encode())],
             )
             record = await asyncio.wait_for(reader.getone(), timeout=30)
     finally:
