@@ -9,7 +9,7 @@ It lives in devstack because it needs both services' code in one process — met
 (import-linter). Nothing is faked: usage events go through `metering.service.UsageRecorder`,
 months close with `metering.service.close_month`, metering's outbox is handed to invoicing's
 `UsageIntake` as Kafka would, contract commands go through `ContractIntake`, and the runs are
-`invoicing.billing_run.run_billing`. It works in a scratch PostgreSQL database of its own
+`invoicing.billing.service.run_billing`. It works in a scratch PostgreSQL database of its own
 (`POSTGRES_ADMIN_URL`, Docker, 127.0.0.1:5432 or an embedded server; see `devstack.infra`),
 dropped afterwards. Scenario format: docs/rehearsal.md.
 """
@@ -39,13 +39,13 @@ from billing_contracts.invoicing import InvoiceIssuedV1
 from billing_contracts.partners import PartnerTierChangedV1
 from billing_contracts.registry import TOPICS
 from invoicing import tables as invoicing_tables
-from invoicing.billing_run import MonthNotClosedError, run_billing
+from invoicing.billing.service import MonthNotClosedError, run_billing
 from invoicing.calendar import HELSINKI, YearMonth, is_business_day, run_day
-from invoicing.contract_service import CONTRACT_COMMANDS, ContractIntake, refresh_contracts
-from invoicing.invoice_views import held_of_payer, list_invoice_views
-from invoicing.price_list_loader import parse_price_book, sample_price_book
-from invoicing.pricing import PriceBook
-from invoicing.service import PartnerTierIntake, UsageIntake
+from invoicing.contracts.service import CONTRACT_COMMANDS, ContractIntake, refresh_contracts
+from invoicing.billing.views import held_of_payer, list_invoice_views
+from invoicing.prices.loader import parse_price_book, sample_price_book
+from invoicing.prices.domain import PriceBook
+from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
 from metering import tables as metering_tables
 from metering.items import ItemKind, list_items
 from metering.service import USAGE_CONTRACTS, UsageRecorder, close_month

@@ -18,19 +18,19 @@ from billing_contracts.procountor import (
     PaymentReceivedV1,
 )
 from billing_contracts.registry import topic_for
-from invoicing.api import build_router
-from invoicing.contract_service import (
+from invoicing.billing.api import build_router
+from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
+from invoicing.contracts.api import build_contracts_router
+from invoicing.contracts.service import (
     CONTRACT_COMMANDS,
     ContractIntake,
     ProcountorCustomerIntake,
     keep_contracts_current,
 )
-from invoicing.contracts_api import build_contracts_router
-from invoicing.price_list_loader import load_price_book, sample_price_book
-from invoicing.price_list_repository import configured_price_book_text
-from invoicing.pricing import PriceBook
-from invoicing.receivables import DueDateIntake, ReceivablesIntake
-from invoicing.service import PartnerTierIntake, UsageIntake
+from invoicing.prices.domain import PriceBook
+from invoicing.prices.loader import load_price_book, sample_price_book
+from invoicing.prices.repository import configured_price_book_text
+from invoicing.receivables.service import DueDateIntake, ReceivablesIntake
 from invoicing.settings import InvoicingSettings
 from invoicing.tables import runtime_tables
 from service_runtime.clock import Clock

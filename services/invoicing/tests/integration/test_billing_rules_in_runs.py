@@ -18,7 +18,7 @@ from billing_contracts.invoicing import InvoiceHeldV1
 from billing_contracts.partners import PartnerTier
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
-from invoicing.pricing import PriceBook
+from invoicing.prices.domain import PriceBook
 
 from .conftest import Billing, at, business_id
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invoicing.billing import (
+from invoicing.billing.domain import (
     ChargeKind,
     ChargeLine,
     EnvironmentContract,
@@ -24,14 +24,14 @@ from invoicing.billing import (
 )
 from invoicing.calendar import YearMonth
 from invoicing.money import FINNISH_VAT_RATES, cents, vat_amount
-from invoicing.price_list_loader import sample_price_book
-from invoicing.pricing import (
+from invoicing.prices.domain import (
     PackageCode,
     PackagePrice,
     PriceList,
     ServiceProductPrice,
     UnknownPriceError,
 )
+from invoicing.prices.loader import sample_price_book
 
 D = Decimal
 VAT = D("25.5")

@@ -11,13 +11,7 @@ import pytest
 from billing_contracts.contracts import PackageCode as ContractPackageCode
 from invoicing.calendar import YearMonth
 from invoicing.money import VatCategory
-from invoicing.price_list_loader import (
-    PriceListFormatError,
-    load_price_book,
-    parse_price_book,
-    sample_price_book,
-)
-from invoicing.pricing import (
+from invoicing.prices.domain import (
     PackageCode,
     PackagePrice,
     PriceBook,
@@ -25,6 +19,12 @@ from invoicing.pricing import (
     PriceListError,
     ServiceProductPrice,
     UnknownPriceError,
+)
+from invoicing.prices.loader import (
+    PriceListFormatError,
+    load_price_book,
+    parse_price_book,
+    sample_price_book,
 )
 
 

@@ -27,18 +27,18 @@ from billing_contracts.invoicing import (
 )
 from billing_contracts.procountor import InvoiceDeliveredV1, InvoiceDeliveryFailedV1, PaymentReceivedV1
 from invoicing import tables as t
-from invoicing.billing import (
-    ChargeKind,
+from invoicing.billing.domain import ChargeKind
+from invoicing.billing.repository import SqlAlchemyBillingRepository
+from invoicing.calendar import HELSINKI
+from invoicing.contracts.domain import ChangeRefusedError, Requester, check_requester
+from invoicing.money import ZERO, cents
+from invoicing.receivables.domain import (
     CreditRefusedError,
     InvoicedLine,
     credit_lines,
     credit_vat,
     creditable_lines,
 )
-from invoicing.billing_repository import SqlAlchemyBillingRepository
-from invoicing.calendar import HELSINKI
-from invoicing.contract_rules import ChangeRefusedError, Requester, check_requester
-from invoicing.money import ZERO, cents
 from invoicing.references import reference_for_invoice_number
 from service_runtime.clock import Clock
 from service_runtime.consumer import Rejection

@@ -33,10 +33,10 @@ from billing_contracts.contracts import (
 from billing_contracts.contracts import Requester as WireRequester
 from billing_contracts.invoicing import ChangeRequestRefusedV1, ContractChangedV1
 from billing_contracts.procountor import CustomerChangedInProcountorV1
-from invoicing import contract_repository as repo
 from invoicing import tables as t
 from invoicing.calendar import HELSINKI, YearMonth
-from invoicing.contract_rules import (
+from invoicing.contracts import repository as repo
+from invoicing.contracts.domain import (
     ChangeRefusedError,
     ContractStatus,
     EffectiveTerms,
@@ -59,7 +59,7 @@ from invoicing.contract_rules import (
     termination,
     terms_in_effect,
 )
-from invoicing.pricing import PackageCode
+from invoicing.prices.domain import PackageCode
 from invoicing.references import is_valid_business_id
 from service_runtime.clock import Clock
 from service_runtime.consumer import Rejection

@@ -25,12 +25,11 @@ from billing_contracts.contracts import (
     TallennusFirmChangeApprovedV1,
     TerminationNoticeGivenV1,
 )
-from invoicing import contract_repository as repo
-from invoicing import price_list_repository as prices
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
-from invoicing.contract_rules import ContractTerms
-from invoicing.contract_service import (
+from invoicing.contracts import repository as repo
+from invoicing.contracts.domain import ContractTerms
+from invoicing.contracts.service import (
     SOURCE_HTTP,
     Accepted,
     ContractNotFoundError,
@@ -39,7 +38,8 @@ from invoicing.contract_service import (
     handle_contract_command,
     refresh_contracts,
 )
-from invoicing.pricing import PriceListError
+from invoicing.prices import repository as prices
+from invoicing.prices.domain import PriceListError
 from service_runtime.host import ServiceHost
 
 _YEAR_MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"

@@ -18,8 +18,7 @@ from billing_contracts.base import Quantity
 from billing_contracts.contracts import Requester
 from billing_contracts.invoicing import InvoiceIssuedV1
 from invoicing import tables as t
-from invoicing.billing import CreditRefusedError
-from invoicing.billing_run import (
+from invoicing.billing.service import (
     AdvanceBillingError,
     MonthNotClosedError,
     NotABillingDayError,
@@ -27,8 +26,13 @@ from invoicing.billing_run import (
     preview_billing,
     run_billing,
 )
-from invoicing.calendar import YearMonth, is_business_day, run_day
-from invoicing.invoice_views import (
+from invoicing.billing.specification import (
+    ItemSource,
+    MeteringItemsClient,
+    MeteringUnavailableError,
+    specification,
+)
+from invoicing.billing.views import (
     InvoiceStatus,
     billing_run_status,
     held_of_payer,
@@ -37,9 +41,11 @@ from invoicing.invoice_views import (
     list_invoice_views,
     planned_view,
 )
-from invoicing.price_list_repository import price_book_for_billing
-from invoicing.pricing import PriceBook
-from invoicing.receivables import (
+from invoicing.calendar import YearMonth, is_business_day, run_day
+from invoicing.prices.domain import PriceBook
+from invoicing.prices.repository import price_book_for_billing
+from invoicing.receivables.domain import CreditRefusedError
+from invoicing.receivables.service import (
     CreditRequest,
     DueDateChange,
     DueDateRefusedError,
@@ -47,7 +53,6 @@ from invoicing.receivables import (
     change_due_date,
     issue_credit_note,
 )
-from invoicing.specification import ItemSource, MeteringItemsClient, MeteringUnavailableError, specification
 from service_runtime.host import ServiceHost
 
 Period = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Billing period YYYY-MM.")]

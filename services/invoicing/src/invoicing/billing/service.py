@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from billing_contracts.invoicing import InvoiceHeldV1, InvoiceIssuedV1, InvoiceLine
 from billing_contracts.registry import topic_for
 from invoicing import tables as t
-from invoicing.billing import (
+from invoicing.billing.domain import (
     PRODUCTION_MONTH_ITEM_KINDS,
     ChargeKind,
     ChargeLine,
@@ -38,19 +38,19 @@ from invoicing.billing import (
     software_net_by_reseller,
     usage_from_production_date,
 )
-from invoicing.billing_repository import Adjustment, HeldRow, SqlAlchemyBillingRepository, jsonb
+from invoicing.billing.repository import Adjustment, HeldRow, SqlAlchemyBillingRepository, jsonb
+from invoicing.billing.specification import ItemSource
+from invoicing.billing.wire import check_against_contract, invoice_json
 from invoicing.calendar import HELSINKI, YearMonth, billing_month_for_run, run_day
-from invoicing.contract_repository import (
+from invoicing.contracts.domain import ContractTerms
+from invoicing.contracts.repository import (
     contract_row_of_environment,
     contract_terms_for_month,
     contract_terms_of,
 )
-from invoicing.contract_rules import ContractTerms
-from invoicing.invoice_wire import check_against_contract, invoice_json
 from invoicing.money import FINNISH_VAT_RATES, ZERO, VatRateTable
-from invoicing.pricing import PackageCode, PriceBook, PriceList
+from invoicing.prices.domain import PackageCode, PriceBook, PriceList
 from invoicing.references import reference_for_invoice_number
-from invoicing.specification import ItemSource
 from service_runtime.clock import Clock
 from service_runtime.outbox import OutgoingMessage, enqueue, outgoing
 

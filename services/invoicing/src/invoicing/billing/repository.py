@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_contracts.partners import PartnerTier
 from invoicing import tables as t
-from invoicing.billing import MonthlyUsage, TierBook
+from invoicing.billing.domain import MonthlyUsage, TierBook
 from invoicing.calendar import YearMonth
 from service_runtime.bulk import joined_text
 

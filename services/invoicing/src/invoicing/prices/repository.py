@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
-from invoicing.price_list_loader import PriceListFormatError, parse_price_book
-from invoicing.pricing import PriceBook, PriceList, PriceListError
+from invoicing.prices.domain import PriceBook, PriceList, PriceListError
+from invoicing.prices.loader import PriceListFormatError, parse_price_book
 
 SOURCE_FILE = "file"
 SOURCE_API = "api"

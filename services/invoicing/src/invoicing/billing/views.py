@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from invoicing import tables as t
-from invoicing.billing import due_date
-from invoicing.billing_run import PlannedInvoice, wire_line
+from invoicing.billing.domain import due_date
+from invoicing.billing.service import PlannedInvoice, wire_line
 from invoicing.calendar import YearMonth
 from invoicing.money import ZERO
-from invoicing.pricing import PriceBook
+from invoicing.prices.domain import PriceBook
 
 _I = t.invoices.c
 _H = t.held_lines.c

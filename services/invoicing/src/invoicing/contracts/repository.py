@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_contracts.contracts import PayerKind
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
-from invoicing.contract_rules import (
+from invoicing.contracts.domain import (
     ContractStatus,
     ContractTerms,
     EffectiveTerms,
@@ -23,7 +23,7 @@ from invoicing.contract_rules import (
     initial_change,
     terms_in_effect,
 )
-from invoicing.pricing import PackageCode
+from invoicing.prices.domain import PackageCode
 
 _C = t.contracts.c
 _T = t.contract_terms.c

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from invoicing.money import VatCategory
-from invoicing.pricing import (
+from invoicing.prices.domain import (
     DEFAULT_PAYMENT_TERM_DAYS,
     PackageCode,
     PackagePrice,
