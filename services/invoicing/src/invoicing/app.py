@@ -18,7 +18,7 @@ from billing_contracts.procountor import (
     PaymentReceivedV1,
 )
 from billing_contracts.registry import topic_for
-from invoicing.billing.api import build_router
+from invoicing.billing.api import build_billing_router
 from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
 from invoicing.contracts.api import build_contracts_router
 from invoicing.contracts.service import (
@@ -30,7 +30,8 @@ from invoicing.contracts.service import (
 from invoicing.prices.domain import PriceBook
 from invoicing.prices.loader import load_price_book, sample_price_book
 from invoicing.prices.repository import configured_price_book_text
-from invoicing.receivables.service import DueDateIntake, ReceivablesIntake
+from invoicing.receivables.api import build_receivables_router
+from invoicing.receivables.consumers import DueDateIntake, ReceivablesIntake
 from invoicing.settings import InvoicingSettings
 from invoicing.tables import runtime_tables
 from service_runtime.clock import Clock
@@ -111,13 +112,14 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
         title="Invoicing",
         description="Contracts, effective-dated price lists and the monthly billing run.",
         routers=[
-            build_router(
+            build_billing_router(
                 host,
                 price_book,
                 metering=metering_client(settings),
                 batch_size=settings.billing_batch_size,
                 workers=settings.billing_workers,
             ),
+            build_receivables_router(host),
             build_contracts_router(
                 host,
                 configured_price_book=configured_price_book_text(settings.price_list_file),

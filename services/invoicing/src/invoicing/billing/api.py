@@ -1,23 +1,21 @@
-"""Invoicing's HTTP API: billing runs, invoices and their specification, held amounts, credit notes, refunds,
-due dates (contracts and price lists: contracts_api)."""
+"""Billing's HTTP API: billing runs, invoices and their specification, held amounts. Every request and
+response is a typed model (the OpenAPI shows operators what they send and get); the routes are thin:
+one use case or one read each (credit notes, refunds, due dates: `receivables.api`)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 import httpx
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
-from billing_contracts.base import Quantity
-from billing_contracts.contracts import Requester
-from billing_contracts.invoicing import InvoiceIssuedV1
-from invoicing import tables as t
+from billing_contracts.base import Money, Quantity
+from billing_contracts.invoicing import InvoiceIssuedV1, InvoiceLine, VatTotal
+from invoicing.billing.domain import InvoiceStatus
 from invoicing.billing.service import (
     AdvanceBillingError,
     MonthNotClosedError,
@@ -33,10 +31,10 @@ from invoicing.billing.specification import (
     specification,
 )
 from invoicing.billing.views import (
-    InvoiceStatus,
     billing_run_status,
     held_of_payer,
     held_totals,
+    invoice_document,
     invoice_view,
     list_invoice_views,
     planned_view,
@@ -44,15 +42,6 @@ from invoicing.billing.views import (
 from invoicing.calendar import YearMonth, is_business_day, run_day
 from invoicing.prices.domain import PriceBook
 from invoicing.prices.repository import price_book_for_billing
-from invoicing.receivables.domain import CreditRefusedError
-from invoicing.receivables.service import (
-    CreditRequest,
-    DueDateChange,
-    DueDateRefusedError,
-    InvoiceNotFoundError,
-    change_due_date,
-    issue_credit_note,
-)
 from service_runtime.host import ServiceHost
 
 Period = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Billing period YYYY-MM.")]
@@ -71,6 +60,19 @@ class ScheduledRunRequest(BaseModel):
     today: dt.date = Field(description="Today's date in Helsinki, as the CronJob sees it.")
 
 
+class PayerFailure(BaseModel):
+    payer_id: str = Field(description="The payer set aside; a rerun bills it once the cause is fixed.")
+    reason: str = Field(description="The error's first line, without SQL or parameters.")
+
+
+class RunTotals(BaseModel):
+    issued: int = Field(description="Payers invoiced.")
+    held: int = Field(description="Payers whose lines are held under the minimum invoice (B-15).")
+    zero: int = Field(description="Payers whose lines netted to zero.")
+    nothing_to_bill: int = Field(description="Payers with nothing to bill this period.")
+    failed: int = Field(description="Payers set aside, still to bill.")
+
+
 class BillingRunView(BaseModel):
     run_id: str = Field(description="`run-YYYY-MM`: one run per billing period; every attempt updates it.")
     run_date: dt.date
@@ -84,47 +86,138 @@ class BillingRunView(BaseModel):
     already_billed: int = Field(
         description="Payers decided by an earlier or concurrent run (never billed twice)."
     )
-    failures: list[dict[str, str]] = Field(description="Payers this call set aside, with the reason.")
+    failures: list[PayerFailure] = Field(description="Payers this call set aside, with the reason.")
     status: str = Field(description="`completed`, or `completed_with_failures` while any payer is set aside.")
-    totals: dict[str, int] = Field(description="The period's outcomes so far, all attempts together.")
+    totals: RunTotals = Field(description="The period's outcomes so far, all attempts together.")
     plan_seconds: float = Field(description="Time spent reading the month before billing the first payer.")
 
 
-class CreditLineRequest(BaseModel):
-    line_no: int = Field(ge=1, description="Line of the invoice to credit.")
-    quantity: Quantity | None = Field(default=None, description="How much of it; default: all that is left.")
+class NotABillingDayView(BaseModel):
+    status: Literal["not_a_billing_day"] = Field(description="Nothing ran: not a billing day (B-03).")
+    today: dt.date = Field(description="The day the CronJob asked for.")
+    run_day: dt.date = Field(description="The first Finnish business day of that month.")
 
 
-class CreditNoteRequest(BaseModel):
-    reason: str = Field(
-        min_length=1, max_length=500, description="Why the invoice is credited (on the note)."
-    )
-    credited_by: str = Field(min_length=1, max_length=100, description="The operator crediting it (audit).")
-    lines: list[CreditLineRequest] | None = Field(
-        default=None, description="Lines to credit; omitted: the whole invoice (what is left of it)."
-    )
-    request_id: str | None = Field(
-        default=None,
-        max_length=100,
-        description="Idempotency key: a retry with the same key gets the same note.",
-    )
+class PlannedPayerView(BaseModel):
+    payer_id: str
+    payer_name: str | None = Field(description="Name on the invoice; none for a payer without a contract.")
+    action: str = Field(description="`issue`, `hold`, `zero` or `nothing` (B-15).")
+    reason: str | None = Field(description="Why a minimum-invoice decision went that way (B-15).")
+    final_invoice: bool = Field(description="The contract's last invoice: always sent (B-15, B-27).")
+    invoice_date: dt.date
+    due_date: dt.date = Field(description="Invoice date + the price list's payment term (B-05).")
+    lines: list[InvoiceLine] = Field(description="The lines the decision covers, numbered as on the invoice.")
+    vat_totals: list[VatTotal]
+    total_net: Money
+    total_vat: Money
+    total_gross: Money
+    accumulated_held_net: Money = Field(description="What stays held for the payer after this decision.")
 
 
-class DueDateRequest(BaseModel):
-    new_due_date: dt.date = Field(description="The due date the invoice should have (B-23).")
-    reason: str = Field(min_length=1, max_length=500, description="Why it moves (audit).")
-    changed_by: str = Field(min_length=1, max_length=100, description="The support user making the change.")
-    requested_by: Requester = Field(description="Who asked (B-25 decides whether they may).")
-    requested_at: dt.datetime | None = Field(
-        default=None, description="When the customer asked; default now."
+class DryRunView(BaseModel):
+    billing_month: str = Field(description="The month the run would bill, YYYY-MM.")
+    run_date: dt.date
+    month_closed: bool = Field(description="Whether metering has closed the month (else: the usage so far).")
+    payers: list[PlannedPayerView]
+    failures: list[PayerFailure]
+
+
+class RunProgress(BaseModel):
+    payers: int = Field(description="Payers planned by the attempts so far.")
+    done: int = Field(description="Of which billed or set aside.")
+
+
+class RunOutcomes(BaseModel):
+    issued: int
+    held: int
+    zero: int
+    nothing_to_bill: int
+
+
+class RunFailureView(BaseModel):
+    payer_id: str
+    reason: str
+    attempts: int = Field(description="How many attempts failed for this payer.")
+    failed_at: dt.datetime
+
+
+class BillingRunStatusView(BaseModel):
+    run_id: str
+    billing_month: str
+    status: str = Field(description="`running`, `completed` or `completed_with_failures`.")
+    first_run_date: dt.date
+    last_run_date: dt.date | None
+    attempts: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    progress: RunProgress
+    outcomes: RunOutcomes = Field(description="The period's decisions so far.")
+    failures: list[RunFailureView] = Field(description="Payers still set aside, with the reason.")
+
+
+class InvoiceView(InvoiceIssuedV1):
+    """An issued invoice: the document as published, and where it stands now."""
+
+    status: InvoiceStatus = Field(description="`open`, `paid` or `credited` (in full).")
+    paid_amount: Money = Field(description="Payments applied to it (B-06).")
+    credited_net: Money = Field(description="Net credited by credit notes.")
+    credited_gross: Money = Field(description="Gross credited by credit notes.")
+    open_amount: Money = Field(description="What the payer still owes on it.")
+    delivery_status: str | None = Field(description="From procountor-sync (I-01).")
+    delivery_error: str | None = Field(description="Why the last delivery failed, if it did.")
+    procountor_invoice_id: str | None = Field(description="The invoice's id in Procountor, once delivered.")
+
+
+ItemValue = str | int | bool | None
+
+
+class SpecificationLineView(BaseModel):
+    line_no: int
+    environment_id: str
+    product_code: str
+    description: str
+    period: str = Field(description="The month the line bills, YYYY-MM.")
+    quantity: Quantity
+    net: Money
+    is_correction: bool
+    carried_from_period: str | None
+    item_kind: str | None = Field(description="Which of metering's item lists is behind the line (B-19).")
+    items: list[dict[str, ItemValue]] = Field(
+        description="Metering's items behind the line, as metering's item API lists them (flat records)."
     )
+    basis: str | None = Field(default=None, description="For a line without items: how it was priced.")
+
+
+class SpecificationView(BaseModel):
+    """B-19: every voucher, payee, message, user, signature and hour behind every line."""
+
+    invoice_id: str
+    invoice_number: str
+    billing_period: str
+    payer_id: str
+    lines: list[SpecificationLineView]
+
+
+class HeldBatchView(BaseModel):
+    billing_period: str = Field(description="The month whose run held these lines.")
+    net: Money
+    reason: str = Field(description="Why they were held (B-15).")
+    lines: list[InvoiceLine]
+    released_in_period: str | None = Field(description="The period whose invoice took them, once released.")
+    released_invoice_id: str | None
+
+
+class PayerHeldView(BaseModel):
+    payer_id: str
+    held_net: Money = Field(description="The sum still held (not released).")
+    held: list[HeldBatchView]
 
 
 def _view(report: RunReport) -> BillingRunView:
-    return BillingRunView(**report.__dict__)
+    return BillingRunView.model_validate(report.__dict__)
 
 
-def build_router(
+def build_billing_router(
     host: ServiceHost,
     price_book: PriceBook,
     *,
@@ -178,7 +271,7 @@ def build_router(
         return await _run(body.run_date)
 
     @router.post("/billing-runs/scheduled", tags=["billing runs"])
-    async def scheduled_run(body: ScheduledRunRequest) -> dict[str, Any]:
+    async def scheduled_run(body: ScheduledRunRequest) -> BillingRunView | NotABillingDayView:
         """Called daily by the CronJob (B-03).
 
         Before the first Finnish business day of the month, and on any day that is not a business
@@ -189,15 +282,11 @@ def build_router(
         """
         first = run_day(YearMonth.of(body.today))
         if body.today < first or not is_business_day(body.today):
-            return {
-                "status": "not_a_billing_day",
-                "today": body.today.isoformat(),
-                "run_day": first.isoformat(),
-            }
-        return (await _run(body.today)).model_dump(mode="json")
+            return NotABillingDayView(status="not_a_billing_day", today=body.today, run_day=first)
+        return await _run(body.today)
 
     @router.post("/billing-runs/dry-run", tags=["billing runs"])
-    async def dry_run(body: BillingRunRequest) -> dict[str, Any]:
+    async def dry_run(body: BillingRunRequest) -> DryRunView:
         """What a run on `run_date` would do now, without writing anything or taking invoice numbers.
 
         Works for an open month too (with the usage received so far): `month_closed` says which.
@@ -210,22 +299,24 @@ def build_router(
                 )
         except NotABillingDayError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return {
-            "billing_month": str(month),
-            "run_date": body.run_date.isoformat(),
-            "month_closed": closed,
-            "payers": [planned_view(p, run_date=body.run_date, price_book=book) for p in planned],
-            "failures": [{"payer_id": p, "reason": r} for p, r in sorted(failures.items())],
-        }
+        return DryRunView.model_validate(
+            {
+                "billing_month": str(month),
+                "run_date": body.run_date,
+                "month_closed": closed,
+                "payers": [planned_view(p, run_date=body.run_date, price_book=book) for p in planned],
+                "failures": [{"payer_id": p, "reason": r} for p, r in sorted(failures.items())],
+            }
+        )
 
     @router.get("/billing-runs/{period}", tags=["billing runs"])
-    async def run_status(period: Annotated[str, Period]) -> dict[str, Any]:
+    async def run_status(period: Annotated[str, Period]) -> BillingRunStatusView:
         """Progress, counts and the payers set aside (with the reason) of one billing period's run."""
         async with host.sessions() as session:
             status = await billing_run_status(session, YearMonth.parse(period))
         if status is None:
             raise HTTPException(status_code=404, detail=f"no billing run for {period}")
-        return status
+        return BillingRunStatusView.model_validate(status)
 
     @router.get("/invoices", tags=["invoices"])
     async def list_invoices(
@@ -236,10 +327,10 @@ def build_router(
         after_number: Annotated[
             int | None, Query(description="Keyset paging: the last invoice number seen.")
         ] = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[InvoiceView]:
         """Invoices by payer, billing period and status, in invoice-number order."""
         async with host.sessions() as session:
-            return await list_invoice_views(
+            views = await list_invoice_views(
                 session,
                 payer_id=payer_id,
                 period=period,
@@ -247,22 +338,21 @@ def build_router(
                 limit=limit,
                 after_number=after_number,
             )
+        return [InvoiceView.model_validate(v) for v in views]
 
     @router.get("/invoices/{invoice_id}", tags=["invoices"])
-    async def get_invoice(invoice_id: str) -> dict[str, Any]:
+    async def get_invoice(invoice_id: str) -> InvoiceView:
         async with host.sessions() as session:
             view = await invoice_view(session, invoice_id)
         if view is None:
             raise HTTPException(status_code=404, detail=f"no invoice {invoice_id}")
-        return view
+        return InvoiceView.model_validate(view)
 
     @router.get("/invoices/{invoice_id}/specification", tags=["invoices"])
-    async def get_specification(invoice_id: str) -> dict[str, Any]:
+    async def get_specification(invoice_id: str) -> SpecificationView:
         """B-19: every voucher, payee, message, user, signature and hour behind every line."""
         async with host.sessions() as session:
-            document = await session.scalar(
-                select(t.invoices.c.document).where(t.invoices.c.invoice_id == invoice_id)
-            )
+            document = await invoice_document(session, invoice_id)
         if document is None:
             raise HTTPException(status_code=404, detail=f"no invoice {invoice_id}")
         if metering is None:
@@ -271,103 +361,10 @@ def build_router(
             )
         try:
             async with metering() as client:
-                return await specification(
-                    InvoiceIssuedV1.model_validate(document), MeteringItemsClient(client)
-                )
+                found = await specification(document, MeteringItemsClient(client))
+                return SpecificationView.model_validate(found)
         except MeteringUnavailableError as exc:
             raise HTTPException(status_code=503, detail=str(exc)) from exc
-
-    @router.post("/invoices/{invoice_id}/credit-notes", status_code=201, tags=["credit notes"])
-    async def credit(invoice_id: str, body: CreditNoteRequest) -> dict[str, Any]:
-        """Credit an issued invoice in full or by line, with a reason; published like an invoice."""
-        request = CreditRequest(
-            invoice_id=invoice_id,
-            reason=body.reason,
-            credited_by=body.credited_by,
-            lines=None if body.lines is None else {ln.line_no: ln.quantity for ln in body.lines},
-            request_id=body.request_id,
-        )
-        try:
-            async with host.sessions.begin() as session:
-                note = await issue_credit_note(session, request, host.clock)
-        except InvoiceNotFoundError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from exc
-        except CreditRefusedError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        host.relay.wake()
-        return note.model_dump(mode="json")
-
-    @router.get("/credit-notes", tags=["credit notes"])
-    async def list_credit_notes(
-        invoice_id: str | None = None, payer_id: str | None = None
-    ) -> list[dict[str, Any]]:
-        c = t.credit_notes.c
-        query = select(c.document).order_by(c.credit_note_number)
-        if invoice_id:
-            query = query.where(c.invoice_id == invoice_id)
-        if payer_id:
-            query = query.where(c.payer_id == payer_id)
-        async with host.sessions() as session:
-            return list((await session.execute(query)).scalars())
-
-    @router.get("/credit-notes/{credit_note_id}", tags=["credit notes"])
-    async def get_credit_note(credit_note_id: str) -> dict[str, Any]:
-        c = t.credit_notes.c
-        async with host.sessions() as session:
-            document = await session.scalar(select(c.document).where(c.credit_note_id == credit_note_id))
-        if document is None:
-            raise HTTPException(status_code=404, detail=f"no credit note {credit_note_id}")
-        found: dict[str, Any] = document
-        return found
-
-    @router.get("/refunds", tags=["refunds"])
-    async def list_refunds(payer_id: str | None = None) -> list[dict[str, Any]]:
-        """B-06: payments that found no open invoice, to be returned to the payer."""
-        r = t.refunds.c
-        query = select(t.refunds).order_by(r.created_at, r.refund_id)
-        if payer_id:
-            query = query.where(r.payer_id == payer_id)
-        async with host.sessions() as session:
-            rows = (await session.execute(query)).mappings().all()
-        return [
-            {k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in row.items()} for row in rows
-        ]
-
-    @router.post("/invoices/{invoice_id}/due-date", tags=["invoices"])
-    async def move_due_date(invoice_id: str, body: DueDateRequest) -> dict[str, Any]:
-        """B-23: support moves one invoice's due date; audited (who asked, who changed it, when, why)."""
-        change = DueDateChange(
-            invoice_id=invoice_id,
-            new_due_date=body.new_due_date,
-            reason=body.reason,
-            changed_by=body.changed_by,
-            requested_by=body.requested_by,
-            requested_at=body.requested_at or host.clock.now(),
-            source="http",
-        )
-        refusal: DueDateRefusedError | None = None
-        try:
-            async with host.sessions.begin() as session:
-                try:
-                    due = await change_due_date(session, change, host.clock)
-                except DueDateRefusedError as exc:
-                    refusal = exc  # the refusal's audit row commits with this transaction
-        except InvoiceNotFoundError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from exc
-        if refusal is not None:
-            raise HTTPException(status_code=422, detail={"rule": refusal.rule, "reason": refusal.reason})
-        return {"invoice_id": invoice_id, "due_date": due.isoformat()}
-
-    @router.get("/invoices/{invoice_id}/due-date-changes", tags=["invoices"])
-    async def due_date_changes(invoice_id: str) -> list[dict[str, Any]]:
-        d = t.due_date_changes.c
-        async with host.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(t.due_date_changes).where(d.invoice_id == invoice_id).order_by(d.id)
-                )
-            ).mappings()
-            return [dict(r) for r in rows]
 
     @router.get("/held", tags=["invoices"])
     async def all_held() -> dict[str, str]:
@@ -376,9 +373,9 @@ def build_router(
             return await held_totals(session)
 
     @router.get("/payers/{payer_id}/held", tags=["invoices"])
-    async def held(payer_id: str) -> dict[str, Any]:
+    async def held(payer_id: str) -> PayerHeldView:
         """B-15: what is held for the payer under the minimum invoice, by the run that held it."""
         async with host.sessions() as session:
-            return await held_of_payer(session, payer_id)
+            return PayerHeldView.model_validate(await held_of_payer(session, payer_id))
 
     return router

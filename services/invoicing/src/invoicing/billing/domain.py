@@ -434,6 +434,14 @@ def correction_lines(
     return corrections
 
 
+class InvoiceStatus(StrEnum):
+    """Where an issued invoice stands: a run issues it open; receivables marks it paid or credited."""
+
+    OPEN = "open"  # money still due
+    PAID = "paid"
+    CREDITED = "credited"  # credited in full
+
+
 @dataclass(frozen=True, slots=True)
 class VatTotal:
     """Net and VAT of one VAT rate on an invoice (B-18)."""

@@ -21,6 +21,7 @@ from billing_contracts.partners import PartnerTier
 from invoicing import tables as t
 from invoicing.billing.domain import MonthlyUsage, TierBook
 from invoicing.calendar import YearMonth
+from invoicing.numbering import InvoiceNumbers
 from service_runtime.bulk import joined_text
 
 _U = t.monthly_usage.c
@@ -404,12 +405,7 @@ class SqlAlchemyBillingRepository:
 
     async def next_invoice_numbers(self, n: int) -> list[int]:
         """`n` numbers of the one unique increasing series of invoices and credit notes (B-18)."""
-        if n <= 0:
-            return []
-        rows = await self._s.execute(
-            text("SELECT nextval('invoicing.invoice_number_seq') FROM generate_series(1, :n)"), {"n": n}
-        )
-        return sorted(int(v) for v in rows.scalars())
+        return await InvoiceNumbers(self._s).take(n)
 
     async def save_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> None:
         # No ON CONFLICT: a second decision of a (payer, period) must fail the transaction.

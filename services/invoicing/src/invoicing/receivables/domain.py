@@ -4,12 +4,12 @@ allocated to a payer's open invoices (B-06). Pure: no I/O."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from invoicing.billing.domain import VatTotal
-from invoicing.money import ZERO, cents, vat_amount
+from invoicing.billing.domain import InvoiceStatus, VatTotal
+from invoicing.money import ZERO, cents, require_decimal, vat_amount
 
 
 class CreditRefusedError(ValueError):
@@ -184,3 +184,129 @@ def credit_vat(
             vat = invoice_vat.get(rate, vat) - credited_vat.get(rate, ZERO)
         totals.append(VatTotal(vat_rate=rate, net=cents(net), vat=vat))
     return tuple(totals)
+
+
+# --- the state of an issued invoice ---
+
+
+def invoice_status(
+    total_gross: Decimal, paid: Decimal, credited_gross: Decimal, *, fully_credited: bool
+) -> InvoiceStatus:
+    """Credited once a credit note completes it; paid once payments and credits cover its gross."""
+    if fully_credited:
+        return InvoiceStatus.CREDITED
+    return InvoiceStatus.PAID if paid + credited_gross >= total_gross else InvoiceStatus.OPEN
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receivable:
+    """An issued invoice as receivables sees it: what was billed, credited and paid."""
+
+    invoice_id: str
+    invoice_number: int
+    payer_id: str
+    status: InvoiceStatus
+    invoice_date: dt.date
+    due_date: dt.date
+    total_gross: Decimal
+    credited_net: Decimal
+    credited_gross: Decimal
+    paid_amount: Decimal
+
+    @property
+    def open_amount(self) -> Decimal:
+        """What the payer still owes on it."""
+        return self.total_gross - self.credited_gross - self.paid_amount
+
+
+def software_net_by_reseller_of_credit(
+    lines: Iterable[CreditedLine], reseller_of: Mapping[str, str | None]
+) -> dict[str, Decimal]:
+    """P-08 on a credit note: the net software credited for each reseller's environments."""
+    nets: dict[str, Decimal] = {}
+    for ln in lines:
+        reseller = reseller_of.get(ln.environment_id)
+        if reseller and ln.is_software:
+            nets[reseller] = nets.get(reseller, ZERO) + ln.net
+    return nets
+
+
+# --- B-06: a payment allocated to the payer's open invoices ---
+
+REFUND_NO_OPEN_INVOICE = "no open invoice"
+REFUND_OVERPAYMENT = "overpayment: more than the payer's open invoices"
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """Part of a payment applied to one invoice."""
+
+    invoice_id: str
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAllocation:
+    """Where a payment went: the invoices it paid, in order, and what is left to return (B-06)."""
+
+    allocations: tuple[Allocation, ...]
+    refund: Decimal
+    refund_reason: str | None
+
+
+def allocate_payment(
+    amount: Decimal, open_invoices: Sequence[Receivable], *, named: Receivable | None = None
+) -> PaymentAllocation:
+    """B-06: a payment pays the invoice it names first, then the payer's other open invoices in the
+    order given (due date, then number); what no open invoice takes is refunded, never kept as a
+    credit balance.
+
+    **Decision:** money is returned only when the payer has no open invoice left to take it. A
+    credited invoice, or one already covered, takes nothing. The allocations and the refund add up
+    to the payment exactly.
+    """
+    require_decimal(amount, "payment amount")
+    if amount < ZERO:
+        raise ValueError(f"a payment amount is not negative, got {amount}")
+    ordered = ([named] if named is not None else []) + [
+        r for r in open_invoices if named is None or r.invoice_id != named.invoice_id
+    ]
+    left = amount
+    allocations: list[Allocation] = []
+    for invoice in ordered:
+        open_amount = invoice.open_amount
+        if left <= ZERO or open_amount <= ZERO or invoice.status is InvoiceStatus.CREDITED:
+            continue
+        applied = min(left, open_amount)
+        left -= applied
+        allocations.append(Allocation(invoice.invoice_id, applied))
+    if left <= ZERO:
+        return PaymentAllocation(tuple(allocations), ZERO, None)
+    reason = REFUND_NO_OPEN_INVOICE if not allocations else REFUND_OVERPAYMENT
+    return PaymentAllocation(tuple(allocations), left, reason)
+
+
+# --- B-23: moving a due date ---
+
+
+class DueDateRefusedError(Exception):
+    """A due-date move the rules refuse: the rule id and the reason."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(f"{reason} ({rule})")
+        self.rule = rule
+        self.reason = reason
+
+
+def due_date_refusal(receivable: Receivable, new_due_date: dt.date) -> DueDateRefusedError | None:
+    """B-23: only an open invoice's due date moves, and never to before its invoice date."""
+    if receivable.status is not InvoiceStatus.OPEN:
+        return DueDateRefusedError(
+            "B-23",
+            f"invoice {receivable.invoice_id} is {receivable.status}: only an open invoice's due date moves",
+        )
+    if new_due_date < receivable.invoice_date:
+        return DueDateRefusedError(
+            "B-23", f"the new due date {new_due_date} is before the invoice date {receivable.invoice_date}"
+        )
+    return None
