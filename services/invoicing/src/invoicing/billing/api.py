@@ -168,7 +168,7 @@ class InvoiceView(InvoiceIssuedV1):
     procountor_invoice_id: str | None = Field(description="The invoice's id in Procountor, once delivered.")
 
 
-ItemValue = str | int | bool | None
+ItemValue = str | int | bool | list[str] | None
 
 
 class SpecificationLineView(BaseModel):

@@ -8,24 +8,28 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from typing_extensions import TypeAliasType
 
 from billing_contracts.base import Message
 from billing_contracts.contracts import (
     AccountingFirmChangeRequestedV1,
     AdvanceBillingRequestedV1,
+    BillingChannel,
+    BillingContact,
     BillingContactChangeRequestedV1,
     BusinessIdChangeRequestedV1,
     CompanyNameChangeNoticeGivenV1,
     ContractSignedV1,
+    EInvoiceAddress,
     PackageChangeRequestedV1,
+    PackageCode,
+    PayerKind,
+    PostalAddress,
     ProductionStartedV1,
     TallennusFirmChangeApprovedV1,
     TerminationNoticeGivenV1,
 )
-from invoicing import tables as t
 from invoicing.calendar import YearMonth
 from invoicing.contracts import repository as repo
 from invoicing.contracts.domain import ContractTerms
@@ -40,9 +44,58 @@ from invoicing.contracts.service import (
 )
 from invoicing.prices import repository as prices
 from invoicing.prices.domain import PriceListError
+from service_runtime.database import Session
 from service_runtime.host import ServiceHost
 
 _YEAR_MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+#: The envelope every command carries; the API fills it in (a new event id, now, producer `http`).
+_ENVELOPE = ("event_id", "occurred_at", "producer")
+
+
+def command_body(
+    command_type: type[Message], *, received: str | None = None, keep_environment: bool = False
+) -> type[BaseModel]:
+    """The request body of a command: the command's own fields, typed and described as in the contract,
+    without the envelope and (for a change of an existing contract) without `environment_id`, which
+    the path's contract gives. `received` (when the request was made) becomes optional: default now."""
+    fields: dict[str, Any] = {}
+    for name, info in command_type.model_fields.items():
+        if name in _ENVELOPE or (name == "environment_id" and not keep_environment):
+            continue
+        if name == received:
+            fields[name] = (
+                dt.datetime | None,
+                Field(default=None, description=f"{info.description or ''} Default: now.".strip()),
+            )
+        else:
+            fields[name] = (info.annotation, info)
+    body: type[BaseModel] = create_model(
+        f"{command_type.__name__.removesuffix('V1')}Body",
+        __config__=ConfigDict(extra="ignore"),
+        __doc__=f"The fields of `{command_type.__name__}` (the envelope is added by the API).",
+        **fields,
+    )
+    return body
+
+
+ContractSignedBody = command_body(ContractSignedV1, keep_environment=True)
+ProductionStartedBody = command_body(ProductionStartedV1)
+PackageChangeBody = command_body(PackageChangeRequestedV1, received="requested_at")
+AccountingFirmChangeBody = command_body(AccountingFirmChangeRequestedV1, received="requested_at")
+TerminationNoticeBody = command_body(TerminationNoticeGivenV1, received="notice_given_at")
+BusinessIdChangeBody = command_body(BusinessIdChangeRequestedV1, received="requested_at")
+TallennusFirmApprovalBody = command_body(TallennusFirmChangeApprovedV1, received="approved_at")
+BillingContactChangeBody = command_body(BillingContactChangeRequestedV1, received="requested_at")
+CompanyNameChangeBody = command_body(CompanyNameChangeNoticeGivenV1, received="notice_given_at")
+AdvanceBillingBody = command_body(AdvanceBillingRequestedV1, received="requested_at")
+
+#: An audit record's details: JSON made of text, whole numbers, booleans, lists and objects (money
+#: and dates are strings in it, as on the wire). They differ by change: the command as received,
+#: and the changed fields before and after.
+AuditDetail = TypeAliasType(
+    "AuditDetail",
+    "str | int | bool | list[AuditDetail] | dict[str, AuditDetail] | None",
+)
 
 
 class ChangeView(BaseModel):
@@ -60,6 +113,105 @@ class ChangeView(BaseModel):
     )
 
 
+class ContractView(BaseModel):
+    """A contract's current state (package, firm and payer per month: `/terms/{month}`)."""
+
+    contract_id: str
+    environment_id: str
+    business_id: str
+    company_name: str = Field(description="The name invoices carry (B-22).")
+    package: PackageCode = Field(description="The package in effect now.")
+    production_date: dt.date = Field(description="B-01: billing starts from it.")
+    end_date: dt.date | None = Field(description="B-27: the last billable day, once notice is given.")
+    payer_kind: PayerKind
+    payer_id: str = Field(description="Business ID of the payer (B-17).")
+    accounting_firm_id: str | None
+    accounting_firm_business_id: str | None
+    reseller_partner_id: str | None
+    own_use: bool = Field(description="P-07: the accounting firm's own environment.")
+    billing_address: PostalAddress
+    billing_channel: BillingChannel
+    einvoice_address: EInvoiceAddress | None
+    billing_email: str | None
+    billing_contact: BillingContact | None
+    status: str = Field(description="`signed`, `in_production`, `notice_given` or `ended` (B-27).")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    notice_given_on: dt.date | None
+    termination_reason: str | None
+    data_retained_until: dt.date | None = Field(description="B-27: the data is kept until this day.")
+    einvoice_address_ends_on: dt.date | None = Field(description="B-28: the e-invoice address ends here.")
+    predecessor_contract_id: str | None
+    successor_contract_id: str | None
+
+
+class FirmApprovalView(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    person_name: str | None = Field(default=None, description="Who approved for the firm.")
+    approved_at: dt.datetime | None = Field(default=None)
+
+
+class PendingFirmChangeView(BaseModel):
+    """B-29: a Tallennus firm change waiting for the other firm's approval."""
+
+    contract_id: str
+    old_accounting_firm_id: str
+    new_accounting_firm_id: str
+    old_approval: dict[str, AuditDetail] | None = Field(description="The old firm's approval, once given.")
+    new_approval: dict[str, AuditDetail] | None = Field(description="The new firm's approval, once given.")
+    updated_at: dt.datetime
+
+
+class ContractDetailView(ContractView):
+    pending_tallennus_firm_change: PendingFirmChangeView | None
+
+
+class ChangeRecordView(BaseModel):
+    """One audited change or refusal of a contract: who, when, what, why (B-25)."""
+
+    id: int
+    contract_id: str
+    at: dt.datetime
+    change: str = Field(description="What changed, e.g. `signed`, `package_changed`.")
+    requested_by: dict[str, AuditDetail] | None = Field(
+        description="Who asked: a `Requester` for a customer's request, or the system that reported it."
+    )
+    details: dict[str, AuditDetail] = Field(
+        description="The command as received, and the changed fields before and after."
+    )
+    outcome: str = Field(description="`accepted`, `pending` or `refused`.")
+    rule: str | None = Field(description="The SPEC rule of a refusal.")
+    reason: str | None = Field(description="The refusal's reason, or the requester's.")
+    effective_from: dt.date | None = Field(description="First billed month it affects (B-26).")
+    source: str | None = Field(description="`http`, `kafka`, `procountor` or `schedule`.")
+    event_id: uuid.UUID | None
+
+
+class TermsView(BaseModel):
+    """The terms billing uses for one month (B-26): package, firm and payer in effect."""
+
+    contract_id: str
+    environment_id: str
+    business_id: str
+    invoice_name: str
+    package: PackageCode
+    production_date: dt.date
+    end_date: dt.date | None
+    payer_kind: PayerKind
+    payer_id: str
+    accounting_firm_id: str | None
+    accounting_firm_business_id: str | None
+    reseller_partner_id: str | None
+    own_use: bool
+    billing_address: PostalAddress
+    billing_channel: BillingChannel
+    einvoice_address: EInvoiceAddress | None
+    billing_email: str | None
+    billing_contact: BillingContact | None
+    status: str
+
+
 class RefreshView(BaseModel):
     contracts_changed: int = Field(description="Contracts whose status or terms in effect changed today.")
 
@@ -71,6 +223,10 @@ class PriceListView(BaseModel):
     is_sample: bool = Field(description="Made-up SAMPLE prices; production refuses them.")
     source: str = Field(description="`file` (the configured price book) or `api`.")
     loaded_at: dt.datetime
+
+
+class PriceListDocumentView(PriceListView):
+    document: str = Field(description="The price list as the one-list price book YAML it is read from.")
 
 
 def _refused(refusal: Refused) -> HTTPException:
@@ -103,13 +259,8 @@ def _price_list_view(stored: prices.StoredPriceList) -> PriceListView:
     return PriceListView(**{k: v for k, v in stored.__dict__.items() if k != "document"})
 
 
-def _terms_view(terms: ContractTerms) -> dict[str, Any]:
-    view = {name: getattr(terms, name) for name in terms.__dataclass_fields__}
-    return view | {
-        "package": terms.package.value,
-        "payer_kind": terms.payer_kind.value,
-        "status": terms.status.value,
-    }
+def _terms_view(terms: ContractTerms) -> TermsView:
+    return TermsView.model_validate({name: getattr(terms, name) for name in terms.__dataclass_fields__})
 
 
 def build_contracts_router(
@@ -133,17 +284,18 @@ def build_contracts_router(
         host.relay.wake()
         return _view(outcome)
 
-    async def ensure_configured(session: AsyncSession) -> None:
+    async def ensure_configured(session: Session) -> None:
         await prices.ensure_configured_price_lists(session, configured_price_book, now=host.clock.now())
 
     async def submit(
-        command_type: type[Message], contract_id: str, body: dict[str, Any], *, received: str | None
+        command_type: type[Message], contract_id: str, body: BaseModel, *, received: str | None
     ) -> ChangeView:
         async with host.sessions.begin() as session:
             row = await repo.contract_row(session, contract_id)
             if row is None:
                 raise _no_contract(contract_id)
-            payload = envelope() | body | {"environment_id": row["environment_id"]}
+            payload = envelope() | body.model_dump(mode="json", exclude_unset=True)
+            payload |= {"environment_id": row["environment_id"]}
             if received is not None:
                 payload.setdefault(received, host.clock.now().isoformat())
             command = _validate(command_type, payload)
@@ -154,9 +306,9 @@ def build_contracts_router(
         return answer(outcome)
 
     @router.post("/contracts", response_model=ChangeView, status_code=201, tags=["contracts"])
-    async def create_contract(body: dict[str, Any]) -> ChangeView:
+    async def create_contract(body: ContractSignedBody) -> ChangeView:  # type: ignore[valid-type]
         """Sign a contract: the body is `ContractSignedV1` without the envelope (B-01, B-17, B-20)."""
-        command = _validate(ContractSignedV1, envelope() | body)
+        command = _validate(ContractSignedV1, envelope() | body.model_dump(mode="json", exclude_unset=True))  # type: ignore[attr-defined]
         async with host.sessions.begin() as session:
             outcome = await handle_contract_command(session, command, host.clock, source=SOURCE_HTTP)
         return answer(outcome)
@@ -169,42 +321,42 @@ def build_contracts_router(
         status: str | None = None,
         limit: int = Query(default=100, ge=1, le=1000),
         after: str | None = Query(default=None, description="Contract id to continue after (keyset paging)."),
-    ) -> list[dict[str, Any]]:
-        c = t.contracts.c
-        query = select(t.contracts).order_by(c.contract_id).limit(limit)
-        for column, value in (
-            (c.environment_id, environment_id),
-            (c.business_id, business_id),
-            (c.payer_id, payer_id),
-            (c.status, status),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        if after is not None:
-            query = query.where(c.contract_id > after)
+    ) -> list[ContractView]:
         async with host.sessions() as session:
-            return [dict(r) for r in (await session.execute(query)).mappings()]
+            rows = await repo.list_contracts(
+                session,
+                environment_id=environment_id,
+                business_id=business_id,
+                payer_id=payer_id,
+                status=status,
+                limit=limit,
+                after=after,
+            )
+        return [ContractView.model_validate(dict(r)) for r in rows]
 
     @router.get("/contracts/{contract_id}", tags=["contracts"])
-    async def get_contract(contract_id: str) -> dict[str, Any]:
+    async def get_contract(contract_id: str) -> ContractDetailView:
         """The contract's current state, with a Tallennus firm change waiting for approvals (B-29)."""
         async with host.sessions() as session:
             row = await repo.contract_row(session, contract_id)
             if row is None:
                 raise _no_contract(contract_id)
             pending = await repo.pending_tallennus_firm_change(session, contract_id)
-        return dict(row) | {"pending_tallennus_firm_change": None if pending is None else dict(pending)}
+        return ContractDetailView.model_validate(
+            dict(row) | {"pending_tallennus_firm_change": None if pending is None else dict(pending)}
+        )
 
     @router.get("/contracts/{contract_id}/history", tags=["contracts"])
-    async def contract_history(contract_id: str) -> list[dict[str, Any]]:
+    async def contract_history(contract_id: str) -> list[ChangeRecordView]:
         """Every change and refusal: who, when, what, why (B-25)."""
         async with host.sessions() as session:
             if await repo.contract_row(session, contract_id) is None:
                 raise _no_contract(contract_id)
-            return await repo.contract_history(session, contract_id)
+            history = await repo.contract_history(session, contract_id)
+        return [ChangeRecordView.model_validate(h) for h in history]
 
     @router.get("/contracts/{contract_id}/terms/{month}", tags=["contracts"])
-    async def contract_terms(contract_id: str, month: str) -> dict[str, Any]:
+    async def contract_terms(contract_id: str, month: str) -> TermsView:
         """The terms billing uses for `month` (YYYY-MM): package, firm and payer in effect (B-26)."""
         try:
             ym = YearMonth.parse(month)
@@ -217,53 +369,53 @@ def build_contracts_router(
         return _terms_view(terms)
 
     @router.post("/contracts/{contract_id}/production-date", response_model=ChangeView, tags=["contracts"])
-    async def set_production_date(contract_id: str, body: dict[str, Any]) -> ChangeView:
+    async def set_production_date(contract_id: str, body: ProductionStartedBody) -> ChangeView:  # type: ignore[valid-type]
         """Body: `ProductionStartedV1` fields (`production_date`) (B-01)."""
         return await submit(ProductionStartedV1, contract_id, body, received=None)
 
     @router.post("/contracts/{contract_id}/package-changes", response_model=ChangeView, tags=["contracts"])
-    async def change_package(contract_id: str, body: dict[str, Any]) -> ChangeView:
+    async def change_package(contract_id: str, body: PackageChangeBody) -> ChangeView:  # type: ignore[valid-type]
         """Body: `PackageChangeRequestedV1` fields; `requested_at` defaults to now (B-25, B-26)."""
         return await submit(PackageChangeRequestedV1, contract_id, body, received="requested_at")
 
     @router.post(
         "/contracts/{contract_id}/accounting-firm-changes", response_model=ChangeView, tags=["contracts"]
     )
-    async def change_accounting_firm(contract_id: str, body: dict[str, Any]) -> ChangeView:
+    async def change_accounting_firm(contract_id: str, body: AccountingFirmChangeBody) -> ChangeView:  # type: ignore[valid-type]
         """Body: `AccountingFirmChangeRequestedV1` fields; `requested_at` defaults to now (B-25, B-26)."""
         return await submit(AccountingFirmChangeRequestedV1, contract_id, body, received="requested_at")
 
     @router.post("/contracts/{contract_id}/termination", response_model=ChangeView, tags=["contracts"])
-    async def give_notice(contract_id: str, body: dict[str, Any]) -> ChangeView:
+    async def give_notice(contract_id: str, body: TerminationNoticeBody) -> ChangeView:  # type: ignore[valid-type]
         """Body: `TerminationNoticeGivenV1` fields; `notice_given_at` defaults to now (B-25, B-27)."""
         return await submit(TerminationNoticeGivenV1, contract_id, body, received="notice_given_at")
 
     @router.post(
         "/contracts/{contract_id}/business-id-changes", response_model=ChangeView, tags=["contracts"]
     )
-    async def change_business_id(contract_id: str, body: dict[str, Any]) -> ChangeView:
+    async def change_business_id(contract_id: str, body: BusinessIdChangeBody) -> ChangeView:  # type: ignore[valid-type]
         """Body: `BusinessIdChangeRequestedV1` fields; `requested_at` defaults to now (B-25, B-28)."""
         return await submit(BusinessIdChangeRequestedV1, contract_id, body, received="requested_at")
 
     @router.post(
         "/contracts/{contract_id}/tallennus-firm-approvals", response_model=ChangeView, tags=["contracts"]
     )
-    async def approve_tallennus_firm_change(contract_id: str, body: dict[str, Any]) -> ChangeView:
+    async def approve_tallennus_firm_change(contract_id: str, body: TallennusFirmApprovalBody) -> ChangeView:  # type: ignore[valid-type]
         """Body: `TallennusFirmChangeApprovedV1` fields; `approved_at` defaults to now (B-29)."""
         return await submit(TallennusFirmChangeApprovedV1, contract_id, body, received="approved_at")
 
     @router.post("/contracts/{contract_id}/billing-contact", response_model=ChangeView, tags=["contracts"])
-    async def change_billing_contact(contract_id: str, body: dict[str, Any]) -> ChangeView:
+    async def change_billing_contact(contract_id: str, body: BillingContactChangeBody) -> ChangeView:  # type: ignore[valid-type]
         """Body: `BillingContactChangeRequestedV1` fields; `requested_at` defaults to now (B-24, B-25)."""
         return await submit(BillingContactChangeRequestedV1, contract_id, body, received="requested_at")
 
     @router.post("/contracts/{contract_id}/company-name", response_model=ChangeView, tags=["contracts"])
-    async def change_company_name(contract_id: str, body: dict[str, Any]) -> ChangeView:
+    async def change_company_name(contract_id: str, body: CompanyNameChangeBody) -> ChangeView:  # type: ignore[valid-type]
         """Body: `CompanyNameChangeNoticeGivenV1` fields; `notice_given_at` defaults to now (B-22, B-25)."""
         return await submit(CompanyNameChangeNoticeGivenV1, contract_id, body, received="notice_given_at")
 
     @router.post("/contracts/{contract_id}/advance-billing", response_model=ChangeView, tags=["contracts"])
-    async def request_advance_billing(contract_id: str, body: dict[str, Any]) -> ChangeView:
+    async def request_advance_billing(contract_id: str, body: AdvanceBillingBody) -> ChangeView:  # type: ignore[valid-type]
         """Always refused with 422: billing is in arrears (B-04)."""
         return await submit(AdvanceBillingRequestedV1, contract_id, body, received="requested_at")
 
@@ -283,14 +435,14 @@ def build_contracts_router(
         return [_price_list_view(s) for s in stored]
 
     @router.get("/price-lists/{price_list_id}", tags=["price lists"])
-    async def get_price_list(price_list_id: str) -> dict[str, Any]:
+    async def get_price_list(price_list_id: str) -> PriceListDocumentView:
         """One price list: its validity and its prices as the one-list price book YAML it is read from."""
         async with host.sessions.begin() as session:
             await ensure_configured(session)
             stored = {s.price_list_id: s for s in await prices.stored_price_lists(session)}
         if price_list_id not in stored:
             raise HTTPException(status_code=404, detail=f"no price list {price_list_id}")
-        return dict(stored[price_list_id].__dict__)
+        return PriceListDocumentView.model_validate(stored[price_list_id].__dict__)
 
     @router.post(
         "/price-lists",

@@ -363,6 +363,31 @@ async def record_change(
     return int(change_id or 0)
 
 
+async def list_contracts(
+    session: AsyncSession,
+    *,
+    environment_id: str | None,
+    business_id: str | None,
+    payer_id: str | None,
+    status: str | None,
+    limit: int,
+    after: str | None,
+) -> list[RowMapping]:
+    """Contracts by environment, business ID, payer and status, in contract-id order (keyset paging)."""
+    query = select(t.contracts).order_by(_C.contract_id).limit(limit)
+    for column, value in (
+        (_C.environment_id, environment_id),
+        (_C.business_id, business_id),
+        (_C.payer_id, payer_id),
+        (_C.status, status),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if after is not None:
+        query = query.where(_C.contract_id > after)
+    return list((await session.execute(query)).mappings())
+
+
 async def contract_history(session: AsyncSession, contract_id: str) -> list[dict[str, Any]]:
     rows = (
         await session.execute(
