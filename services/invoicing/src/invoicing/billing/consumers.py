@@ -12,7 +12,7 @@ from billing_contracts.base import Message
 from billing_contracts.metering import MonthClosedV1, UsageAdjustedV1, UsageFinalizedV1
 from billing_contracts.partners import PartnerTierChangedV1
 from invoicing import tables as t
-from invoicing.billing.repository import insert_rows, jsonb
+from service_runtime.bulk import insert_rows, jsonb
 from service_runtime.clock import Clock
 from service_runtime.consumer import Rejection
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, String, Table, TextClause, any_, func, literal, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import ARRAY, String, any_, func, literal, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +19,7 @@ from invoicing import tables as t
 from invoicing.billing.domain import MonthlyUsage, TierBook
 from invoicing.calendar import YearMonth
 from invoicing.numbering import InvoiceNumbers
-from service_runtime.bulk import joined_text
+from service_runtime.bulk import insert_rows
 
 _U = t.monthly_usage.c
 _A = t.usage_adjustments.c
@@ -435,80 +432,6 @@ class SqlAlchemyBillingRepository:
         )
 
 
-_TEXT_LIKE = ("VARCHAR", "TEXT", "JSON", "JSONB")
-
-
-@functools.cache
-def _column_type(table: Table, column: str) -> str:
-    return str(table.c[column].type.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
-
-
-@functools.cache
-def _insert_statement(
-    table: Table, columns: tuple[str, ...], joined: frozenset[str], conflict: str
-) -> TextClause:
-    # service_runtime.bulk guesses array types from class names (BigInteger becomes text); here
-    # each column's own PostgreSQL type is compiled, so any column type is written exactly.
-    arrays = ", ".join(
-        f"CAST(string_to_array(CAST(:{c} AS text), E'\\x1f') AS {_column_type(table, c)}[])"
-        if c in joined
-        else f"CAST(:{c} AS {_column_type(table, c)}[])"
-        for c in columns
-    )
-    names = ", ".join(f'"{c}"' for c in columns)
-    # Identifiers come from our table metadata, never from input; values are bound.
-    sql = f'INSERT INTO "{table.schema}"."{table.name}" ({names}) SELECT * FROM unnest({arrays}) {conflict}'  # noqa: S608
-    return text(sql)
-
-
-_PLAIN = (int, Decimal, dt.date, dt.datetime, uuid.UUID)
-
-
-def _as_text(values: list[Any]) -> list[Any]:
-    """Numbers, dates, times and ids in PostgreSQL's input syntax (None or anything else: as they are).
-
-    Their text form is what PostgreSQL parses for the column's type (`str(Decimal)` and
-    ISO dates and times); a column with a NULL or another type keeps its array.
-    """
-    if not values or type(values[0]) not in _PLAIN or any(v is None for v in values):
-        return values
-    return [str(v) for v in values]
-
-
-async def insert_rows(
-    session: AsyncSession,
-    table: Table,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    conflict: str = "ON CONFLICT DO NOTHING",
-) -> None:
-    """Insert `rows` (dicts with the same keys) in one statement over column arrays (JSON: its text).
-
-    A text or JSON column whose values are all non-empty strings goes as one separated string
-    (`service_runtime.bulk.joined_text`): the driver then encodes one value, not one per row.
-    """
-    if not rows:
-        return
-    columns = tuple(rows[0])
-    params: dict[str, Any] = {}
-    joined: set[str] = set()
-    for c in columns:
-        values = [r[c] for r in rows]
-        if _column_type(table, c).split("(")[0] in _TEXT_LIKE:
-            one = joined_text(values)
-        else:
-            one = joined_text(_as_text(values))
-        params[c] = values if one is None else one
-        if one is not None:
-            joined.add(c)
-    await session.execute(_insert_statement(table, columns, frozenset(joined), conflict), params)
-
-
 def _any(values: Sequence[str]) -> Any:
     """`= ANY(:array)`: one bound parameter however many values (no parameter limit)."""
     return any_(literal(list(values), ARRAY(String)))
-
-
-def jsonb(value: Any) -> str:
-    """JSON text for a JSONB column written through `insert_rows`."""
-    return json.dumps(value, separators=(",", ":"))

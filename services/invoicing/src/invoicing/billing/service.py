@@ -38,7 +38,7 @@ from invoicing.billing.domain import (
     software_net_by_reseller,
     usage_from_production_date,
 )
-from invoicing.billing.repository import Adjustment, HeldRow, SqlAlchemyBillingRepository, jsonb
+from invoicing.billing.repository import Adjustment, HeldRow, SqlAlchemyBillingRepository
 from invoicing.billing.specification import ItemSource
 from invoicing.billing.wire import check_against_contract, invoice_json
 from invoicing.calendar import HELSINKI, YearMonth, billing_month_for_run, run_day
@@ -51,6 +51,7 @@ from invoicing.contracts.repository import (
 from invoicing.money import FINNISH_VAT_RATES, ZERO, VatRateTable
 from invoicing.prices.domain import PackageCode, PriceBook, PriceList
 from invoicing.references import reference_for_invoice_number
+from service_runtime.bulk import jsonb
 from service_runtime.clock import Clock
 from service_runtime.outbox import OutgoingMessage, enqueue, outgoing
 
