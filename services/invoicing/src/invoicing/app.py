@@ -28,8 +28,9 @@ from invoicing.contracts.service import (
     keep_contracts_current,
 )
 from invoicing.prices.domain import PriceBook
-from invoicing.prices.loader import load_price_book, sample_price_book
+from invoicing.prices.loader import load_price_book, load_vat_rates, sample_price_book, shipped_vat_rates
 from invoicing.prices.repository import configured_price_book_text
+from invoicing.prices.vat import VatRateTable
 from invoicing.receivables.api import build_receivables_router
 from invoicing.receivables.consumers import DueDateIntake, ReceivablesIntake
 from invoicing.settings import InvoicingSettings
@@ -57,6 +58,11 @@ def load_prices(settings: InvoicingSettings) -> PriceBook:
             )
         log.warning("sample_prices_in_use")
     return book
+
+
+def load_vat_rates_of(settings: InvoicingSettings) -> VatRateTable:
+    """The VAT rates a run uses: the configured file, else the shipped Finnish rates (validated either way)."""
+    return load_vat_rates(settings.vat_rates_file) if settings.vat_rates_file else shipped_vat_rates()
 
 
 def metering_client(settings: InvoicingSettings) -> Callable[[], httpx.AsyncClient] | None:
@@ -118,6 +124,7 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
                 metering=metering_client(settings),
                 batch_size=settings.billing_batch_size,
                 workers=settings.billing_workers,
+                vat_rates=load_vat_rates_of(settings),
             ),
             build_receivables_router(host),
             build_contracts_router(

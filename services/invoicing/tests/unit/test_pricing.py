@@ -10,7 +10,6 @@ import pytest
 
 from billing_contracts.contracts import PackageCode as ContractPackageCode
 from invoicing.calendar import YearMonth
-from invoicing.money import VatCategory
 from invoicing.prices.domain import (
     PackageCode,
     PackagePrice,
@@ -26,6 +25,7 @@ from invoicing.prices.loader import (
     parse_price_book,
     sample_price_book,
 )
+from invoicing.prices.vat import VatCategory
 
 
 def _package(code: PackageCode = PackageCode.KEVYT, **overrides: object) -> PackagePrice:

@@ -10,8 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from billing_contracts.metering import UsageFigures
-from metering.items import ItemKind, list_items
-from metering.repository import SqlAlchemyUsageRepository
+from metering.repository import ItemKind, ItemRepository, SqlAlchemyUsageRepository
 from metering.service import MonthNotOverError, close_month, figures
 from service_runtime.host import ServiceHost
 
@@ -139,7 +138,9 @@ def build_router(host: ServiceHost, *, grace: timedelta) -> APIRouter:
         """Everything behind one figure (B-19): each voucher, payee, message, user or hour entry."""
         async with host.sessions() as session:
             try:
-                page = await list_items(session, kind, environment_id, month, limit=limit, cursor=cursor)
+                page = await ItemRepository(session).page(
+                    kind, environment_id, month, limit=limit, cursor=cursor
+                )
             except ValueError as exc:
                 raise HTTPException(status_code=400, detail=str(exc)) from exc
         return ItemPageView.model_validate(

@@ -42,6 +42,7 @@ from invoicing.billing.views import (
 from invoicing.calendar import YearMonth, is_business_day, run_day
 from invoicing.prices.domain import PriceBook
 from invoicing.prices.repository import price_book_for_billing
+from invoicing.prices.vat import VatRateTable
 from service_runtime.host import ServiceHost
 
 Period = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Billing period YYYY-MM.")]
@@ -224,6 +225,7 @@ def build_billing_router(
     metering: Callable[[], httpx.AsyncClient] | None = None,
     batch_size: int = 1000,
     workers: int = 2,
+    vat_rates: VatRateTable | None = None,
 ) -> APIRouter:
     """The billing API; `metering` makes a client of metering's API for specifications (B-19)."""
     router = APIRouter()
@@ -253,6 +255,7 @@ def build_billing_router(
                     batch_size=batch_size,
                     workers=workers,
                     items=source,
+                    vat_rates=vat_rates,
                 )
         except (NotABillingDayError, AdvanceBillingError) as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
@@ -295,7 +298,7 @@ def build_billing_router(
             book = await prices()
             async with items() as source:
                 month, closed, planned, failures = await preview_billing(
-                    host.sessions, host.clock, book, body.run_date, items=source
+                    host.sessions, host.clock, book, body.run_date, items=source, vat_rates=vat_rates
                 )
         except NotABillingDayError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc

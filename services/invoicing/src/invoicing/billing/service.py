@@ -41,18 +41,20 @@ from invoicing.billing.domain import (
 from invoicing.billing.repository import Adjustment, HeldRow, SqlAlchemyBillingRepository
 from invoicing.billing.specification import ItemSource
 from invoicing.billing.wire import check_against_contract, invoice_json
-from invoicing.calendar import HELSINKI, YearMonth, billing_month_for_run, run_day
+from invoicing.calendar import YearMonth, billing_month_for_run, run_day
 from invoicing.contracts.domain import ContractTerms
 from invoicing.contracts.repository import (
     contract_row_of_environment,
     contract_terms_for_month,
     contract_terms_of,
 )
-from invoicing.money import FINNISH_VAT_RATES, ZERO, VatRateTable
+from invoicing.money import ZERO
 from invoicing.prices.domain import PackageCode, PriceBook, PriceList
+from invoicing.prices.loader import shipped_vat_rates
+from invoicing.prices.vat import VatRateTable
 from invoicing.references import reference_for_invoice_number
 from service_runtime.bulk import jsonb
-from service_runtime.clock import Clock
+from service_runtime.clock import Clock, today_in_helsinki
 from service_runtime.outbox import OutgoingMessage, enqueue, outgoing
 
 log = structlog.get_logger(__name__)
@@ -85,10 +87,6 @@ def failure_reason(exc: BaseException) -> str:
 def run_id_of(month: YearMonth) -> str:
     """One run record per billing period; every attempt (rerun, concurrent run) updates it."""
     return f"run-{month}"
-
-
-def today_in_helsinki(clock: Clock) -> dt.date:
-    return clock.now().astimezone(HELSINKI).date()
 
 
 def check_run_date(run_date: dt.date, clock: Clock) -> YearMonth:
@@ -726,7 +724,7 @@ async def run_billing(
     run_date: dt.date,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    vat_rates: VatRateTable = FINNISH_VAT_RATES,
+    vat_rates: VatRateTable | None = None,
     items: ItemSource | None = None,
     workers: int = DEFAULT_WORKERS,
     on_batch: Callable[[], None] = lambda: None,
@@ -778,7 +776,7 @@ async def bill_month(
     *,
     attempt: int,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    vat_rates: VatRateTable = FINNISH_VAT_RATES,
+    vat_rates: VatRateTable | None = None,
     items: ItemSource | None = None,
     workers: int = DEFAULT_WORKERS,
     on_batch: Callable[[], None] = lambda: None,
@@ -796,7 +794,8 @@ async def bill_month(
     todo = [work[p] for p in sorted(work) if p not in decided]
     report.already_billed = len(work) - len(todo)
     report.payers = len(todo)
-    ctx = _Context(month, run_id, run_date, price_book, tiers, vat_rates, clock, items)
+    rates = shipped_vat_rates() if vat_rates is None else vat_rates
+    ctx = _Context(month, run_id, run_date, price_book, tiers, rates, clock, items)
     log.info(
         "billing_run_started",
         run_id=run_id,
@@ -932,7 +931,7 @@ async def preview_billing(
     price_book: PriceBook,
     run_date: dt.date,
     *,
-    vat_rates: VatRateTable = FINNISH_VAT_RATES,
+    vat_rates: VatRateTable | None = None,
     items: ItemSource | None = None,
 ) -> tuple[YearMonth, bool, list[PlannedInvoice], dict[str, str]]:
     """A dry run: what a run on `run_date` would do now, writing nothing and taking no numbers.
@@ -952,7 +951,8 @@ async def preview_billing(
         work, _ = await _plan(session, month)
         tiers = await repo.tier_book()
         decided = await repo.decided_payers(month)
-        ctx = _Context(month, run_id_of(month), run_date, price_book, tiers, vat_rates, clock, items)
+        rates = shipped_vat_rates() if vat_rates is None else vat_rates
+        ctx = _Context(month, run_id_of(month), run_date, price_book, tiers, rates, clock, items)
         todo = [work[p] for p in sorted(work) if p not in decided]
         production_items, item_errors = await _production_month_items(ctx, todo)
         results, failures = await _compute_batch(

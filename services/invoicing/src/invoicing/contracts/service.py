@@ -34,7 +34,7 @@ from billing_contracts.contracts import Requester as WireRequester
 from billing_contracts.invoicing import ChangeRequestRefusedV1, ContractChangedV1
 from billing_contracts.procountor import CustomerChangedInProcountorV1
 from invoicing import tables as t
-from invoicing.calendar import HELSINKI, YearMonth
+from invoicing.calendar import YearMonth
 from invoicing.contracts import repository as repo
 from invoicing.contracts.domain import (
     ChangeRefusedError,
@@ -61,7 +61,7 @@ from invoicing.contracts.domain import (
 )
 from invoicing.prices.domain import PackageCode
 from invoicing.references import is_valid_business_id
-from service_runtime.clock import Clock
+from service_runtime.clock import Clock, today_in_helsinki
 from service_runtime.consumer import Rejection
 from service_runtime.outbox import OutgoingMessage, enqueue, outgoing
 
@@ -104,10 +104,6 @@ SOURCE_SCHEDULE = "schedule"
 
 def contract_id_for(environment_id: str) -> str:
     return f"C-{environment_id}"
-
-
-def today_in_helsinki(clock: Clock) -> dt.date:
-    return clock.now().astimezone(HELSINKI).date()
 
 
 class ContractNotFoundError(Exception):

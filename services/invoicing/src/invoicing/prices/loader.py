@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import yaml
 
-from invoicing.money import VatCategory
 from invoicing.prices.domain import (
     DEFAULT_PAYMENT_TERM_DAYS,
     PackageCode,
@@ -20,6 +20,7 @@ from invoicing.prices.domain import (
     PriceListError,
     ServiceProductPrice,
 )
+from invoicing.prices.vat import VatCategory, VatRateTable, parse_vat_rates
 
 _BOOK_KEYS = {"sample", "price_lists"}
 _LIST_KEYS = {"id", "valid_from", "valid_to", "payment_term_days", "packages", "service_products"}
@@ -217,3 +218,16 @@ def sample_price_book() -> PriceBook:
     """The bundled SAMPLE price book (made-up prices) for development and tests."""
     text = resources.files("invoicing").joinpath("price_lists/sample.yaml").read_text("utf-8")
     return parse_price_book(text)
+
+
+def load_vat_rates(path: Path) -> VatRateTable:
+    """VAT rates from a YAML file (`INVOICING_VAT_RATES_FILE`, read once at start-up)."""
+    return parse_vat_rates(path.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def shipped_vat_rates() -> VatRateTable:
+    """Today's Finnish VAT rates and their history, as shipped in `price_lists/vat_rates.yaml`."""
+    return parse_vat_rates(
+        resources.files("invoicing").joinpath("price_lists/vat_rates.yaml").read_text("utf-8")
+    )
