@@ -215,7 +215,7 @@ class PayerHeldView(BaseModel):
 
 
 def _view(report: RunReport) -> BillingRunView:
-    return BillingRunView.model_validate(report.__dict__)
+    return BillingRunView.model_validate(report.as_view())
 
 
 def build_billing_router(

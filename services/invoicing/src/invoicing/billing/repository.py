@@ -6,7 +6,6 @@ import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -16,10 +15,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_contracts.partners import PartnerTier
 from invoicing import tables as t
-from invoicing.billing.domain import MonthlyUsage, TierBook
+from invoicing.billing.domain import (
+    Adjustment,
+    HeldRow,
+    InvoiceStatus,
+    MonthlyUsage,
+    PayerResult,
+    RunPeriod,
+    RunTally,
+    SettlementKind,
+    TierBook,
+)
+from invoicing.billing.wire import IssuedInvoice, wire_line
 from invoicing.calendar import YearMonth
 from invoicing.numbering import InvoiceNumbers
-from service_runtime.bulk import insert_rows
+from service_runtime.bulk import insert_rows, jsonb
 
 _U = t.monthly_usage.c
 _A = t.usage_adjustments.c
@@ -45,41 +55,6 @@ def monthly_usage(data: Mapping[str, Any] | None) -> MonthlyUsage:
         signatures=data["signatures"],
         billable_hours={k: Decimal(v) for k, v in hours.items()},
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Adjustment:
-    """A late change of a closed month's usage from metering (UsageAdjustedV1)."""
-
-    environment_id: str
-    month: YearMonth
-    adjustment_no: int
-    usage: MonthlyUsage
-    previous: MonthlyUsage
-
-
-@dataclass(frozen=True, slots=True)
-class HeldRow:
-    """Lines held for a payer in the run of one billing period (B-15)."""
-
-    payer_id: str
-    billing_period: YearMonth
-    lines: tuple[dict[str, Any], ...]
-    net: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """Outcomes of one billing period so far, from the outcome table."""
-
-    issued: int = 0
-    held: int = 0
-    zero: int = 0
-    nothing: int = 0
-
-    @property
-    def decided(self) -> int:
-        return self.issued + self.held + self.zero + self.nothing
 
 
 _USAGE_OF = text(
@@ -157,7 +132,7 @@ class SqlAlchemyBillingRepository:
 
     async def finish_run(
         self, run_id: str, month: YearMonth, *, already_billed: int, now: dt.datetime
-    ) -> tuple[Counts, list[dict[str, Any]]]:
+    ) -> tuple[RunTally, list[dict[str, Any]]]:
         counts = await self.counts(month)
         failures = await self.failures(month)
         r = t.billing_runs.c
@@ -178,12 +153,12 @@ class SqlAlchemyBillingRepository:
         )
         return counts, failures
 
-    async def counts(self, month: YearMonth) -> Counts:
+    async def counts(self, month: YearMonth) -> RunTally:
         rows = await self._s.execute(
             select(_O.outcome, func.count()).where(_O.billing_period == str(month)).group_by(_O.outcome)
         )
         by = {outcome: int(n) for outcome, n in rows.tuples()}
-        return Counts(
+        return RunTally(
             issued=by.get("issue", 0),
             held=by.get("hold", 0),
             zero=by.get("zero", 0),
@@ -403,6 +378,101 @@ class SqlAlchemyBillingRepository:
     async def next_invoice_numbers(self, n: int) -> list[int]:
         """`n` numbers of the one unique increasing series of invoices and credit notes (B-18)."""
         return await InvoiceNumbers(self._s).take(n)
+
+    async def record_decisions(
+        self,
+        period: RunPeriod,
+        results: Sequence[PayerResult],
+        issued: Sequence[IssuedInvoice],
+        failures: Mapping[str, str],
+        now: dt.datetime,
+    ) -> None:
+        """A batch's decisions as rows, all in the caller's transaction: one outcome per payer (the
+        primary key refuses a second decision), the invoices, the billed environment-months, lines
+        held and released (B-15), adjustments billed (B-04), and the payers that failed."""
+        month, run_id = period.month, period.run_id
+        billing_period = str(month)
+        invoice_of_payer = {i.payer_id: i.invoice_id for i in issued}
+        held_rows: list[dict[str, Any]] = []
+        released: dict[str, str | None] = {}
+        outcomes: list[dict[str, Any]] = []
+        env_months: list[dict[str, Any]] = []
+        adjustment_keys: list[tuple[str, YearMonth, int]] = []
+        adjustment_invoice: dict[str, str | None] = {}
+        for result in results:
+            settlement = result.settlement
+            kind = settlement.kind
+            issued_as = invoice_of_payer.get(result.payer_id)
+            if kind is SettlementKind.HOLD and settlement.lines:
+                held_rows.append(
+                    {
+                        "payer_id": result.payer_id,
+                        "billing_period": billing_period,
+                        "lines": jsonb(
+                            [
+                                wire_line(ln, i).model_dump(mode="json")
+                                for i, ln in enumerate(settlement.lines, 1)
+                            ]
+                        ),
+                        "net": settlement.totals.total_net,
+                        "reason": str(settlement.reason),
+                        "held_at": now,
+                    }
+                )
+            if kind in (SettlementKind.ISSUE, SettlementKind.ZERO):
+                released[result.payer_id] = issued_as
+            outcomes.append(
+                {
+                    "payer_id": result.payer_id,
+                    "billing_period": billing_period,
+                    "outcome": kind.value,
+                    "reason": None if settlement.reason is None else settlement.reason.value,
+                    "invoice_id": issued_as,
+                    "net": settlement.totals.total_net,
+                    "run_id": run_id,
+                    "decided_at": now,
+                }
+            )
+            env_months += [
+                {
+                    "environment_id": env,
+                    "month": billing_period,
+                    "payer_id": result.payer_id,
+                    "billing_period": billing_period,
+                }
+                for env in result.environments
+            ]
+            adjustment_keys += result.adjustments
+            for env, _, _ in result.adjustments:
+                adjustment_invoice[env] = issued_as
+        invoices = [
+            {
+                "invoice_id": i.invoice_id,
+                "invoice_number": i.number,
+                "reference_number": i.fields["reference_number"],
+                "payer_id": i.payer_id,
+                "billing_period": billing_period,
+                "invoice_date": i.fields["invoice_date"],
+                "due_date": i.fields["due_date"],
+                "total_net": i.fields["total_net"],
+                "total_vat": i.fields["total_vat"],
+                "total_gross": i.fields["total_gross"],
+                "status": InvoiceStatus.OPEN.value,
+                "run_id": run_id,
+                "document": i.document.decode(),
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in issued
+        ]
+        await self.save_outcomes(outcomes)
+        await self.save_invoices(invoices)
+        await self.save_billed_environment_months(env_months)
+        await self.save_held(held_rows)
+        await self.release_held(released, month)
+        await self.mark_adjustments_billed(adjustment_keys, month, adjustment_invoice)
+        await self.clear_failures(month, [r.payer_id for r in results])
+        await self.record_failures(month, failures, now)
 
     async def save_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> None:
         # No ON CONFLICT: a second decision of a (payer, period) must fail the transaction.

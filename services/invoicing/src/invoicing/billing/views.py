@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_contracts.invoicing import InvoiceIssuedV1
 from invoicing import tables as t
 from invoicing.billing.domain import InvoiceStatus, due_date
-from invoicing.billing.service import PlannedInvoice, wire_line
+from invoicing.billing.service import PlannedInvoice
+from invoicing.billing.wire import wire_line
 from invoicing.calendar import YearMonth
 from invoicing.money import ZERO
 from invoicing.prices.domain import PriceBook

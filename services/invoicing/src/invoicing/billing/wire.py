@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from billing_contracts.invoicing import InvoiceIssuedV1
+from billing_contracts.invoicing import InvoiceHeldV1, InvoiceIssuedV1, InvoiceLine
+from invoicing.billing.domain import ChargeLine, PayerResult, RunPeriod, due_date, software_net_by_reseller
+from invoicing.money import ZERO
+from invoicing.references import reference_for_invoice_number
 
 _CENT = Decimal("0.01")
 #: The C encoder of the standard library: compact, non-ASCII kept as is, like pydantic's.
@@ -104,3 +109,103 @@ def invoice_json(f: Mapping[str, Any]) -> bytes:
 def check_against_contract(document: bytes) -> InvoiceIssuedV1:
     """Validate wire JSON against the contract (raises `pydantic.ValidationError` with the reason)."""
     return InvoiceIssuedV1.model_validate_json(document)
+
+
+# --- the run's decisions as the contracts name them ---
+
+PRODUCER = "invoicing"
+
+
+def line_fields(ln: ChargeLine, line_no: int) -> dict[str, Any]:
+    """An invoice line's fields as the contract names them (`InvoiceLine`)."""
+    return {
+        "line_no": line_no,
+        "environment_id": ln.environment_id,
+        "product_code": ln.product_code,
+        "description": ln.description,
+        "period_start": ln.period_start,
+        "period_end": ln.period_end,
+        "quantity": ln.quantity,
+        "unit": ln.unit.value,
+        "unit_price": ln.unit_price,
+        "net": ln.net,
+        "vat_rate": ln.vat_rate,
+        "is_correction": ln.is_correction,
+        "charge_kind": ln.kind.value,
+        "carried_from_period": None if ln.carried_from is None else str(ln.carried_from),
+    }
+
+
+def wire_line(ln: ChargeLine, line_no: int) -> InvoiceLine:
+    return InvoiceLine.model_validate(line_fields(ln, line_no))
+
+
+def invoice_fields(
+    result: PayerResult,
+    period: RunPeriod,
+    *,
+    payment_term_days: int,
+    number: int,
+    invoice_id: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The issued invoice's fields as the contract names them (`InvoiceIssuedV1`)."""
+    payer = result.payer_terms
+    if payer is None:
+        raise ValueError(f"payer {result.payer_id} has no contract to take its name and address from")
+    totals = result.settlement.totals
+    carried = sum((ln.net for ln in totals.lines if ln.carried_from is not None), ZERO)
+    return {
+        "event_id": uuid.uuid4(),
+        "occurred_at": now,
+        "producer": PRODUCER,
+        "invoice_id": invoice_id,
+        "invoice_number": str(number),
+        "reference_number": reference_for_invoice_number(number),
+        "payer_id": result.payer_id,
+        "payer_kind": payer.payer_kind,
+        "payer_business_id": result.payer_id,
+        "payer_name": payer.invoice_name,
+        "billing_address": payer.billing_address,
+        "billing_channel": payer.billing_channel,
+        "einvoice_address": payer.einvoice_address,
+        "billing_email": payer.billing_email,
+        "billing_period": str(period.month),
+        "invoice_date": period.run_date,
+        "due_date": due_date(period.run_date, payment_term_days),
+        "lines": [line_fields(ln, i) for i, ln in enumerate(totals.lines, start=1)],
+        "vat_totals": [{"vat_rate": v.vat_rate, "net": v.net, "vat": v.vat} for v in totals.vat_totals],
+        "total_net": totals.total_net,
+        "total_vat": totals.total_vat,
+        "total_gross": totals.total_gross,
+        "software_net_by_reseller": software_net_by_reseller(totals.lines, result.reseller_of),
+        "final_invoice": result.is_final,
+        "carried_net": carried,
+    }
+
+
+def held_message(result: PayerResult, period: RunPeriod, now: dt.datetime) -> InvoiceHeldV1:
+    """B-15: the lines a payer's run held under the minimum invoice, announced."""
+    settlement = result.settlement
+    return InvoiceHeldV1(
+        event_id=uuid.uuid4(),
+        occurred_at=now,
+        producer=PRODUCER,
+        payer_id=result.payer_id,
+        payer_business_id=result.payer_id,
+        billing_period=str(period.month),
+        held_net=settlement.totals.total_net,
+        accumulated_held_net=settlement.accumulated_held_net,
+        lines=[wire_line(ln, i) for i, ln in enumerate(settlement.lines, start=1)],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedInvoice:
+    """An invoice a batch issues: its number and the wire document published and stored."""
+
+    payer_id: str
+    invoice_id: str
+    number: int
+    fields: Mapping[str, Any]
+    document: bytes
