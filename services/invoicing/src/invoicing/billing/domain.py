@@ -4,7 +4,6 @@ B-04). The charge rules of one environment-month are in `billing.charges`."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -30,9 +29,10 @@ from invoicing.billing.charges import (
     own_use_discount,
     usage_from_production_date,
 )
-from invoicing.calendar import YearMonth, billing_month_for_run, run_day
+from invoicing.billing.invoice import InvoiceStatus, InvoiceTotals, VatTotal, assemble_invoice, due_date
+from invoicing.calendar import YearMonth
 from invoicing.contracts.domain import ContractTerms
-from invoicing.money import ZERO, cents, require_decimal, vat_amount
+from invoicing.money import ZERO, require_decimal
 from invoicing.prices.domain import PackageCode, PriceBook, PriceList
 from invoicing.prices.vat import VatRateTable
 
@@ -44,76 +44,20 @@ __all__ = [
     "ChargeKind",
     "ChargeLine",
     "EnvironmentContract",
+    "InvoiceStatus",
+    "InvoiceTotals",
     "MonthlyUsage",
     "Unit",
+    "VatTotal",
+    "assemble_invoice",
     "charge_lines",
     "correction_lines",
     "counts_from_production_date",
+    "due_date",
     "minimum_charge_line",
     "own_use_discount",
     "usage_from_production_date",
 ]
-
-
-class InvoiceStatus(StrEnum):
-    """Where an issued invoice stands: a run issues it open; receivables marks it paid or credited."""
-
-    OPEN = "open"  # money still due
-    PAID = "paid"
-    CREDITED = "credited"  # credited in full
-
-
-@dataclass(frozen=True, slots=True)
-class VatTotal:
-    """Net and VAT of one VAT rate on an invoice (B-18)."""
-
-    vat_rate: Decimal
-    net: Decimal
-    vat: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class InvoiceTotals:
-    """An invoice's lines grouped per environment and its totals per VAT rate (B-17, B-18)."""
-
-    lines: tuple[ChargeLine, ...]
-    vat_totals: tuple[VatTotal, ...]
-    total_net: Decimal
-    total_vat: Decimal
-    total_gross: Decimal
-
-
-def assemble_invoice(lines: Iterable[ChargeLine]) -> InvoiceTotals:
-    """Group lines per environment (B-17) and total them per VAT rate (B-18).
-
-    VAT is computed per rate on the sum of that rate's rounded line nets,
-    half up; the total VAT is the sum of the per-rate amounts (EN 16931 BR-CO-14).
-    """
-    # Stable sort: the rule order of each environment's lines is kept.
-    ordered = tuple(sorted(lines, key=lambda ln: ln.environment_id))
-    nets: dict[Decimal, Decimal] = {}
-    for ln in ordered:
-        nets[ln.vat_rate] = nets.get(ln.vat_rate, ZERO) + ln.net
-    vat_totals = tuple(
-        VatTotal(vat_rate=rate, net=cents(net), vat=vat_amount(net, rate))
-        for rate, net in sorted(nets.items(), reverse=True)
-    )
-    total_net = cents(sum((v.net for v in vat_totals), ZERO))
-    total_vat = cents(sum((v.vat for v in vat_totals), ZERO))
-    return InvoiceTotals(
-        lines=ordered,
-        vat_totals=vat_totals,
-        total_net=total_net,
-        total_vat=total_vat,
-        total_gross=total_net + total_vat,
-    )
-
-
-def due_date(invoice_date: dt.date, term_days: int) -> dt.date:
-    """Invoice date plus the price list's payment term (B-05, default 10 days)."""
-    if term_days < 0:
-        raise ValueError(f"a payment term cannot be negative, got {term_days}")
-    return invoice_date + dt.timedelta(days=term_days)
 
 
 class MinimumInvoiceReason(StrEnum):
@@ -262,83 +206,6 @@ def software_net_by_reseller(
         if reseller and ln.kind.is_software:
             nets[reseller] = nets.get(reseller, ZERO) + ln.net
     return nets
-
-
-# --- the run's period and tallies (B-03, B-04) ---
-
-
-class NotABillingDayError(Exception):
-    """B-03: a run bills the month before its date, and never before that month's first business day."""
-
-
-class AdvanceBillingError(Exception):
-    """B-04: a run date after today would bill a month that has not ended: nothing is billed in advance."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunPeriod:
-    """What a run on `run_date` bills: the month before (B-04), under one run record per period."""
-
-    run_date: dt.date
-    month: YearMonth
-
-    @property
-    def run_id(self) -> str:
-        """One run record per billing period; every attempt (rerun, concurrent run) updates it."""
-        return f"run-{self.month}"
-
-
-def billing_period(run_date: dt.date) -> RunPeriod:
-    """B-03: the month a run on `run_date` bills, refused before that month's first business day."""
-    first = run_day(YearMonth.of(run_date))
-    if run_date < first:
-        raise NotABillingDayError(
-            f"{run_date.isoformat()} is before {first.isoformat()}, the first Finnish business day of "
-            "its month, when the billing of the month before may run (B-03)"
-        )
-    return RunPeriod(run_date, billing_month_for_run(run_date))
-
-
-def run_period(run_date: dt.date, today: dt.date) -> RunPeriod:
-    """B-03 and B-04: the period a run on `run_date` bills, given today's date in Helsinki."""
-    period = billing_period(run_date)
-    if run_date > today:
-        raise AdvanceBillingError(
-            f"run date {run_date.isoformat()} is after today ({today.isoformat()} in Helsinki): "
-            "nothing is billed in advance (B-04)"
-        )
-    return period
-
-
-@dataclass
-class RunTally:
-    """How many payers a run (a batch, an attempt, the whole period) decided, by outcome."""
-
-    issued: int = 0
-    held: int = 0
-    zero: int = 0
-    nothing: int = 0
-
-    def add(self, kind: SettlementKind) -> None:
-        if kind is SettlementKind.ISSUE:
-            self.issued += 1
-        elif kind is SettlementKind.HOLD:
-            self.held += 1
-        elif kind is SettlementKind.ZERO:
-            self.zero += 1
-        else:
-            self.nothing += 1
-
-    def __iadd__(self, other: RunTally) -> RunTally:
-        self.issued += other.issued
-        self.held += other.held
-        self.zero += other.zero
-        self.nothing += other.nothing
-        return self
-
-    @property
-    def decided(self) -> int:
-        return self.issued + self.held + self.zero + self.nothing
 
 
 # --- what a run knows of each payer, and the payer's settlement of the month ---

@@ -21,12 +21,11 @@ from invoicing.billing.domain import (
     InvoiceStatus,
     MonthlyUsage,
     PayerResult,
-    RunPeriod,
-    RunTally,
     SettlementKind,
     TierBook,
 )
-from invoicing.billing.wire import IssuedInvoice, wire_line
+from invoicing.billing.run import RunPeriod, RunTally
+from invoicing.billing.wire import IssuedInvoice, monthly_usage, wire_line
 from invoicing.calendar import YearMonth
 from invoicing.numbering import InvoiceNumbers
 from service_runtime.bulk import insert_rows, jsonb
@@ -35,26 +34,6 @@ _U = t.monthly_usage.c
 _A = t.usage_adjustments.c
 _H = t.held_lines.c
 _O = t.billing_outcomes.c
-
-
-def monthly_usage(data: Mapping[str, Any] | None) -> MonthlyUsage:
-    """Metering's figures (`UsageFigures` JSON, validated when it was consumed) as the domain's usage.
-
-    Read directly rather than through the contract again: a run reads one per environment, and
-    `MonthlyUsage` itself refuses negative or non-integer counts.
-    """
-    if data is None:
-        return MonthlyUsage()
-    hours = data.get("billable_hours") or {}
-    return MonthlyUsage(
-        vouchers=data["vouchers"],
-        payees=data["payees"],
-        einvoices_sent=data["einvoices_sent"],
-        einvoices_received=data["einvoices_received"],
-        billable_users=data["billable_users"],
-        signatures=data["signatures"],
-        billable_hours={k: Decimal(v) for k, v in hours.items()},
-    )
 
 
 _USAGE_OF = text(

@@ -22,22 +22,24 @@ from billing_contracts.registry import topic_for
 from invoicing import tables as t
 from invoicing.billing.domain import (
     Adjustment,
-    AdvanceBillingError,
     ItemsOf,
-    NotABillingDayError,
     PayerResult,
     PayerWork,
     Pricing,
-    RunPeriod,
-    RunTally,
     Settlement,
     SettlementKind,
-    billing_period,
-    run_period,
     settle_month,
 )
 from invoicing.billing.plan import failure_reason, plan_month, production_month_items
 from invoicing.billing.repository import SqlAlchemyBillingRepository
+from invoicing.billing.run import (
+    AdvanceBillingError,
+    NotABillingDayError,
+    RunPeriod,
+    RunTally,
+    billing_period,
+    run_period,
+)
 from invoicing.billing.specification import ItemSource
 from invoicing.billing.wire import (
     IssuedInvoice,

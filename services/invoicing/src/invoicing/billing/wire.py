@@ -19,7 +19,14 @@ from decimal import Decimal
 from typing import Any
 
 from billing_contracts.invoicing import InvoiceHeldV1, InvoiceIssuedV1, InvoiceLine
-from invoicing.billing.domain import ChargeLine, PayerResult, RunPeriod, due_date, software_net_by_reseller
+from invoicing.billing.domain import (
+    ChargeLine,
+    MonthlyUsage,
+    PayerResult,
+    due_date,
+    software_net_by_reseller,
+)
+from invoicing.billing.run import RunPeriod
 from invoicing.money import ZERO
 from invoicing.references import reference_for_invoice_number
 
@@ -209,3 +216,23 @@ class IssuedInvoice:
     number: int
     fields: Mapping[str, Any]
     document: bytes
+
+
+def monthly_usage(data: Mapping[str, Any] | None) -> MonthlyUsage:
+    """Metering's figures (`UsageFigures` JSON, validated when it was consumed) as the domain's usage.
+
+    Read directly rather than through the contract again: a run reads one per environment, and
+    `MonthlyUsage` itself refuses negative or non-integer counts.
+    """
+    if data is None:
+        return MonthlyUsage()
+    hours = data.get("billable_hours") or {}
+    return MonthlyUsage(
+        vouchers=data["vouchers"],
+        payees=data["payees"],
+        einvoices_sent=data["einvoices_sent"],
+        einvoices_received=data["einvoices_received"],
+        billable_users=data["billable_users"],
+        signatures=data["signatures"],
+        billable_hours={k: Decimal(v) for k, v in hours.items()},
+    )
