@@ -43,7 +43,9 @@ from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
 from invoicing.billing.service import MonthNotClosedError, run_billing
 from invoicing.billing.views import held_of_payer, list_invoice_views
 from invoicing.calendar import HELSINKI, YearMonth, is_business_day, run_day
-from invoicing.contracts.service import CONTRACT_COMMANDS, ContractIntake, refresh_contracts
+from invoicing.contracts.consumers import ContractIntake
+from invoicing.contracts.service import CONTRACT_COMMANDS
+from invoicing.contracts.upkeep import refresh_contracts
 from invoicing.prices.domain import PriceBook
 from invoicing.prices.loader import parse_price_book, sample_price_book
 from metering import tables as metering_tables

@@ -21,12 +21,9 @@ from billing_contracts.registry import topic_for
 from invoicing.billing.api import build_billing_router
 from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
 from invoicing.contracts.api import build_contracts_router
-from invoicing.contracts.service import (
-    CONTRACT_COMMANDS,
-    ContractIntake,
-    ProcountorCustomerIntake,
-    keep_contracts_current,
-)
+from invoicing.contracts.consumers import ContractIntake, ProcountorCustomerIntake
+from invoicing.contracts.service import CONTRACT_COMMANDS
+from invoicing.contracts.upkeep import keep_contracts_current
 from invoicing.prices.domain import PriceBook
 from invoicing.prices.loader import load_price_book, load_vat_rates, sample_price_book, shipped_vat_rates
 from invoicing.prices.repository import configured_price_book_text

@@ -34,7 +34,7 @@ from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
 from invoicing.billing.service import RunReport, run_billing
 from invoicing.billing.views import held_of_payer, list_invoice_views
 from invoicing.calendar import HELSINKI
-from invoicing.contracts.service import ContractIntake
+from invoicing.contracts.consumers import ContractIntake
 from invoicing.prices.domain import PriceBook
 from invoicing.prices.loader import sample_price_book
 from service_runtime.clock import FixedClock

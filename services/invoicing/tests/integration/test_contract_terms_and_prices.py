@@ -11,7 +11,7 @@ from devstack.infra import KafkaTarget
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
 from invoicing.contracts.domain import ContractStatus, ContractTerms
-from invoicing.contracts.repository import contract_terms_for_month
+from invoicing.contracts.terms_repository import contract_terms_for_month
 from invoicing.prices.domain import PackageCode, PriceListError
 from invoicing.prices.loader import sample_price_book
 from invoicing.prices.repository import price_book_for_billing, store_price_book

@@ -20,6 +20,7 @@ SHARED_PURE = [
     "money",
     "prices/loader",
     "prices/vat",
+    "contracts/contract",
     "billing/charges",
     "billing/invoice",
     "billing/run",

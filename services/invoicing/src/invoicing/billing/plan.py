@@ -19,11 +19,8 @@ from invoicing.billing.repository import SqlAlchemyBillingRepository
 from invoicing.billing.specification import ItemSource
 from invoicing.calendar import YearMonth
 from invoicing.contracts.domain import ContractTerms
-from invoicing.contracts.repository import (
-    contract_row_of_environment,
-    contract_terms_for_month,
-    contract_terms_of,
-)
+from invoicing.contracts.repository import ContractRepository
+from invoicing.contracts.terms_repository import ContractTermsRepository
 from service_runtime.database import DatabaseError, Session, Sessions
 
 LOOKUPS = 4  # sessions looking up the terms of corrected months at once
@@ -47,7 +44,7 @@ async def plan_month(
     """
     repo = SqlAlchemyBillingRepository(session)
     work: dict[str, PayerWork] = {}
-    for terms in await contract_terms_for_month(session, month):
+    for terms in await ContractTermsRepository(session).for_month(month):
         work.setdefault(terms.payer_id, PayerWork(terms.payer_id)).terms.append(terms)
     held_payers = await repo.payers_with_held_lines()
     for payer in held_payers:
@@ -90,10 +87,10 @@ async def terms_of_environment(
     session: Session, environment_id: str, month: YearMonth
 ) -> ContractTerms | None:
     """The terms of an environment's contract for `month`, if the contract was billable in it."""
-    row = await contract_row_of_environment(session, environment_id)
-    if row is None:
+    contract = await ContractRepository(session).of_environment(environment_id)
+    if contract is None:
         return None
-    terms = await contract_terms_of(session, row["contract_id"], month)
+    terms = await ContractTermsRepository(session).of(contract.contract_id, month)
     if terms is None or not environment_contract(terms).is_billable_in(month):
         return None
     return terms

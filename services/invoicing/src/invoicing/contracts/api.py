@@ -31,8 +31,9 @@ from billing_contracts.contracts import (
     TerminationNoticeGivenV1,
 )
 from invoicing.calendar import YearMonth
-from invoicing.contracts import repository as repo
+from invoicing.contracts.contract import Contract
 from invoicing.contracts.domain import ContractTerms
+from invoicing.contracts.repository import ContractRepository
 from invoicing.contracts.service import (
     SOURCE_HTTP,
     Accepted,
@@ -40,8 +41,9 @@ from invoicing.contracts.service import (
     Outcome,
     Refused,
     handle_contract_command,
-    refresh_contracts,
 )
+from invoicing.contracts.terms_repository import ContractTermsRepository
+from invoicing.contracts.upkeep import refresh_contracts
 from invoicing.prices import repository as prices
 from invoicing.prices.domain import PriceListError
 from service_runtime.database import Session
@@ -259,6 +261,10 @@ def _price_list_view(stored: prices.StoredPriceList) -> PriceListView:
     return PriceListView(**{k: v for k, v in stored.__dict__.items() if k != "document"})
 
 
+def _contract_view(contract: Contract) -> ContractView:
+    return ContractView.model_validate({name: getattr(contract, name) for name in ContractView.model_fields})
+
+
 def _terms_view(terms: ContractTerms) -> TermsView:
     return TermsView.model_validate({name: getattr(terms, name) for name in terms.__dataclass_fields__})
 
@@ -291,11 +297,11 @@ def build_contracts_router(
         command_type: type[Message], contract_id: str, body: BaseModel, *, received: str | None
     ) -> ChangeView:
         async with host.sessions.begin() as session:
-            row = await repo.contract_row(session, contract_id)
-            if row is None:
+            contract = await ContractRepository(session).get(contract_id)
+            if contract is None:
                 raise _no_contract(contract_id)
             payload = envelope() | body.model_dump(mode="json", exclude_unset=True)
-            payload |= {"environment_id": row["environment_id"]}
+            payload |= {"environment_id": contract.environment_id}
             if received is not None:
                 payload.setdefault(received, host.clock.now().isoformat())
             command = _validate(command_type, payload)
@@ -323,8 +329,7 @@ def build_contracts_router(
         after: str | None = Query(default=None, description="Contract id to continue after (keyset paging)."),
     ) -> list[ContractView]:
         async with host.sessions() as session:
-            rows = await repo.list_contracts(
-                session,
+            found = await ContractRepository(session).find(
                 environment_id=environment_id,
                 business_id=business_id,
                 payer_id=payer_id,
@@ -332,27 +337,29 @@ def build_contracts_router(
                 limit=limit,
                 after=after,
             )
-        return [ContractView.model_validate(dict(r)) for r in rows]
+        return [_contract_view(c) for c in found]
 
     @router.get("/contracts/{contract_id}", tags=["contracts"])
     async def get_contract(contract_id: str) -> ContractDetailView:
         """The contract's current state, with a Tallennus firm change waiting for approvals (B-29)."""
         async with host.sessions() as session:
-            row = await repo.contract_row(session, contract_id)
-            if row is None:
+            contracts = ContractRepository(session)
+            contract = await contracts.get(contract_id)
+            if contract is None:
                 raise _no_contract(contract_id)
-            pending = await repo.pending_tallennus_firm_change(session, contract_id)
+            pending = await contracts.pending_firm_change_row(contract_id)
         return ContractDetailView.model_validate(
-            dict(row) | {"pending_tallennus_firm_change": None if pending is None else dict(pending)}
+            _contract_view(contract).model_dump() | {"pending_tallennus_firm_change": pending}
         )
 
     @router.get("/contracts/{contract_id}/history", tags=["contracts"])
     async def contract_history(contract_id: str) -> list[ChangeRecordView]:
         """Every change and refusal: who, when, what, why (B-25)."""
         async with host.sessions() as session:
-            if await repo.contract_row(session, contract_id) is None:
+            contracts = ContractRepository(session)
+            if await contracts.get(contract_id) is None:
                 raise _no_contract(contract_id)
-            history = await repo.contract_history(session, contract_id)
+            history = await contracts.history(contract_id)
         return [ChangeRecordView.model_validate(h) for h in history]
 
     @router.get("/contracts/{contract_id}/terms/{month}", tags=["contracts"])
@@ -363,7 +370,7 @@ def build_contracts_router(
         except ValueError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         async with host.sessions() as session:
-            terms = await repo.contract_terms_of(session, contract_id, ym)
+            terms = await ContractTermsRepository(session).of(contract_id, ym)
         if terms is None:
             raise _no_contract(contract_id)
         return _terms_view(terms)

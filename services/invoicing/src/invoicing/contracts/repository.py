@@ -1,399 +1,281 @@
-"""Contracts in PostgreSQL: current state, effective-dated terms (B-26) and the audit of every change."""
+"""Contracts in PostgreSQL: the contract aggregate (loaded, locked, saved), the B-29 approvals waiting
+for the other firm, and the audit of every change and refusal. The terms per month are in
+`contracts.terms_repository`."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import json
 import uuid
-from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import RowMapping, Text, and_, cast, func, or_, select, update
+from sqlalchemy import RowMapping, and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing_contracts.contracts import PayerKind
+from billing_contracts.contracts import ApprovingFirm, BillingChannel, PayerKind
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
-from invoicing.contracts.domain import (
-    ContractStatus,
-    ContractTerms,
-    EffectiveTerms,
-    TermChange,
-    initial_change,
-    terms_in_effect,
-)
+from invoicing.contracts.contract import Contract
+from invoicing.contracts.domain import ContractStatus, FirmApproval, PendingFirmChange
 from invoicing.prices.domain import PackageCode
 
 _C = t.contracts.c
 _T = t.contract_terms.c
+_F = t.tallennus_firm_changes.c
+_FIELDS = tuple(f.name for f in dataclasses.fields(Contract))
 
 
-def term_change_from_row(row: RowMapping) -> TermChange:
-    effective = row["effective_from"]
-    return TermChange(
-        effective_from=None if effective is None else YearMonth.of(effective),
-        requested_at=row["requested_at"],
-        seq=row["id"],
-        package=None if row["package"] is None else PackageCode(row["package"]),
-        sets_accounting_firm=row["sets_accounting_firm"],
-        accounting_firm_id=row["accounting_firm_id"],
-        accounting_firm_business_id=row["accounting_firm_business_id"],
-        payer_kind=None if row["payer_kind"] is None else PayerKind(row["payer_kind"]),
-        payer_id=row["payer_id"],
+def _contract(row: RowMapping) -> Contract:
+    values = {name: row[name] for name in _FIELDS}
+    return Contract(
+        **values
+        | {
+            "package": PackageCode(row["package"]),
+            "payer_kind": PayerKind(row["payer_kind"]),
+            "billing_channel": BillingChannel(row["billing_channel"]),
+            "status": ContractStatus(row["status"]),
+        }
     )
 
 
-def _terms(contract: RowMapping, changes: Sequence[TermChange], month: YearMonth) -> ContractTerms:
-    effective = terms_in_effect(changes, month)
-    return ContractTerms(
-        contract_id=contract["contract_id"],
-        environment_id=contract["environment_id"],
-        business_id=contract["business_id"],
-        invoice_name=contract["company_name"],
-        package=effective.package,
-        production_date=contract["production_date"],
-        end_date=contract["end_date"],
-        payer_kind=effective.payer_kind,
-        payer_id=effective.payer_id,
-        accounting_firm_id=effective.accounting_firm_id,
-        accounting_firm_business_id=effective.accounting_firm_business_id,
-        reseller_partner_id=contract["reseller_partner_id"],
-        own_use=contract["own_use"],
-        billing_address=contract["billing_address"],
-        billing_channel=contract["billing_channel"],
-        einvoice_address=contract["einvoice_address"],
-        billing_email=contract["billing_email"],
-        billing_contact=contract["billing_contact"],
-        status=ContractStatus(contract["status"]),
+def _row(contract: Contract) -> dict[str, Any]:
+    row = {name: getattr(contract, name) for name in _FIELDS}
+    for name in ("package", "payer_kind", "billing_channel", "status"):
+        row[name] = str(row[name])  # StrEnum members: their value
+    return row
+
+
+def _approval_json(a: FirmApproval | None) -> dict[str, Any] | None:
+    if a is None:
+        return None
+    return {
+        "side": a.side.value,
+        "approved_at": a.approved_at.isoformat(),
+        "approved_by": a.approved_by,
+        "new_package": None if a.new_package is None else a.new_package.value,
+        "new_firm_business_id": a.new_firm_business_id,
+    }
+
+
+def _approval(data: Mapping[str, Any] | None) -> FirmApproval | None:
+    if data is None:
+        return None
+    return FirmApproval(
+        side=ApprovingFirm(data["side"]),
+        approved_at=dt.datetime.fromisoformat(data["approved_at"]),
+        approved_by=data["approved_by"],
+        new_package=None if data["new_package"] is None else PackageCode(data["new_package"]),
+        new_firm_business_id=data["new_firm_business_id"],
     )
 
 
-def _billable_in(month: YearMonth) -> Any:
-    # B-01: from the production date; B-27: up to the end date. A notice given before the
-    # production date can end a contract that never starts; it is never billable.
-    return and_(
-        _C.production_date <= month.last_day,
-        or_(_C.end_date.is_(None), and_(_C.end_date >= month.first_day, _C.end_date >= _C.production_date)),
-    )
+def approval_json(a: FirmApproval | None) -> dict[str, Any] | None:
+    """A B-29 approval as the audit and the API show it."""
+    return _approval_json(a)
 
 
-_JSON_COLUMNS = ("billing_address", "einvoice_address", "billing_contact")
+class ContractRepository:
+    """Loads and saves contracts in the caller's transaction."""
 
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
 
-def _terms_query(month: YearMonth) -> Any:
-    """The billable contracts of `month` with the terms they were signed with (one row each)."""
-    signed = t.contract_terms.alias("signed")
-    return (
-        select(
-            _C.contract_id,
-            _C.environment_id,
-            _C.business_id,
-            _C.company_name,
-            _C.production_date,
-            _C.end_date,
-            _C.reseller_partner_id,
-            _C.own_use,
-            _C.billing_channel,
-            _C.billing_email,
-            _C.status,
-            # As text, decoded below: cheaper than the driver's per-value JSON codec at 100,000 rows.
-            *(cast(_C[name], Text).label(name) for name in _JSON_COLUMNS),
-            signed.c.package,
-            signed.c.accounting_firm_id,
-            signed.c.accounting_firm_business_id,
-            signed.c.payer_kind,
-            signed.c.payer_id,
+    # --- the aggregate ---
+
+    async def _one(self, condition: Any, *, for_update: bool) -> Contract | None:
+        query = select(t.contracts).where(condition)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._session.execute(query)).mappings().first()
+        return None if row is None else _contract(row)
+
+    async def get(self, contract_id: str, *, for_update: bool = False) -> Contract | None:
+        """The contract (row-locked until the transaction ends, for a change), if it exists."""
+        return await self._one(_C.contract_id == contract_id, for_update=for_update)
+
+    async def of_environment(self, environment_id: str, *, for_update: bool = False) -> Contract | None:
+        """The environment's contract (one per environment), if it has one."""
+        return await self._one(_C.environment_id == environment_id, for_update=for_update)
+
+    async def add(self, contract: Contract) -> bool:
+        """Store a new contract; False if the environment has one already."""
+        created = await self._session.scalar(
+            insert(t.contracts).values(_row(contract)).on_conflict_do_nothing().returning(_C.contract_id)
         )
-        .join(signed, and_(signed.c.contract_id == _C.contract_id, signed.c.effective_from.is_(None)))
-        .where(_billable_in(month))
-        .order_by(_C.contract_id)
-    )
+        return created is not None
 
+    async def save(self, before: Contract, after: Contract) -> None:
+        """Store what changed between two states of one contract."""
+        changed = before.differences(after)
+        if changed:
+            values = _row(after)
+            await self._session.execute(
+                update(t.contracts)
+                .where(_C.contract_id == after.contract_id)
+                .values({name: values[name] for name in changed})
+            )
 
-def _later_changes_query(month: YearMonth) -> Any:
-    """The changes up to `month` of the billable contracts, beyond the terms signed with."""
-    return (
-        select(t.contract_terms)
-        .join(t.contracts, _C.contract_id == _T.contract_id)
-        .where(_T.effective_from.is_not(None), _T.effective_from <= month.first_day, _billable_in(month))
-    )
+    async def open_contracts_paid_by(self, payer_id: str, today: dt.date) -> list[Contract]:
+        """The payer's contracts not ended before `today`, locked, by contract id (I-02)."""
+        rows = await self._session.execute(
+            select(t.contracts)
+            .where(_C.payer_id == payer_id)
+            .where((_C.end_date.is_(None)) | (_C.end_date >= today))
+            .order_by(_C.contract_id)
+            .with_for_update()
+        )
+        return [_contract(r) for r in rows.mappings().all()]
 
+    async def find(
+        self,
+        *,
+        environment_id: str | None,
+        business_id: str | None,
+        payer_id: str | None,
+        status: str | None,
+        limit: int,
+        after: str | None,
+    ) -> list[Contract]:
+        """Contracts by environment, business ID, payer and status, in contract-id order (keyset paging)."""
+        query = select(t.contracts).order_by(_C.contract_id).limit(limit)
+        for column, value in (
+            (_C.environment_id, environment_id),
+            (_C.business_id, business_id),
+            (_C.payer_id, payer_id),
+            (_C.status, status),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if after is not None:
+            query = query.where(_C.contract_id > after)
+        return [_contract(r) for r in (await self._session.execute(query)).mappings()]
 
-class JsonObject(Mapping[str, Any]):
-    """A JSON object read as text and decoded on first use.
-
-    A billing run reads every contract but prints the address of one contract per payer; decoding
-    100,000 addresses it never looks at would cost seconds.
-    """
-
-    __slots__ = ("_text", "_value")
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._value: dict[str, Any] | None = None
-
-    def _decoded(self) -> dict[str, Any]:
-        if self._value is None:
-            self._value = json.loads(self._text)
-        return self._value
-
-    def __getitem__(self, key: str) -> Any:
-        return self._decoded()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._decoded())
-
-    def __len__(self) -> int:
-        return len(self._decoded())
-
-    def __repr__(self) -> str:
-        return f"JsonObject({self._text})"
-
-
-def _loads(text: str | None) -> JsonObject | None:
-    # JSONB `null` (what a None became) and SQL NULL both mean "none".
-    return None if text is None or text == "null" else JsonObject(text)
-
-
-async def contract_terms_for_month(session: AsyncSession, month: YearMonth) -> list[ContractTerms]:
-    """Every contract billable in `month` with the package, firm and payer in effect for it (B-26).
-
-    Ordered by contract id. Two reads: the billable contracts with the terms they were signed
-    with, and the (few) later changes up to the month, folded by the pure `terms_in_effect`.
-    """
-    later: dict[str, list[TermChange]] = defaultdict(list)
-    for row in (await session.execute(_later_changes_query(month))).mappings():
-        later[row["contract_id"]].append(term_change_from_row(row))
-    packages = {p.value: p for p in PackageCode}
-    payer_kinds = {k.value: k for k in PayerKind}
-    statuses = {s.value: s for s in ContractStatus}
-    result = []
-    # Tuples, unpacked in the column order of `_terms_query`: at 100,000 rows attribute access shows.
-    for (
-        contract_id,
-        environment_id,
-        business_id,
-        company_name,
-        production_date,
-        end_date,
-        reseller_partner_id,
-        own_use,
-        billing_channel,
-        billing_email,
-        status,
-        billing_address,
-        einvoice_address,
-        billing_contact,
-        package_code,
-        firm_id,
-        firm_business_id,
-        payer_kind,
-        payer_id,
-    ) in (await session.execute(_terms_query(month))).tuples():
-        package, payer = packages[package_code], payer_kinds[payer_kind]
-        changes = later.get(contract_id)
-        if changes:
-            signed = EffectiveTerms(package, firm_id, firm_business_id, payer, payer_id)
-            effective = terms_in_effect([initial_change(signed, signed_at=_SIGNED), *changes], month)
-            package, payer, payer_id = effective.package, effective.payer_kind, effective.payer_id
-            firm_id, firm_business_id = effective.accounting_firm_id, effective.accounting_firm_business_id
-        result.append(
-            ContractTerms(
-                contract_id=contract_id,
-                environment_id=environment_id,
-                business_id=business_id,
-                invoice_name=company_name,
-                package=package,
-                production_date=production_date,
-                end_date=end_date,
-                payer_kind=payer,
-                payer_id=payer_id,
-                accounting_firm_id=firm_id,
-                accounting_firm_business_id=firm_business_id,
-                reseller_partner_id=reseller_partner_id,
-                own_use=own_use,
-                billing_address=JsonObject(billing_address),  # NOT NULL
-                billing_channel=billing_channel,
-                einvoice_address=_loads(einvoice_address),
-                billing_email=billing_email,
-                billing_contact=_loads(billing_contact),
-                status=statuses[status],
+    async def due_for_refresh(self, today: dt.date) -> list[str]:
+        """Contracts whose current state lags `today`: production reached, ended, or terms now in effect."""
+        month = YearMonth.of(today)
+        lagging_status = select(_C.contract_id).where(
+            or_(
+                and_(_C.status == ContractStatus.SIGNED.value, _C.production_date <= today),
+                and_(_C.status != ContractStatus.TERMINATED.value, _C.end_date < today),
             )
         )
-    return result
-
-
-#: The signed terms sort first whatever their time (effective_from None); any aware instant will do.
-_SIGNED = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-
-
-async def contract_terms_of(
-    session: AsyncSession, contract_id: str, month: YearMonth
-) -> ContractTerms | None:
-    """One contract's terms for `month`, billable or not (for the API and the use cases)."""
-    contract = await contract_row(session, contract_id)
-    if contract is None:
-        return None
-    return _terms(contract, await term_changes(session, contract_id), month)
-
-
-async def _contract_row_where(
-    session: AsyncSession, condition: Any, *, for_update: bool
-) -> RowMapping | None:
-    query = select(t.contracts).where(condition)
-    if for_update:
-        query = query.with_for_update()
-    return (await session.execute(query)).mappings().first()
-
-
-async def contract_row(
-    session: AsyncSession, contract_id: str, *, for_update: bool = False
-) -> RowMapping | None:
-    return await _contract_row_where(session, _C.contract_id == contract_id, for_update=for_update)
-
-
-async def contract_row_of_environment(
-    session: AsyncSession, environment_id: str, *, for_update: bool = False
-) -> RowMapping | None:
-    return await _contract_row_where(session, _C.environment_id == environment_id, for_update=for_update)
-
-
-async def pending_tallennus_firm_change(session: AsyncSession, contract_id: str) -> RowMapping | None:
-    """The Tallennus firm change waiting for the other firm's approval (B-29), if any."""
-    f = t.tallennus_firm_changes.c
-    return (
-        (await session.execute(select(t.tallennus_firm_changes).where(f.contract_id == contract_id)))
-        .mappings()
-        .first()
-    )
-
-
-async def term_changes(session: AsyncSession, contract_id: str) -> list[TermChange]:
-    rows = (await session.execute(select(t.contract_terms).where(_T.contract_id == contract_id))).mappings()
-    return [term_change_from_row(r) for r in rows]
-
-
-async def add_term_change(
-    session: AsyncSession, contract_id: str, change: TermChange, *, change_id: int | None, applied: bool
-) -> None:
-    await session.execute(
-        t.contract_terms.insert().values(
-            contract_id=contract_id,
-            effective_from=None if change.effective_from is None else change.effective_from.first_day,
-            requested_at=change.requested_at,
-            change_id=change_id,
-            package=None if change.package is None else change.package.value,
-            sets_accounting_firm=change.sets_accounting_firm,
-            accounting_firm_id=change.accounting_firm_id,
-            accounting_firm_business_id=change.accounting_firm_business_id,
-            payer_kind=None if change.payer_kind is None else change.payer_kind.value,
-            payer_id=change.payer_id,
-            applied=applied,
+        pending_terms = select(_T.contract_id).where(
+            _T.applied.is_(False), _T.effective_from <= month.first_day
         )
-    )
+        ids = (await self._session.execute(lagging_status.union(pending_terms))).scalars().all()
+        return sorted(ids)
 
-
-async def mark_terms_applied(session: AsyncSession, contract_id: str, month: YearMonth) -> None:
-    await session.execute(
-        update(t.contract_terms)
-        .where(
-            _T.contract_id == contract_id,
-            _T.applied.is_(False),
-            _T.effective_from <= month.first_day,
+    async def last_billed_month(self, environment_id: str) -> YearMonth | None:
+        """The latest month billed for the environment (invoiced or held), if any."""
+        b = t.billed_environment_months.c
+        month = await self._session.scalar(
+            select(func.max(b.month)).where(b.environment_id == environment_id)
         )
-        .values(applied=True)
-    )
+        return None if month is None else YearMonth.parse(str(month))
 
-
-async def last_billed_month(session: AsyncSession, environment_id: str) -> YearMonth | None:
-    """The latest month billed for the environment (invoiced or held), if any."""
-    b = t.billed_environment_months.c
-    month = await session.scalar(select(func.max(b.month)).where(b.environment_id == environment_id))
-    return None if month is None else YearMonth.parse(str(month))
-
-
-async def contracts_due_for_refresh(session: AsyncSession, today: dt.date) -> list[str]:
-    """Contracts whose current state lags `today`: production reached, ended, or terms now in effect."""
-    month = YearMonth.of(today)
-    lagging_status = select(_C.contract_id).where(
-        or_(
-            and_(_C.status == ContractStatus.SIGNED.value, _C.production_date <= today),
-            and_(_C.status != ContractStatus.TERMINATED.value, _C.end_date < today),
+    async def known_business_id_of_firm(self, firm_id: str) -> str | None:
+        """An accounting firm's business ID, as another contract of the firm names it."""
+        found = await self._session.scalar(
+            select(_C.accounting_firm_business_id)
+            .where(_C.accounting_firm_id == firm_id, _C.accounting_firm_business_id.is_not(None))
+            .limit(1)
         )
-    )
-    pending_terms = select(_T.contract_id).where(_T.applied.is_(False), _T.effective_from <= month.first_day)
-    ids = (await session.execute(lagging_status.union(pending_terms))).scalars().all()
-    return sorted(ids)
+        return None if found is None else str(found)
 
+    # --- B-29: a Tallennus firm change waiting for the other firm's approval ---
 
-async def record_change(
-    session: AsyncSession,
-    *,
-    contract_id: str,
-    at: dt.datetime,
-    change: str,
-    details: Mapping[str, Any],
-    requested_by: Mapping[str, Any] | None = None,
-    outcome: str = "accepted",
-    rule: str | None = None,
-    reason: str | None = None,
-    effective_from: dt.date | None = None,
-    source: str | None = None,
-    event_id: uuid.UUID | None = None,
-) -> int:
-    """Audit one change or refusal: who, when, what, why (B-25 refusals are logged too)."""
-    change_id = await session.scalar(
-        t.contract_changes.insert()
-        .values(
-            contract_id=contract_id,
-            at=at,
-            change=change,
-            requested_by=requested_by,
-            details=dict(details),
-            outcome=outcome,
-            rule=rule,
-            reason=reason,
-            effective_from=effective_from,
-            source=source,
-            event_id=event_id,
+    async def pending_firm_change(self, contract_id: str) -> PendingFirmChange | None:
+        row = (
+            (
+                await self._session.execute(
+                    select(t.tallennus_firm_changes).where(_F.contract_id == contract_id)
+                )
+            )
+            .mappings()
+            .first()
         )
-        .returning(t.contract_changes.c.id)
-    )
-    return int(change_id or 0)
+        if row is None:
+            return None
+        return PendingFirmChange(
+            old_firm_id=row["old_accounting_firm_id"],
+            new_firm_id=row["new_accounting_firm_id"],
+            old_approval=_approval(row["old_approval"]),
+            new_approval=_approval(row["new_approval"]),
+        )
 
+    async def pending_firm_change_row(self, contract_id: str) -> dict[str, Any] | None:
+        """The waiting change as stored (for the API)."""
+        row = (
+            (
+                await self._session.execute(
+                    select(t.tallennus_firm_changes).where(_F.contract_id == contract_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else dict(row)
 
-async def list_contracts(
-    session: AsyncSession,
-    *,
-    environment_id: str | None,
-    business_id: str | None,
-    payer_id: str | None,
-    status: str | None,
-    limit: int,
-    after: str | None,
-) -> list[RowMapping]:
-    """Contracts by environment, business ID, payer and status, in contract-id order (keyset paging)."""
-    query = select(t.contracts).order_by(_C.contract_id).limit(limit)
-    for column, value in (
-        (_C.environment_id, environment_id),
-        (_C.business_id, business_id),
-        (_C.payer_id, payer_id),
-        (_C.status, status),
-    ):
-        if value is not None:
-            query = query.where(column == value)
-    if after is not None:
-        query = query.where(_C.contract_id > after)
-    return list((await session.execute(query)).mappings())
+    async def save_pending_firm_change(
+        self, contract_id: str, pending: PendingFirmChange, now: dt.datetime
+    ) -> None:
+        values = {
+            "old_accounting_firm_id": pending.old_firm_id,
+            "new_accounting_firm_id": pending.new_firm_id,
+            "old_approval": _approval_json(pending.old_approval),
+            "new_approval": _approval_json(pending.new_approval),
+            "updated_at": now,
+        }
+        stmt = insert(t.tallennus_firm_changes).values(contract_id=contract_id, **values)
+        await self._session.execute(stmt.on_conflict_do_update(index_elements=[_F.contract_id], set_=values))
 
+    async def remove_pending_firm_change(self, contract_id: str) -> None:
+        await self._session.execute(delete(t.tallennus_firm_changes).where(_F.contract_id == contract_id))
 
-async def contract_history(session: AsyncSession, contract_id: str) -> list[dict[str, Any]]:
-    rows = (
-        await session.execute(
+    # --- the audit (B-25: refusals are logged too) ---
+
+    async def record_change(
+        self,
+        *,
+        contract_id: str,
+        at: dt.datetime,
+        change: str,
+        details: Mapping[str, Any],
+        requested_by: Mapping[str, Any] | None = None,
+        outcome: str = "accepted",
+        rule: str | None = None,
+        reason: str | None = None,
+        effective_from: dt.date | None = None,
+        source: str | None = None,
+        event_id: uuid.UUID | None = None,
+    ) -> int:
+        """Audit one change or refusal: who, when, what, why; the audit row's id."""
+        change_id = await self._session.scalar(
+            t.contract_changes.insert()
+            .values(
+                contract_id=contract_id,
+                at=at,
+                change=change,
+                requested_by=requested_by,
+                details=dict(details),
+                outcome=outcome,
+                rule=rule,
+                reason=reason,
+                effective_from=effective_from,
+                source=source,
+                event_id=event_id,
+            )
+            .returning(t.contract_changes.c.id)
+        )
+        return int(change_id or 0)
+
+    async def history(self, contract_id: str) -> list[dict[str, Any]]:
+        """Every change and refusal of the contract, oldest first."""
+        rows = await self._session.execute(
             select(t.contract_changes)
             .where(t.contract_changes.c.contract_id == contract_id)
             .order_by(t.contract_changes.c.id)
         )
-    ).mappings()
-    return [dict(r) for r in rows]
+        return [dict(r) for r in rows.mappings()]
