@@ -246,6 +246,16 @@ class Readiness(BaseModel):
     checks: dict[str, str] = Field(description="Each dependency (database, broker) → `ok` or why it failed.")
 
 
+class Liveness(BaseModel):
+    """What `/healthz` answers: alive or not, and each part's check."""
+
+    status: Literal["ok", "dead"] = Field(description="`ok` when every check is `ok` (then 200, else 503).")
+    service: str = Field(description="The service's name.")
+    checks: dict[str, str] = Field(
+        description="Each consumer, the outbox relay and each loop → `ok` or why not."
+    )
+
+
 def create_service_app(
     host: ServiceHost,
     *,
@@ -274,6 +284,8 @@ def create_service_app(
         "/healthz",
         tags=["operations"],
         summary="Liveness: the process answers and its consumers, outbox relay and background loops run.",
+        response_model=Liveness,
+        responses={503: {"model": Liveness, "description": "A consumer, the relay or a loop died."}},
     )
     async def healthz() -> JSONResponse:
         checks = host.liveness()
