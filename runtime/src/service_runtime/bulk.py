@@ -50,6 +50,10 @@ def _as_text(values: list[Any]) -> list[Any]:
     """
     if not values or type(values[0]) not in _PLAIN or any(v is None for v in values):
         return values
+    first = values[0]
+    if all(v is first for v in values):
+        # One object for every row (a batch's timestamp, a run's invoice date): formatted once.
+        return [str(first)] * len(values)
     return [str(v) for v in values]
 
 
