@@ -24,9 +24,15 @@ from invoicing.contracts.api import build_contracts_router
 from invoicing.contracts.consumers import ContractIntake, ProcountorCustomerIntake
 from invoicing.contracts.service import CONTRACT_COMMANDS
 from invoicing.contracts.upkeep import keep_contracts_current
+from invoicing.prices.api import build_prices_router
 from invoicing.prices.domain import PriceBook
-from invoicing.prices.loader import load_price_book, load_vat_rates, sample_price_book, shipped_vat_rates
-from invoicing.prices.repository import configured_price_book_text
+from invoicing.prices.loader import (
+    configured_price_book_text,
+    load_price_book,
+    load_vat_rates,
+    sample_price_book,
+    shipped_vat_rates,
+)
 from invoicing.prices.vat import VatRateTable
 from invoicing.receivables.api import build_receivables_router
 from invoicing.receivables.consumers import DueDateIntake, ReceivablesIntake
@@ -124,7 +130,8 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
                 vat_rates=load_vat_rates_of(settings),
             ),
             build_receivables_router(host),
-            build_contracts_router(
+            build_contracts_router(host),
+            build_prices_router(
                 host,
                 configured_price_book=configured_price_book_text(settings.price_list_file),
                 allow_sample_prices=settings.allow_sample_prices,

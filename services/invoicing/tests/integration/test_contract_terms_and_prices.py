@@ -14,7 +14,7 @@ from invoicing.contracts.domain import ContractStatus, ContractTerms
 from invoicing.contracts.terms_repository import contract_terms_for_month
 from invoicing.prices.domain import PackageCode, PriceListError
 from invoicing.prices.loader import sample_price_book
-from invoicing.prices.repository import price_book_for_billing, store_price_book
+from invoicing.prices.service import price_book_for_billing, store_price_book
 
 from .contract_stack import MAIN_USER, SIGNATORY, ContractStack, business_id, contract_stack, helsinki
 

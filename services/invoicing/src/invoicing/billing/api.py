@@ -41,7 +41,7 @@ from invoicing.billing.views import (
 )
 from invoicing.calendar import YearMonth, is_business_day, run_day
 from invoicing.prices.domain import PriceBook
-from invoicing.prices.repository import price_book_for_billing
+from invoicing.prices.service import price_book_for_billing
 from invoicing.prices.vat import VatRateTable
 from service_runtime.host import ServiceHost
 

@@ -1,4 +1,4 @@
-"""Invoicing's HTTP API for contracts (create, change, history, terms per month) and price lists (B-07)."""
+"""Invoicing's HTTP API for contracts: create, change, history, terms per month (price lists: `prices.api`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from typing_extensions import TypeAliasType
@@ -44,9 +44,6 @@ from invoicing.contracts.service import (
 )
 from invoicing.contracts.terms_repository import ContractTermsRepository
 from invoicing.contracts.upkeep import refresh_contracts
-from invoicing.prices import repository as prices
-from invoicing.prices.domain import PriceListError
-from service_runtime.database import Session
 from service_runtime.host import ServiceHost
 
 _YEAR_MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -218,19 +215,6 @@ class RefreshView(BaseModel):
     contracts_changed: int = Field(description="Contracts whose status or terms in effect changed today.")
 
 
-class PriceListView(BaseModel):
-    price_list_id: str
-    valid_from: dt.date
-    valid_to: dt.date | None
-    is_sample: bool = Field(description="Made-up SAMPLE prices; production refuses them.")
-    source: str = Field(description="`file` (the configured price book) or `api`.")
-    loaded_at: dt.datetime
-
-
-class PriceListDocumentView(PriceListView):
-    document: str = Field(description="The price list as the one-list price book YAML it is read from.")
-
-
 def _refused(refusal: Refused) -> HTTPException:
     return HTTPException(status_code=422, detail={"rule": refusal.rule, "reason": refusal.reason})
 
@@ -257,10 +241,6 @@ def _view(outcome: Accepted) -> ChangeView:
     )
 
 
-def _price_list_view(stored: prices.StoredPriceList) -> PriceListView:
-    return PriceListView(**{k: v for k, v in stored.__dict__.items() if k != "document"})
-
-
 def _contract_view(contract: Contract) -> ContractView:
     return ContractView.model_validate({name: getattr(contract, name) for name in ContractView.model_fields})
 
@@ -269,11 +249,8 @@ def _terms_view(terms: ContractTerms) -> TermsView:
     return TermsView.model_validate({name: getattr(terms, name) for name in terms.__dataclass_fields__})
 
 
-def build_contracts_router(
-    host: ServiceHost, *, configured_price_book: str, allow_sample_prices: bool = True
-) -> APIRouter:
-    """`configured_price_book`: the YAML of the configured price book, stored before any API load;
-    without `allow_sample_prices`, SAMPLE price lists are refused (as at start-up)."""
+def build_contracts_router(host: ServiceHost) -> APIRouter:
+    """Contracts over HTTP: the same use case as the Kafka commands (`handle_contract_command`)."""
     router = APIRouter()
 
     def envelope() -> dict[str, Any]:
@@ -289,9 +266,6 @@ def build_contracts_router(
             raise _refused(outcome)
         host.relay.wake()
         return _view(outcome)
-
-    async def ensure_configured(session: Session) -> None:
-        await prices.ensure_configured_price_lists(session, configured_price_book, now=host.clock.now())
 
     async def submit(
         command_type: type[Message], contract_id: str, body: BaseModel, *, received: str | None
@@ -432,53 +406,5 @@ def build_contracts_router(
         changed = await refresh_contracts(host.sessions, host.clock)
         host.relay.wake()
         return RefreshView(contracts_changed=changed)
-
-    @router.get("/price-lists", response_model=list[PriceListView], tags=["price lists"])
-    async def list_price_lists() -> list[PriceListView]:
-        """Every price list with its validity, oldest first (B-07)."""
-        async with host.sessions.begin() as session:
-            await ensure_configured(session)
-            stored = await prices.stored_price_lists(session)
-        return [_price_list_view(s) for s in stored]
-
-    @router.get("/price-lists/{price_list_id}", tags=["price lists"])
-    async def get_price_list(price_list_id: str) -> PriceListDocumentView:
-        """One price list: its validity and its prices as the one-list price book YAML it is read from."""
-        async with host.sessions.begin() as session:
-            await ensure_configured(session)
-            stored = {s.price_list_id: s for s in await prices.stored_price_lists(session)}
-        if price_list_id not in stored:
-            raise HTTPException(status_code=404, detail=f"no price list {price_list_id}")
-        return PriceListDocumentView.model_validate(stored[price_list_id].__dict__)
-
-    @router.post(
-        "/price-lists",
-        response_model=list[PriceListView],
-        status_code=201,
-        tags=["price lists"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/yaml": {"schema": {"type": "string"}}},
-                "description": "A price book YAML as in `price_lists/sample.yaml`; money as quoted strings.",
-            }
-        },
-    )
-    async def load_price_lists(request: Request) -> list[PriceListView]:
-        """Add effective-dated price lists (B-07); 422 with the reason when they do not fit."""
-        text = (await request.body()).decode("utf-8", errors="replace")
-        try:
-            async with host.sessions.begin() as session:
-                await ensure_configured(session)
-                added = await prices.store_price_book(
-                    session,
-                    text,
-                    source=prices.SOURCE_API,
-                    now=host.clock.now(),
-                    allow_sample=allow_sample_prices,
-                )
-        except PriceListError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return [_price_list_view(s) for s in added]
 
     return router
