@@ -5,7 +5,7 @@ final usage from metering (as `UsageFinalizedV1` would store it), the month clos
 and September's billing with a few late adjustments of it, all written straight into the tables
 from a seeded, skewed workload. Then, in the same run:
 
-- **run**: `invoicing.billing_run.run_billing` for the November run day, exactly as the service
+- **run**: `invoicing.billing.service.run_billing` for the November run day, exactly as the service
   runs it: plan, batches of payers, invoices, held lines, corrections, outbox rows, committed;
 - **raw read**: asyncpg fetching the same inputs (contracts, terms, October usage, adjustments,
   held lines, tiers) with no processing;
@@ -37,9 +37,9 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
 from benchmarks.machine import MIB, describe, lifetime_peak_rss_bytes, peak_rss_bytes, reset_peak_rss
 from benchmarks.report import Figure, Report
 from devstack.infra import async_url, create_database, drop_database, provide_postgres
-from invoicing.billing_run import run_billing
+from invoicing.billing.service import run_billing
 from invoicing.calendar import HELSINKI, YearMonth, run_day
-from invoicing.price_list_loader import sample_price_book
+from invoicing.prices.loader import sample_price_book
 from invoicing.references import is_valid_reference
 from service_runtime.clock import FixedClock
 from service_runtime.database import create_engine, session_factory

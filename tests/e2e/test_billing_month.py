@@ -19,7 +19,7 @@ from billing_contracts.contracts import (
 from billing_contracts.usage import DocumentKind, PayCalculatedV1, VoucherCreatedV1, VoucherVoidedV1
 from devstack.testing import wait_until
 from invoicing.calendar import HELSINKI, YearMonth
-from invoicing.price_list_loader import sample_price_book
+from invoicing.prices.loader import sample_price_book
 from invoicing.references import is_valid_reference, make_reference
 
 from ..conftest import Stack

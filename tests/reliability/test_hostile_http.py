@@ -135,7 +135,7 @@ async def test_a_contract_cannot_start_production_on_0001_01_01(stack: Stack) ->
     response = await stack.invoicing.post("/contracts", json=signed | {"production_date": "0001-01-01"})
 
     body = assert_problem(response, 422)
-    assert body["errors"][0]["path"] == "production_date"
+    assert body["errors"][0]["path"] == "body.production_date"
 
 
 async def test_an_integer_beyond_int64_in_after_number_is_refused(stack: Stack) -> None:

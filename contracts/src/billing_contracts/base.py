@@ -20,6 +20,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from billing_contracts.references import reference_check_digit
+
 
 def _business_id_check_digit(value: str) -> str:
     # Weights of the Finnish business ID checksum (Y-tunnuksen tarkistusmerkki).
@@ -30,10 +32,8 @@ def _business_id_check_digit(value: str) -> str:
 
 
 def _reference_number_check_digit(value: str) -> str:
-    # Finnish reference number (viitenumero): weights 7, 3, 1 from the right, check digit last.
-    body, check = value[:-1], int(value[-1])
-    weighted = sum(int(d) * (7, 3, 1)[i % 3] for i, d in enumerate(reversed(body)))
-    if (10 - weighted % 10) % 10 != check:
+    # Finnish reference number (viitenumero): the 7-3-1 check digit last.
+    if reference_check_digit(value[:-1]) != int(value[-1]):
         raise ValueError(f"{value} has an invalid check digit")
     return value
 

@@ -6,10 +6,10 @@
 
 It lives in devstack because it needs both services' code in one process — metering's counting
 (SQL over its own tables) and invoicing's billing run — and services never import each other
-(import-linter). Nothing is faked: usage events go through `metering.service.UsageRecorder`,
+(import-linter). Nothing is faked: usage events go through `metering.consumers.UsageEventIntake`,
 months close with `metering.service.close_month`, metering's outbox is handed to invoicing's
 `UsageIntake` as Kafka would, contract commands go through `ContractIntake`, and the runs are
-`invoicing.billing_run.run_billing`. It works in a scratch PostgreSQL database of its own
+`invoicing.billing.service.run_billing`. It works in a scratch PostgreSQL database of its own
 (`POSTGRES_ADMIN_URL`, Docker, 127.0.0.1:5432 or an embedded server; see `devstack.infra`),
 dropped afterwards. Scenario format: docs/rehearsal.md.
 """
@@ -39,16 +39,19 @@ from billing_contracts.invoicing import InvoiceIssuedV1
 from billing_contracts.partners import PartnerTierChangedV1
 from billing_contracts.registry import TOPICS
 from invoicing import tables as invoicing_tables
-from invoicing.billing_run import MonthNotClosedError, run_billing
+from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
+from invoicing.billing.service import MonthNotClosedError, run_billing
+from invoicing.billing.views import held_of_payer, list_invoice_views
 from invoicing.calendar import HELSINKI, YearMonth, is_business_day, run_day
-from invoicing.contract_service import CONTRACT_COMMANDS, ContractIntake, refresh_contracts
-from invoicing.invoice_views import held_of_payer, list_invoice_views
-from invoicing.price_list_loader import parse_price_book, sample_price_book
-from invoicing.pricing import PriceBook
-from invoicing.service import PartnerTierIntake, UsageIntake
+from invoicing.contracts.consumers import ContractIntake
+from invoicing.contracts.service import CONTRACT_COMMANDS
+from invoicing.contracts.upkeep import refresh_contracts
+from invoicing.prices.domain import PriceBook
+from invoicing.prices.loader import parse_price_book, sample_price_book
 from metering import tables as metering_tables
-from metering.items import ItemKind, list_items
-from metering.service import USAGE_CONTRACTS, UsageRecorder, close_month
+from metering.consumers import USAGE_CONTRACTS, UsageEventIntake
+from metering.repository import ItemKind, list_items
+from metering.service import close_month
 from service_runtime.clock import FixedClock
 from service_runtime.database import create_engine, session_factory
 from service_runtime.logging import configure_logging
@@ -355,7 +358,7 @@ async def rehearse_in(database_url: str, scenario: Scenario) -> RehearsalResult:
             use_case: Any = {
                 "command": ContractIntake(clock),
                 "tier": PartnerTierIntake(),
-                "usage": UsageRecorder(clock),
+                "usage": UsageEventIntake(clock),
             }[step.kind]
             async with sessions.begin() as session:
                 rejected = await use_case(session, [step.message])

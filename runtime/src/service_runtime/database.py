@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from sqlalchemy import MetaData, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+#: One transaction of a use case: what repositories are built on. Use-case, consumer and API modules
+#: name it by this alias and never import SQLAlchemy themselves (import-linter checks that), so the
+#: only modules that speak SQL are repositories and tables.
+Session: TypeAlias = AsyncSession
+#: Where a use case that owns its transactions opens them (`async with sessions.begin() as session`).
+Sessions: TypeAlias = async_sessionmaker[AsyncSession]
+#: A failure the database or its driver reported (a constraint, a lost connection): a use case that
+#: sets one unit of work aside and goes on catches this, without naming the driver.
+DatabaseError: TypeAlias = DBAPIError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from fastapi import APIRouter, FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_contracts.base import Message
@@ -241,6 +242,25 @@ def auth_config(settings: ServiceSettings) -> AuthConfig | None:
     )
 
 
+class Readiness(BaseModel):
+    """What `/readyz` answers: ready or not, and each dependency's check."""
+
+    status: Literal["ok", "unavailable"] = Field(
+        description="`ok` when every check is `ok` (then 200, else 503)."
+    )
+    checks: dict[str, str] = Field(description="Each dependency (database, broker) → `ok` or why it failed.")
+
+
+class Liveness(BaseModel):
+    """What `/healthz` answers: alive or not, and each part's check."""
+
+    status: Literal["ok", "dead"] = Field(description="`ok` when every check is `ok` (then 200, else 503).")
+    service: str = Field(description="The service's name.")
+    checks: dict[str, str] = Field(
+        description="Each consumer, the outbox relay and each loop → `ok` or why not."
+    )
+
+
 def create_service_app(
     host: ServiceHost,
     *,
@@ -269,6 +289,8 @@ def create_service_app(
         "/healthz",
         tags=["operations"],
         summary="Liveness: the process answers and its consumers, outbox relay and background loops run.",
+        response_model=Liveness,
+        responses={503: {"model": Liveness, "description": "A consumer, the relay or a loop died."}},
     )
     async def healthz() -> JSONResponse:
         checks = host.liveness()
@@ -280,7 +302,13 @@ def create_service_app(
             status_code=200 if alive else 503,
         )
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: the database and the broker answer.")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: the database and the broker answer.",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A dependency does not answer."}},
+    )
     async def readyz() -> JSONResponse:
         checks = await host.readiness()
         ready = all(v == "ok" for v in checks.values())
@@ -289,7 +317,13 @@ def create_service_app(
             status_code=200 if ready else 503,
         )
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics.")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics.",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(host.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -7,16 +7,14 @@ import datetime as dt
 import sys
 import time
 from collections.abc import Callable
-from zoneinfo import ZoneInfo
 
 import httpx
 
 from invoicing.app import create_app
 from invoicing.settings import InvoicingSettings
 from service_runtime.cli import run_cli
+from service_runtime.clock import SystemClock, today_in_helsinki
 from service_runtime.token_client import client_credentials_auth
-
-HELSINKI = ZoneInfo("Europe/Helsinki")
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +65,8 @@ def trigger(
 
 
 def _trigger(args: argparse.Namespace) -> int:
-    today = args.today or dt.datetime.now(HELSINKI).date()
+    # The CronJob asks for the day it is in Helsinki; tests and operators pass --today.
+    today = args.today or today_in_helsinki(SystemClock())
     auth = client_credentials_auth(InvoicingSettings())
     return trigger(args.url, today, wait_seconds=args.wait_seconds, poll_seconds=args.poll_seconds, auth=auth)
 

@@ -18,19 +18,24 @@ from billing_contracts.procountor import (
     PaymentReceivedV1,
 )
 from billing_contracts.registry import topic_for
-from invoicing.api import build_router
-from invoicing.contract_service import (
-    CONTRACT_COMMANDS,
-    ContractIntake,
-    ProcountorCustomerIntake,
-    keep_contracts_current,
+from invoicing.billing.api import build_billing_router
+from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
+from invoicing.contracts.api import build_contracts_router
+from invoicing.contracts.consumers import ContractIntake, ProcountorCustomerIntake
+from invoicing.contracts.service import CONTRACT_COMMANDS
+from invoicing.contracts.upkeep import keep_contracts_current
+from invoicing.prices.api import build_prices_router
+from invoicing.prices.domain import PriceBook
+from invoicing.prices.loader import (
+    configured_price_book_text,
+    load_price_book,
+    load_vat_rates,
+    sample_price_book,
+    shipped_vat_rates,
 )
-from invoicing.contracts_api import build_contracts_router
-from invoicing.price_list_loader import load_price_book, sample_price_book
-from invoicing.price_list_repository import configured_price_book_text
-from invoicing.pricing import PriceBook
-from invoicing.receivables import DueDateIntake, ReceivablesIntake
-from invoicing.service import PartnerTierIntake, UsageIntake
+from invoicing.prices.vat import VatRateTable
+from invoicing.receivables.api import build_receivables_router
+from invoicing.receivables.consumers import DueDateIntake, ReceivablesIntake
 from invoicing.settings import InvoicingSettings
 from invoicing.tables import runtime_tables
 from service_runtime.clock import Clock
@@ -56,6 +61,11 @@ def load_prices(settings: InvoicingSettings) -> PriceBook:
             )
         log.warning("sample_prices_in_use")
     return book
+
+
+def load_vat_rates_of(settings: InvoicingSettings) -> VatRateTable:
+    """The VAT rates a run uses: the configured file, else the shipped Finnish rates (validated either way)."""
+    return load_vat_rates(settings.vat_rates_file) if settings.vat_rates_file else shipped_vat_rates()
 
 
 def metering_client(settings: InvoicingSettings) -> Callable[[], httpx.AsyncClient] | None:
@@ -111,14 +121,17 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
         title="Invoicing",
         description="Contracts, effective-dated price lists and the monthly billing run.",
         routers=[
-            build_router(
+            build_billing_router(
                 host,
                 price_book,
                 metering=metering_client(settings),
                 batch_size=settings.billing_batch_size,
                 workers=settings.billing_workers,
+                vat_rates=load_vat_rates_of(settings),
             ),
-            build_contracts_router(
+            build_receivables_router(host),
+            build_contracts_router(host),
+            build_prices_router(
                 host,
                 configured_price_book=configured_price_book_text(settings.price_list_file),
                 allow_sample_prices=settings.allow_sample_prices,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 
+from stdnum import iso11649
 from stdnum.fi import ytunnus
+from stdnum.iso7064 import mod_97_10
+
+from billing_contracts.references import reference_check_digit as _check_digit
 
 # Finnish national reference (kotimainen viite): a base of 3–19 digits plus a
 # check digit, 4–20 digits in all (Finanssiala "Kotimaisen viitteen rakenneohje").
 MIN_BASE_DIGITS = 3
 MAX_BASE_DIGITS = 19
-_WEIGHTS = (7, 3, 1)
 
 _DIGITS = re.compile(r"^\d+$")
 _RF = re.compile(r"^RF\d{2}[0-9A-Z]{1,21}$")
@@ -22,11 +25,13 @@ def _compact(text: str) -> str:
 
 
 def reference_check_digit(base: str) -> int:
-    """Check digit of a national reference base: weights 7, 3, 1 from the right (B-18)."""
+    """Check digit of a national reference base: weights 7, 3, 1 from the right (B-18).
+
+    The one implementation lives in `billing_contracts.references` (the contracts' `ReferenceNumber`
+    and the Procountor emulator use it too)."""
     if not _DIGITS.fullmatch(base):
         raise ValueError(f"a reference base is digits only, got {base!r}")
-    total = sum(int(digit) * _WEIGHTS[i % 3] for i, digit in enumerate(reversed(base)))
-    return (10 - total % 10) % 10
+    return _check_digit(base)
 
 
 def make_reference(base: str | int) -> str:
@@ -85,37 +90,29 @@ def reference_for_invoice_number(invoice_number: int) -> str:
     return make_reference(invoice_number)
 
 
-def _iso7064_mod97(text: str) -> int:
-    # Letters become two-digit numbers: A = 10 … Z = 35 (ISO 11649).
-    return int("".join(str(int(char, 36)) for char in text)) % 97
-
-
 def make_rf_reference(national: str) -> str:
     """The RF creditor reference (ISO 11649) wrapping a national reference, e.g. `RF8512345672`.
 
-    Returned in electronic form without spaces; see `format_rf_reference` for print.
+    Returned in electronic form without spaces; see `format_rf_reference` for print. The check
+    digits are ISO 7064 mod 97-10 over the body followed by `RF` (python-stdnum).
     """
     if not is_valid_reference(national):
         raise ValueError(f"not a valid Finnish reference: {national!r}")
     body = _compact(national).lstrip("0")
-    check = 98 - _iso7064_mod97(f"{body}RF00")
-    return f"RF{check:02d}{body}"
+    return f"RF{mod_97_10.calc_check_digits(body + 'RF')}{body}"
 
 
 def is_valid_rf_reference(ref: str) -> bool:
     """Whether `ref` is a valid RF creditor reference (ISO 11649, mod 97-10); spaces ignored."""
     text = _compact(ref).upper()
-    if len(text) > 25 or not _RF.fullmatch(text):
-        return False
-    return _iso7064_mod97(text[4:] + text[:4]) == 1
+    return bool(_RF.fullmatch(text)) and bool(iso11649.is_valid(text))
 
 
 def format_rf_reference(ref: str) -> str:
     """The printed form of an RF reference, in blocks of four: `RF85 1234 5672`."""
     if not is_valid_rf_reference(ref):
         raise ValueError(f"not a valid RF reference: {ref!r}")
-    text = _compact(ref).upper()
-    return " ".join(text[i : i + 4] for i in range(0, len(text), 4))
+    return str(iso11649.format(ref))
 
 
 def is_valid_business_id(business_id: str) -> bool:

@@ -16,6 +16,13 @@ class InvoicingSettings(ServiceSettings):
     price_list_file: Path | None = Field(
         default=None, description="Price book YAML (B-07). Unset: the bundled SAMPLE price list."
     )
+    vat_rates_file: Path | None = Field(
+        default=None,
+        description=(
+            "VAT rates YAML (B-07, B-18): effective-dated rates per VAT category. Unset: the shipped "
+            "Finnish rates and their history (`price_lists/vat_rates.yaml`)."
+        ),
+    )
     allow_sample_prices: bool = Field(
         default=True,
         description="Refuse to start on the bundled sample prices when false (set false in production).",

@@ -30,13 +30,13 @@ from billing_contracts.partners import PartnerTier, PartnerTierChangedV1
 from devstack.infra import async_url, database_url, drop_database
 from devstack.testing import migrate
 from invoicing import tables as t
-from invoicing.billing_run import RunReport, run_billing
+from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
+from invoicing.billing.service import RunReport, run_billing
+from invoicing.billing.views import held_of_payer, list_invoice_views
 from invoicing.calendar import HELSINKI
-from invoicing.contract_service import ContractIntake
-from invoicing.invoice_views import held_of_payer, list_invoice_views
-from invoicing.price_list_loader import sample_price_book
-from invoicing.pricing import PriceBook
-from invoicing.service import PartnerTierIntake, UsageIntake
+from invoicing.contracts.consumers import ContractIntake
+from invoicing.prices.domain import PriceBook
+from invoicing.prices.loader import sample_price_book
 from service_runtime.clock import FixedClock
 from service_runtime.database import create_engine, session_factory
 

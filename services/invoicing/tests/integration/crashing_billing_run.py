@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import event
 
-from invoicing.billing_run import run_billing
+from invoicing.billing.service import run_billing
 from invoicing.calendar import HELSINKI
-from invoicing.price_list_loader import sample_price_book
+from invoicing.prices.loader import sample_price_book
 from service_runtime.clock import FixedClock
 from service_runtime.database import create_engine, session_factory
 

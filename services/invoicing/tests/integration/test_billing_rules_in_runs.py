@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from decimal import Decimal
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +20,8 @@ from billing_contracts.invoicing import InvoiceHeldV1
 from billing_contracts.partners import PartnerTier
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
-from invoicing.pricing import PriceBook
+from invoicing.prices.domain import PriceBook
+from invoicing.prices.loader import load_vat_rates
 
 from .conftest import Billing, at, business_id
 
@@ -467,3 +470,21 @@ async def test_b15_a_payer_left_with_only_held_lines_gets_them_on_a_final_invoic
     )
     assert lines_of(invoice) == [("SIGNATURE", "2026-09-01", "2", "2.25", "4.50", "2026-09")]
     assert (await billing.held(business_id(2)))["held_net"] == "2.25"  # October, held for the new payer
+
+
+async def test_b07_b18_a_new_vat_rate_in_the_data_bills_its_service_month_without_a_release(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # A law change is an entry in the VAT rate file (INVOICING_VAT_RATES_FILE), loaded and validated
+    # like the price books: October 2026 usage takes the new rate, no code changes.
+    shipped = resources.files("invoicing").joinpath("price_lists/vat_rates.yaml").read_text("utf-8")
+    changed = tmp_path / "vat_rates.yaml"
+    changed.write_text(shipped + '  - {category: general, valid_from: 2026-10-01, rate: "26"}\n', "utf-8")
+    await billing.sign("env-a", 1)
+    await billing.usage("env-a", "2026-10", vouchers=0)
+    await billing.close("2026-10")
+
+    await billing.run(NOV_2, vat_rates=load_vat_rates(changed))
+
+    (invoice,) = await billing.invoices()
+    assert invoice["vat_totals"] == [{"vat_rate": "26", "net": "39.00", "vat": "10.14"}]

@@ -12,7 +12,12 @@ from sqlalchemy import select
 
 from billing_contracts.invoicing import InvoiceIssuedV1
 from invoicing import tables as t
-from invoicing.billing_run import AdvanceBillingError, MonthNotClosedError, NotABillingDayError, run_billing
+from invoicing.billing.service import (
+    AdvanceBillingError,
+    MonthNotClosedError,
+    NotABillingDayError,
+    run_billing,
+)
 from invoicing.references import is_valid_reference, make_reference
 from service_runtime.database import create_engine, session_factory
 

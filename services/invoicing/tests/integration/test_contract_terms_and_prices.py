@@ -10,11 +10,11 @@ import pytest_asyncio
 from devstack.infra import KafkaTarget
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
-from invoicing.contract_repository import contract_terms_for_month
-from invoicing.contract_rules import ContractStatus, ContractTerms
-from invoicing.price_list_loader import sample_price_book
-from invoicing.price_list_repository import price_book_for_billing, store_price_book
-from invoicing.pricing import PackageCode, PriceListError
+from invoicing.contracts.domain import ContractStatus, ContractTerms
+from invoicing.contracts.terms_repository import contract_terms_for_month
+from invoicing.prices.domain import PackageCode, PriceListError
+from invoicing.prices.loader import sample_price_book
+from invoicing.prices.service import price_book_for_billing, store_price_book
 
 from .contract_stack import MAIN_USER, SIGNATORY, ContractStack, business_id, contract_stack, helsinki
 

@@ -15,13 +15,12 @@ from billing_contracts.invoicing import ChangeRequestRefusedV1, CreditNoteIssued
 from billing_contracts.partners import PartnerTier
 from billing_contracts.procountor import PaymentReceivedV1
 from invoicing import tables as t
-from invoicing.billing import CreditRefusedError
-from invoicing.receivables import (
+from invoicing.receivables.consumers import DueDateIntake, ReceivablesIntake
+from invoicing.receivables.domain import CreditRefusedError
+from invoicing.receivables.service import (
     CreditRequest,
     DueDateChange,
-    DueDateIntake,
     DueDateRefusedError,
-    ReceivablesIntake,
     change_due_date,
     issue_credit_note,
 )

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invoicing.billing import (
+from invoicing.billing.domain import (
     ChargeKind,
     ChargeLine,
     EnvironmentContract,
@@ -23,15 +23,15 @@ from invoicing.billing import (
     minimum_invoice_decision,
 )
 from invoicing.calendar import YearMonth
-from invoicing.money import FINNISH_VAT_RATES, cents, vat_amount
-from invoicing.price_list_loader import sample_price_book
-from invoicing.pricing import (
+from invoicing.money import cents, vat_amount
+from invoicing.prices.domain import (
     PackageCode,
     PackagePrice,
     PriceList,
     ServiceProductPrice,
     UnknownPriceError,
 )
+from invoicing.prices.loader import sample_price_book, shipped_vat_rates
 
 D = Decimal
 VAT = D("25.5")
@@ -301,14 +301,14 @@ def test_b18_totals_are_kept_per_vat_rate() -> None:
         MonthlyUsage(),
         month=YearMonth(2024, 8),
         price_list=PRICES,
-        vat_rate=FINNISH_VAT_RATES.rate_for(YearMonth(2024, 8)),
+        vat_rate=shipped_vat_rates().rate_for(YearMonth(2024, 8)),
     )
     september = charge_lines(
         _contract(production_date=dt.date(2024, 1, 1)),
         MonthlyUsage(),
         month=YearMonth(2024, 9),
         price_list=PRICES,
-        vat_rate=FINNISH_VAT_RATES.rate_for(YearMonth(2024, 9)),
+        vat_rate=shipped_vat_rates().rate_for(YearMonth(2024, 9)),
     )
     totals = assemble_invoice(august + september)
     assert [(v.vat_rate, v.net, v.vat) for v in totals.vat_totals] == [
@@ -384,7 +384,7 @@ def test_sample_price_book_bills_a_kevyt_month_end_to_end() -> None:
     month = YearMonth(2026, 10)
     price_list = sample_price_book().price_list_for(month)
     contract = _contract()
-    vat_rate = FINNISH_VAT_RATES.rate_for(month, price_list.package(contract.package).vat_category)
+    vat_rate = shipped_vat_rates().rate_for(month, price_list.package(contract.package).vat_category)
     lines = charge_lines(
         contract,
         MonthlyUsage(vouchers=13, payees=2, einvoices_sent=1),

@@ -8,7 +8,7 @@ import pytest
 
 from billing_contracts.contracts import ApprovingFirm, PackageChangeKind, PayerKind
 from invoicing.calendar import HELSINKI, YearMonth
-from invoicing.contract_rules import (
+from invoicing.contracts.domain import (
     ChangeRefusedError,
     ContractStatus,
     EffectiveTerms,
@@ -29,7 +29,7 @@ from invoicing.contract_rules import (
     termination,
     terms_in_effect,
 )
-from invoicing.pricing import PackageCode
+from invoicing.prices.domain import PackageCode
 
 COMPANY = "2077474-0"
 FIRM_A = "1234567-1"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from billing_contracts.base import wire_json
 from billing_contracts.invoicing import InvoiceIssuedV1
-from invoicing.invoice_wire import check_against_contract, invoice_json
+from invoicing.billing.wire import check_against_contract, invoice_json
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
 

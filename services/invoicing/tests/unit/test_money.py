@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from invoicing.calendar import YearMonth
-from invoicing.money import (
-    FINNISH_VAT_RATES,
+from invoicing.money import cents, vat_amount
+from invoicing.prices.loader import shipped_vat_rates
+from invoicing.prices.vat import (
     UnknownVatRateError,
     VatCategory,
     VatRatePeriod,
+    VatRatesFormatError,
     VatRateTable,
-    cents,
-    vat_amount,
+    parse_vat_rates,
 )
 
 amounts = st.decimals(min_value=Decimal("-1000000"), max_value=Decimal("1000000"), places=5, allow_nan=False)
@@ -86,22 +88,22 @@ def test_b18_vat_is_the_exact_product_rounded_half_up(net: Decimal, rate: Decima
     ],
 )
 def test_b18_general_rate_follows_the_service_month(month: str, rate: str) -> None:
-    assert FINNISH_VAT_RATES.rate_for(YearMonth.parse(month)) == Decimal(rate)
+    assert shipped_vat_rates().rate_for(YearMonth.parse(month)) == Decimal(rate)
 
 
 def test_b18_august_2024_usage_billed_in_september_takes_24_percent() -> None:
     run_month = YearMonth(2024, 9)
-    assert FINNISH_VAT_RATES.rate_for(run_month.prev()) == Decimal("24")
+    assert shipped_vat_rates().rate_for(run_month.prev()) == Decimal("24")
 
 
 def test_reduced_rate_drops_to_13_5_in_2026() -> None:
-    assert FINNISH_VAT_RATES.rate_for(YearMonth(2025, 12), VatCategory.REDUCED) == Decimal("14")
-    assert FINNISH_VAT_RATES.rate_for(YearMonth(2026, 1), VatCategory.REDUCED) == Decimal("13.5")
+    assert shipped_vat_rates().rate_for(YearMonth(2025, 12), VatCategory.REDUCED) == Decimal("14")
+    assert shipped_vat_rates().rate_for(YearMonth(2026, 1), VatCategory.REDUCED) == Decimal("13.5")
 
 
 def test_a_month_before_any_known_rate_is_refused() -> None:
     with pytest.raises(UnknownVatRateError):
-        FINNISH_VAT_RATES.rate_for(YearMonth(2012, 12))
+        shipped_vat_rates().rate_for(YearMonth(2012, 12))
 
 
 def test_vat_rates_change_only_on_the_first_of_a_month() -> None:
@@ -120,3 +122,45 @@ def test_vat_rates_must_be_decimal_percentages() -> None:
         VatRatePeriod(VatCategory.GENERAL, dt.date(2024, 9, 1), 25.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"0\.\.100"):
         VatRatePeriod(VatCategory.GENERAL, dt.date(2024, 9, 1), Decimal("-1"))
+
+
+# --- B-07: VAT rates are data, validated like the price books ---
+
+
+def test_b07_the_shipped_vat_rates_are_the_finnish_rates_and_their_history() -> None:
+    shipped = shipped_vat_rates()
+    assert {c: shipped.rate_for(YearMonth(2026, 1), c) for c in VatCategory} == {
+        VatCategory.GENERAL: Decimal("25.5"),
+        VatCategory.REDUCED: Decimal("13.5"),
+        VatCategory.LOWER_REDUCED: Decimal("10"),
+        VatCategory.ZERO: Decimal("0"),
+    }
+
+
+def test_b07_a_new_rate_is_a_new_entry_in_the_data_and_applies_from_its_service_month() -> None:
+    shipped = (Path(__file__).parents[2] / "src/invoicing/price_lists/vat_rates.yaml").read_text("utf-8")
+    changed = parse_vat_rates(shipped + '  - {category: general, valid_from: 2027-07-01, rate: "26"}\n')
+    assert changed.rate_for(YearMonth(2027, 6)) == Decimal("25.5")
+    assert changed.rate_for(YearMonth(2027, 7)) == Decimal("26")
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("{category: general, valid_from: 2027-01-01, rate: 26.5}", "quoted decimal string"),
+        ('{category: general, valid_from: 2027-01-15, rate: "26"}', "first of a month"),
+        ('{category: general, valid_from: 2024-09-01, rate: "26"}', "same day"),
+        ('{category: luxury, valid_from: 2027-01-01, rate: "30"}', "category"),
+        ('{category: general, valid_from: 2027-01-01, rate: "100"}', "0..100"),
+        ('{category: general, valid_from: 2027-01-01, rate: "26", note: x}', "unknown keys"),
+    ],
+)
+def test_b07_vat_rate_data_that_does_not_fit_is_refused_with_the_reason(entry: str, reason: str) -> None:
+    shipped = (Path(__file__).parents[2] / "src/invoicing/price_lists/vat_rates.yaml").read_text("utf-8")
+    with pytest.raises(VatRatesFormatError, match=reason):
+        parse_vat_rates(shipped + f"  - {entry}\n")
+
+
+def test_b07_every_category_needs_a_rate() -> None:
+    with pytest.raises(VatRatesFormatError, match="no rate for the categories"):
+        parse_vat_rates('vat_rates:\n  - {category: general, valid_from: 2013-01-01, rate: "24"}\n')

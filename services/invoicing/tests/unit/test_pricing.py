@@ -10,14 +10,7 @@ import pytest
 
 from billing_contracts.contracts import PackageCode as ContractPackageCode
 from invoicing.calendar import YearMonth
-from invoicing.money import VatCategory
-from invoicing.price_list_loader import (
-    PriceListFormatError,
-    load_price_book,
-    parse_price_book,
-    sample_price_book,
-)
-from invoicing.pricing import (
+from invoicing.prices.domain import (
     PackageCode,
     PackagePrice,
     PriceBook,
@@ -26,6 +19,13 @@ from invoicing.pricing import (
     ServiceProductPrice,
     UnknownPriceError,
 )
+from invoicing.prices.loader import (
+    PriceListFormatError,
+    load_price_book,
+    parse_price_book,
+    sample_price_book,
+)
+from invoicing.prices.vat import VatCategory
 
 
 def _package(code: PackageCode = PackageCode.KEVYT, **overrides: object) -> PackagePrice:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from billing_contracts.metering import UsageFigures
-from metering.items import ItemKind, list_items
-from metering.repository import SqlAlchemyUsageRepository
+from metering.repository import ItemKind, ItemRepository, SqlAlchemyUsageRepository
 from metering.service import MonthNotOverError, close_month, figures
 from service_runtime.host import ServiceHost
 
@@ -29,11 +29,77 @@ class MonthlyUsageView(BaseModel):
     adjustments: int = Field(description="Late adjustments published for this month after it closed.")
 
 
+class _Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VoucherItem(_Item):
+    """B-08…B-11: a voucher of the month, counted or not."""
+
+    voucher_id: str
+    document_kind: str
+    created_at: dt.datetime
+    voided_at: dt.datetime | None
+    counted: bool = Field(
+        description="Whether it counts: a voucher kind of B-10, not voided in its month (B-11)."
+    )
+
+
+class PayeeItem(_Item):
+    """B-12: a person paid in the month, by the first payslip that made them a payee."""
+
+    person_id: str
+    first_payslip_id: str
+    first_calculated_at: dt.datetime
+
+
+class MessageItem(_Item):
+    """B-13: an e-invoice sent or received, and whether its channel carries a fee."""
+
+    voucher_id: str
+    direction: str = Field(description="`sent` or `received`.")
+    channel: str
+    at: dt.datetime
+    charged: bool = Field(description="Only the fee channels (operator, bank) are charged (B-13).")
+
+
+class UserItem(_Item):
+    """B-16: a user at month end with their roles."""
+
+    user_id: str
+    roles_at_month_end: list[str]
+    since: dt.datetime
+    billable: bool = Field(
+        description="Whether a role other than the free ones makes the user billable (B-16)."
+    )
+
+
+class SignatureItem(_Item):
+    signature_id: str
+    signer_count: int
+    completed_at: dt.datetime
+
+
+class HourItem(_Item):
+    """I-07: a recorded hour entry."""
+
+    entry_id: str
+    employee_id: str
+    service_product_code: str
+    work_date: dt.date
+    hours: str = Field(description="Hours, as an exact decimal string.")
+    billable: bool
+    recorded_at: dt.datetime
+
+
+Item = VoucherItem | PayeeItem | MessageItem | UserItem | SignatureItem | HourItem
+
+
 class ItemPageView(BaseModel):
     environment_id: str
     month: str
     kind: ItemKind
-    items: list[dict[str, Any]] = Field(description="Items in their natural key order.")
+    items: list[Item] = Field(description="Items in their natural key order; their shape depends on `kind`.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
@@ -74,15 +140,19 @@ def build_router(host: ServiceHost, *, grace: timedelta) -> APIRouter:
         """Everything behind one figure (B-19): each voucher, payee, message, user or hour entry."""
         async with host.sessions() as session:
             try:
-                page = await list_items(session, kind, environment_id, month, limit=limit, cursor=cursor)
+                page = await ItemRepository(session).page(
+                    kind, environment_id, month, limit=limit, cursor=cursor
+                )
             except ValueError as exc:
                 raise HTTPException(status_code=400, detail=str(exc)) from exc
-        return ItemPageView(
-            environment_id=environment_id,
-            month=month,
-            kind=kind,
-            items=page.items,
-            next_cursor=page.next_cursor,
+        return ItemPageView.model_validate(
+            {
+                "environment_id": environment_id,
+                "month": month,
+                "kind": kind,
+                "items": page.items,
+                "next_cursor": page.next_cursor,
+            }
         )
 
     @router.post("/months/{month}/close", response_model=CloseView)

@@ -10,8 +10,9 @@ from fastapi import FastAPI
 
 from billing_contracts.registry import topic_for
 from metering.api import build_router
+from metering.consumers import USAGE_CONTRACTS, UsageEventIntake
 from metering.domain import month_of, previous_month
-from metering.service import USAGE_CONTRACTS, MonthNotOverError, UsageRecorder, close_month
+from metering.service import MonthNotOverError, close_month
 from metering.settings import MeteringSettings
 from metering.tables import runtime_tables
 from service_runtime.clock import Clock
@@ -23,7 +24,7 @@ log = structlog.get_logger(__name__)
 
 def create_app(settings: MeteringSettings, clock: Clock) -> FastAPI:
     host = ServiceHost(name="metering", settings=settings, clock=clock, tables=runtime_tables)
-    host.consume({topic_for(c): c for c in USAGE_CONTRACTS}, UsageRecorder(clock))
+    host.consume({topic_for(c): c for c in USAGE_CONTRACTS}, UsageEventIntake(clock))
     grace = timedelta(hours=settings.close_grace_hours)
     warnings = RateLimitedLog(log)
 

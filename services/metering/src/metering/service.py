@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_contracts.base import Message
 from billing_contracts.metering import MonthClosedV1, UsageAdjustedV1, UsageFigures, UsageFinalizedV1
@@ -29,6 +28,7 @@ from metering.repository import SqlAlchemyUsageRepository
 from metering.tables import runtime_tables
 from service_runtime.clock import Clock
 from service_runtime.consumer import Rejection
+from service_runtime.database import Session, Sessions
 from service_runtime.outbox import OutgoingMessage, enqueue, outgoing
 
 log = structlog.get_logger(__name__)
@@ -210,113 +210,110 @@ _HANDLERS: dict[type[Message], _Handler] = {
 }
 
 
-class UsageRecorder:
-    """The batch use case behind every usage topic."""
+async def record_usage(session: Session, events: Sequence[Message], clock: Clock) -> list[Rejection]:
+    """Record a batch of usage events (B-08…B-16) in the caller's transaction; refuse implausible ones.
 
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
+    Usage that changes a closed month is published as an adjustment of that month, never dropped.
+    """
+    now = clock.now()
+    latest_plausible = (now + MAX_FUTURE_SKEW).timestamp()
+    repo = SqlAlchemyUsageRepository(session)
+    rejections: list[Rejection] = []
+    batch = _Batch()
+    for event in events:
+        kind = type(event)
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            rejections.append(Rejection(event.event_id, f"unsupported message {kind.__name__}"))
+            continue
+        at: datetime = getattr(event, _TIME_FIELD[kind])
+        # One epoch conversion per event serves both the plausibility check and B-09's month.
+        instant = at.timestamp()
+        if instant > latest_plausible:
+            rejections.append(
+                Rejection(event.event_id, f"timestamp {at.isoformat()} is implausibly far in the future")
+            )
+            continue
+        handler(batch, event, month_at(instant))
 
-    async def __call__(self, session: AsyncSession, events: Sequence[Message]) -> list[Rejection]:
-        now = self._clock.now()
-        latest_plausible = (now + MAX_FUTURE_SKEW).timestamp()
-        repo = SqlAlchemyUsageRepository(session)
-        rejections: list[Rejection] = []
-        batch = _Batch()
-        for event in events:
-            kind = type(event)
-            handler = _HANDLERS.get(kind)
-            if handler is None:
-                rejections.append(Rejection(event.event_id, f"unsupported message {kind.__name__}"))
+    carried = batch.carried | await repo.upsert_voucher_creations(
+        [
+            {
+                "environment_id": env,
+                "voucher_id": vid,
+                "document_kind": kind,
+                "created_at": at,
+                "month": m,
+            }
+            for (env, vid), (kind, at, m) in batch.creations.items()
+        ]
+    )
+    await repo.upsert_voucher_voids(
+        [
+            {"environment_id": env, "voucher_id": vid, "voided_at": at, "void_month": m}
+            for (env, vid), (at, m) in batch.voids.items()
+        ]
+    )
+    await repo.insert_ignoring_duplicates("payees", batch.payees)
+    await repo.insert_ignoring_duplicates("einvoice_messages", batch.messages)
+    await repo.insert_ignoring_duplicates("user_role_changes", batch.roles)
+    await repo.insert_ignoring_duplicates("signatures", batch.signatures)
+    touched = batch.touched
+    # An hour entry moved to another month leaves its old one.
+    touched |= await repo.hour_entry_months(batch.hours)
+    await repo.upsert_hour_entries(list(batch.hours.values()))
+    touched |= await repo.voucher_months(batch.voids)
+    if carried:
+        closed = await repo.closed_months_since(min(m for _, m in carried))
+        touched |= {(env, c) for env, m in carried for c in closed if c >= m}
+    await _adjust_closed_months(session, repo, touched, clock)
+    return rejections
+
+
+async def _adjust_closed_months(
+    session: Session, repo: SqlAlchemyUsageRepository, touched: set[tuple[str, str]], clock: Clock
+) -> None:
+    """Usage that changed a closed month is published as an adjustment of that month, never dropped."""
+    closed = await repo.closed_months(m for _, m in touched)
+    if not closed:
+        return
+    keys = sorted((env, m) for env, m in touched if m in closed)
+    finalized = await repo.finalized(keys)
+    now = clock.now()
+    out: list[OutgoingMessage] = []
+    saved: list[dict[str, Any]] = []
+    for month in sorted({m for _, m in keys}):
+        envs = [env for env, m in keys if m == month]
+        current = await repo.usage(month, envs)
+        for env in envs:
+            previous_json, count = finalized.get((env, month), (figures(Usage()).model_dump(mode="json"), 0))
+            new = current[env]
+            previous = usage_from_json(previous_json)
+            if new == previous:
                 continue
-            at: datetime = getattr(event, _TIME_FIELD[kind])
-            # One epoch conversion per event serves both the plausibility check and B-09's month.
-            instant = at.timestamp()
-            if instant > latest_plausible:
-                rejections.append(
-                    Rejection(event.event_id, f"timestamp {at.isoformat()} is implausibly far in the future")
-                )
-                continue
-            handler(batch, event, month_at(instant))
-
-        carried = batch.carried | await repo.upsert_voucher_creations(
-            [
+            adjustment = UsageAdjustedV1(
+                event_id=uuid.uuid4(),
+                occurred_at=now,
+                producer=PRODUCER,
+                environment_id=env,
+                month=month,
+                adjustment_no=count + 1,
+                usage=figures(new),
+                previous=figures(previous),
+            )
+            out.append(outgoing(adjustment))
+            saved.append(
                 {
                     "environment_id": env,
-                    "voucher_id": vid,
-                    "document_kind": kind,
-                    "created_at": at,
-                    "month": m,
+                    "month": month,
+                    "usage": adjustment.usage.model_dump_json(),
+                    "adjustments": count + 1,
+                    "updated_at": now,
                 }
-                for (env, vid), (kind, at, m) in batch.creations.items()
-            ]
-        )
-        await repo.upsert_voucher_voids(
-            [
-                {"environment_id": env, "voucher_id": vid, "voided_at": at, "void_month": m}
-                for (env, vid), (at, m) in batch.voids.items()
-            ]
-        )
-        await repo.insert_ignoring_duplicates("payees", batch.payees)
-        await repo.insert_ignoring_duplicates("einvoice_messages", batch.messages)
-        await repo.insert_ignoring_duplicates("user_role_changes", batch.roles)
-        await repo.insert_ignoring_duplicates("signatures", batch.signatures)
-        touched = batch.touched
-        # An hour entry moved to another month leaves its old one.
-        touched |= await repo.hour_entry_months(batch.hours)
-        await repo.upsert_hour_entries(list(batch.hours.values()))
-        touched |= await repo.voucher_months(batch.voids)
-        if carried:
-            closed = await repo.closed_months_since(min(m for _, m in carried))
-            touched |= {(env, c) for env, m in carried for c in closed if c >= m}
-        await self._adjust_closed_months(session, repo, touched)
-        return rejections
-
-    async def _adjust_closed_months(
-        self, session: AsyncSession, repo: SqlAlchemyUsageRepository, touched: set[tuple[str, str]]
-    ) -> None:
-        """Usage that changed a closed month is published as an adjustment of that month, never dropped."""
-        closed = await repo.closed_months(m for _, m in touched)
-        if not closed:
-            return
-        keys = sorted((env, m) for env, m in touched if m in closed)
-        finalized = await repo.finalized(keys)
-        now = self._clock.now()
-        out: list[OutgoingMessage] = []
-        saved: list[dict[str, Any]] = []
-        for month in sorted({m for _, m in keys}):
-            envs = [env for env, m in keys if m == month]
-            current = await repo.usage(month, envs)
-            for env in envs:
-                previous_json, count = finalized.get(
-                    (env, month), (figures(Usage()).model_dump(mode="json"), 0)
-                )
-                new = current[env]
-                previous = usage_from_json(previous_json)
-                if new == previous:
-                    continue
-                adjustment = UsageAdjustedV1(
-                    event_id=uuid.uuid4(),
-                    occurred_at=now,
-                    producer=PRODUCER,
-                    environment_id=env,
-                    month=month,
-                    adjustment_no=count + 1,
-                    usage=figures(new),
-                    previous=figures(previous),
-                )
-                out.append(outgoing(adjustment))
-                saved.append(
-                    {
-                        "environment_id": env,
-                        "month": month,
-                        "usage": adjustment.usage.model_dump_json(),
-                        "adjustments": count + 1,
-                        "updated_at": now,
-                    }
-                )
-                log.info("late_usage_adjusted", environment_id=env, month=month, adjustment_no=count + 1)
-        await repo.save_finalized(saved)
-        await enqueue(session, runtime_tables.outbox, out, self._clock)
+            )
+            log.info("late_usage_adjusted", environment_id=env, month=month, adjustment_no=count + 1)
+    await repo.save_finalized(saved)
+    await enqueue(session, runtime_tables.outbox, out, clock)
 
 
 @dataclass(frozen=True)
@@ -326,9 +323,7 @@ class CloseResult:
     environment_count: int
 
 
-async def close_month(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, month: str, *, grace: timedelta
-) -> CloseResult:
+async def close_month(sessions: Sessions, clock: Clock, month: str, *, grace: timedelta) -> CloseResult:
     """Close a month: publish every environment's final usage and the month-closed marker, once.
 
     Idempotent and safe to run concurrently (advisory lock + unique month row); a crash before

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_contracts.base import Message
 from billing_contracts.registry import topic_for
-from metering.service import USAGE_CONTRACTS, UsageRecorder
+from metering.consumers import USAGE_CONTRACTS, UsageEventIntake
 from metering.settings import MeteringSettings
 from metering.tables import runtime_tables
 from service_runtime.clock import FixedClock
@@ -39,7 +39,7 @@ KILLED = 137
 class DieAfterCommit:
     """Metering's use case, plus a kill switch that fires once the transaction it ran in has committed."""
 
-    def __init__(self, recorder: UsageRecorder, *, environment_id: str | None) -> None:
+    def __init__(self, recorder: UsageEventIntake, *, environment_id: str | None) -> None:
         self._recorder = recorder
         self._environment_id = environment_id
 
@@ -69,7 +69,7 @@ def _summary(metrics: ServiceMetrics) -> dict[str, float]:
 
 async def serve(settings: MeteringSettings, clock: FixedClock, *, group: str, crash_on: str | None) -> None:
     host = ServiceHost(name="metering", settings=settings, clock=clock, tables=runtime_tables)
-    use_case = DieAfterCommit(UsageRecorder(clock), environment_id=crash_on)
+    use_case = DieAfterCommit(UsageEventIntake(clock), environment_id=crash_on)
     host.consume({topic_for(c): c for c in USAGE_CONTRACTS}, use_case, group=group)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

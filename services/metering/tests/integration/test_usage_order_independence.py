@@ -1,6 +1,6 @@
 """Any order, batching and duplication of the same usage events gives the same monthly usage (B-08…B-16, I-07).
 
-The use case `UsageRecorder` runs directly against one migrated PostgreSQL database (no broker);
+The Kafka intake `UsageEventIntake` (the use case `record_usage`) runs directly against one migrated PostgreSQL database (no broker);
 each Hypothesis example works in environments of its own, and its result is compared with a small
 reference model of the rules written here, independently of metering's code.
 """
@@ -38,9 +38,9 @@ from billing_contracts.usage import (
 )
 from devstack.infra import async_url, create_database, drop_database
 from devstack.testing import migrate
-from metering.domain import Usage
+from metering.consumers import UsageEventIntake
+from metering.domain import Usage, carries_message_fee, counts_as_voucher, is_billable_user
 from metering.repository import SqlAlchemyUsageRepository
-from metering.service import UsageRecorder
 from service_runtime.clock import FixedClock
 from service_runtime.database import create_engine, session_factory
 
@@ -374,7 +374,7 @@ async def sessions(postgres_admin_url: str) -> AsyncIterator[async_sessionmaker[
 async def record(
     sessions: async_sessionmaker[AsyncSession], events: Sequence[Message], batches: Sequence[Sequence[int]]
 ) -> None:
-    recorder = UsageRecorder(FixedClock(NOW))
+    recorder = UsageEventIntake(FixedClock(NOW))
     for batch in batches:
         async with sessions.begin() as session:
             rejections = await recorder(session, [events[i] for i in batch])
@@ -497,7 +497,7 @@ async def test_b09_a_voucher_created_twice_counts_in_the_month_of_its_earliest_c
     """Two creation events of one voucher id (new event ids) straddle the October/November edge.
 
     Whatever order and batching they arrive in, the voucher is one voucher, in October (the earliest
-    creation, as UsageRecorder already decides within one batch).
+    creation, as UsageEventIntake already decides within one batch).
     """
     october = datetime(2026, 10, 31, 23, 59, 59, tzinfo=_TZ)
     november = datetime(2026, 11, 1, 0, 0, 1, tzinfo=_TZ)
@@ -514,3 +514,41 @@ async def test_b09_a_voucher_created_twice_counts_in_the_month_of_its_earliest_c
     november_usage = await stored_usage(sessions, "2026-11", list(deliveries))
     assert {env: u.vouchers for env, u in october_usage.items()} == dict.fromkeys(deliveries, 1)
     assert {env: u.vouchers for env, u in november_usage.items()} == dict.fromkeys(deliveries, 0)
+
+
+async def test_the_sql_counts_by_the_domain_rules_for_every_kind_channel_and_role(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # The rules the unit tests check (counts_as_voucher, carries_message_fee, is_billable_user) are
+    # the ones the SQL runs: one environment per document kind, channel and role, every value of
+    # each vocabulary, so a value added to a domain constant and not to a query (or the reverse) fails.
+    at = datetime(2026, 10, 5, 10, 0, tzinfo=_TZ)
+    prefix = f"rules{next(_examples)}"
+    events: list[Message] = []
+    expected: dict[str, Usage] = {}
+    for kind in DocumentKind:
+        env = f"{prefix}-doc-{kind.value}"
+        events.append(_voucher(env, "v1", at, kind))
+        expected[env] = Usage(vouchers=int(counts_as_voucher(kind)))
+    for channel in InvoiceChannel:
+        env = f"{prefix}-ch-{channel.value}"
+        common = {"event_id": uuid.uuid4(), "occurred_at": at, "producer": "t", "environment_id": env}
+        events.append(EInvoiceSentV1(**common, voucher_id="s1", channel=channel, sent_at=at))
+        fee = int(carries_message_fee(channel))
+        expected[env] = Usage(vouchers=1, einvoices_sent=fee)
+    for role in UserRole:
+        env = f"{prefix}-role-{role.value}"
+        events.append(
+            UserRolesChangedV1(
+                event_id=uuid.uuid4(),
+                occurred_at=at,
+                producer="t",
+                environment_id=env,
+                user_id="u1",
+                roles=[role],
+                changed_at=at,
+            )
+        )
+        expected[env] = Usage(billable_users=int(is_billable_user(frozenset({role}))))
+    await record(sessions, events, [list(range(len(events)))])
+    assert await stored_usage(sessions, "2026-10", sorted(expected)) == dict(sorted(expected.items()))

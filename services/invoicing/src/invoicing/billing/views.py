@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_contracts.invoicing import InvoiceIssuedV1
 from invoicing import tables as t
-from invoicing.billing import due_date
-from invoicing.billing_run import PlannedInvoice, wire_line
+from invoicing.billing.domain import InvoiceStatus, due_date
+from invoicing.billing.service import PlannedInvoice
+from invoicing.billing.wire import wire_line
 from invoicing.calendar import YearMonth
 from invoicing.money import ZERO
-from invoicing.pricing import PriceBook
+from invoicing.prices.domain import PriceBook
 
 _I = t.invoices.c
 _H = t.held_lines.c
-
-
-class InvoiceStatus(StrEnum):
-    """Where an issued invoice stands."""
-
-    OPEN = "open"  # money still due
-    PAID = "paid"
-    CREDITED = "credited"  # credited in full
 
 
 def _money(value: Decimal) -> str:
@@ -90,6 +83,12 @@ async def list_invoice_views(
 async def invoice_view(session: AsyncSession, invoice_id: str) -> dict[str, Any] | None:
     row = (await session.execute(select(*_COLUMNS).where(_I.invoice_id == invoice_id))).first()
     return None if row is None else _invoice(row)
+
+
+async def invoice_document(session: AsyncSession, invoice_id: str) -> InvoiceIssuedV1 | None:
+    """The invoice as it was published, if it exists."""
+    document = await session.scalar(select(_I.document).where(_I.invoice_id == invoice_id))
+    return None if document is None else InvoiceIssuedV1.model_validate(document)
 
 
 async def held_of_payer(session: AsyncSession, payer_id: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from billing_contracts.contracts import ApprovingFirm, PackageChangeKind, PayerKind
 from billing_contracts.invoicing import ContractStatus as ContractStatus  # the wire vocabulary, re-exported
 from invoicing.calendar import HELSINKI, YearMonth
-from invoicing.pricing import PackageCode
+from invoicing.prices.domain import PackageCode
 
 #: The size-based Taloushallinto (Financials) versions; a Tallennus conversion lands on one of these.
 TALOUSHALLINTO = frozenset(

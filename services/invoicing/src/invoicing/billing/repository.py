@@ -3,85 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, String, Table, TextClause, any_, func, literal, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import ARRAY, String, any_, func, literal, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_contracts.partners import PartnerTier
 from invoicing import tables as t
-from invoicing.billing import MonthlyUsage, TierBook
+from invoicing.billing.domain import (
+    Adjustment,
+    HeldRow,
+    InvoiceStatus,
+    MonthlyUsage,
+    PayerResult,
+    SettlementKind,
+    TierBook,
+)
+from invoicing.billing.run import RunPeriod, RunTally
+from invoicing.billing.wire import IssuedInvoice, monthly_usage, wire_line
 from invoicing.calendar import YearMonth
-from service_runtime.bulk import joined_text
+from invoicing.numbering import InvoiceNumbers
+from service_runtime.bulk import insert_rows, jsonb
 
 _U = t.monthly_usage.c
 _A = t.usage_adjustments.c
 _H = t.held_lines.c
 _O = t.billing_outcomes.c
-
-
-def monthly_usage(data: Mapping[str, Any] | None) -> MonthlyUsage:
-    """Metering's figures (`UsageFigures` JSON, validated when it was consumed) as the domain's usage.
-
-    Read directly rather than through the contract again: a run reads one per environment, and
-    `MonthlyUsage` itself refuses negative or non-integer counts.
-    """
-    if data is None:
-        return MonthlyUsage()
-    hours = data.get("billable_hours") or {}
-    return MonthlyUsage(
-        vouchers=data["vouchers"],
-        payees=data["payees"],
-        einvoices_sent=data["einvoices_sent"],
-        einvoices_received=data["einvoices_received"],
-        billable_users=data["billable_users"],
-        signatures=data["signatures"],
-        billable_hours={k: Decimal(v) for k, v in hours.items()},
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Adjustment:
-    """A late change of a closed month's usage from metering (UsageAdjustedV1)."""
-
-    environment_id: str
-    month: YearMonth
-    adjustment_no: int
-    usage: MonthlyUsage
-    previous: MonthlyUsage
-
-
-@dataclass(frozen=True, slots=True)
-class HeldRow:
-    """Lines held for a payer in the run of one billing period (B-15)."""
-
-    payer_id: str
-    billing_period: YearMonth
-    lines: tuple[dict[str, Any], ...]
-    net: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """Outcomes of one billing period so far, from the outcome table."""
-
-    issued: int = 0
-    held: int = 0
-    zero: int = 0
-    nothing: int = 0
-
-    @property
-    def decided(self) -> int:
-        return self.issued + self.held + self.zero + self.nothing
 
 
 _USAGE_OF = text(
@@ -159,7 +111,7 @@ class SqlAlchemyBillingRepository:
 
     async def finish_run(
         self, run_id: str, month: YearMonth, *, already_billed: int, now: dt.datetime
-    ) -> tuple[Counts, list[dict[str, Any]]]:
+    ) -> tuple[RunTally, list[dict[str, Any]]]:
         counts = await self.counts(month)
         failures = await self.failures(month)
         r = t.billing_runs.c
@@ -180,12 +132,12 @@ class SqlAlchemyBillingRepository:
         )
         return counts, failures
 
-    async def counts(self, month: YearMonth) -> Counts:
+    async def counts(self, month: YearMonth) -> RunTally:
         rows = await self._s.execute(
             select(_O.outcome, func.count()).where(_O.billing_period == str(month)).group_by(_O.outcome)
         )
         by = {outcome: int(n) for outcome, n in rows.tuples()}
-        return Counts(
+        return RunTally(
             issued=by.get("issue", 0),
             held=by.get("hold", 0),
             zero=by.get("zero", 0),
@@ -404,12 +356,102 @@ class SqlAlchemyBillingRepository:
 
     async def next_invoice_numbers(self, n: int) -> list[int]:
         """`n` numbers of the one unique increasing series of invoices and credit notes (B-18)."""
-        if n <= 0:
-            return []
-        rows = await self._s.execute(
-            text("SELECT nextval('invoicing.invoice_number_seq') FROM generate_series(1, :n)"), {"n": n}
-        )
-        return sorted(int(v) for v in rows.scalars())
+        return await InvoiceNumbers(self._s).take(n)
+
+    async def record_decisions(
+        self,
+        period: RunPeriod,
+        results: Sequence[PayerResult],
+        issued: Sequence[IssuedInvoice],
+        failures: Mapping[str, str],
+        now: dt.datetime,
+    ) -> None:
+        """A batch's decisions as rows, all in the caller's transaction: one outcome per payer (the
+        primary key refuses a second decision), the invoices, the billed environment-months, lines
+        held and released (B-15), adjustments billed (B-04), and the payers that failed."""
+        month, run_id = period.month, period.run_id
+        billing_period = str(month)
+        invoice_of_payer = {i.payer_id: i.invoice_id for i in issued}
+        held_rows: list[dict[str, Any]] = []
+        released: dict[str, str | None] = {}
+        outcomes: list[dict[str, Any]] = []
+        env_months: list[dict[str, Any]] = []
+        adjustment_keys: list[tuple[str, YearMonth, int]] = []
+        adjustment_invoice: dict[str, str | None] = {}
+        for result in results:
+            settlement = result.settlement
+            kind = settlement.kind
+            issued_as = invoice_of_payer.get(result.payer_id)
+            if kind is SettlementKind.HOLD and settlement.lines:
+                held_rows.append(
+                    {
+                        "payer_id": result.payer_id,
+                        "billing_period": billing_period,
+                        "lines": jsonb(
+                            [
+                                wire_line(ln, i).model_dump(mode="json")
+                                for i, ln in enumerate(settlement.lines, 1)
+                            ]
+                        ),
+                        "net": settlement.totals.total_net,
+                        "reason": str(settlement.reason),
+                        "held_at": now,
+                    }
+                )
+            if kind in (SettlementKind.ISSUE, SettlementKind.ZERO):
+                released[result.payer_id] = issued_as
+            outcomes.append(
+                {
+                    "payer_id": result.payer_id,
+                    "billing_period": billing_period,
+                    "outcome": kind.value,
+                    "reason": None if settlement.reason is None else settlement.reason.value,
+                    "invoice_id": issued_as,
+                    "net": settlement.totals.total_net,
+                    "run_id": run_id,
+                    "decided_at": now,
+                }
+            )
+            env_months += [
+                {
+                    "environment_id": env,
+                    "month": billing_period,
+                    "payer_id": result.payer_id,
+                    "billing_period": billing_period,
+                }
+                for env in result.environments
+            ]
+            adjustment_keys += result.adjustments
+            for env, _, _ in result.adjustments:
+                adjustment_invoice[env] = issued_as
+        invoices = [
+            {
+                "invoice_id": i.invoice_id,
+                "invoice_number": i.number,
+                "reference_number": i.fields["reference_number"],
+                "payer_id": i.payer_id,
+                "billing_period": billing_period,
+                "invoice_date": i.fields["invoice_date"],
+                "due_date": i.fields["due_date"],
+                "total_net": i.fields["total_net"],
+                "total_vat": i.fields["total_vat"],
+                "total_gross": i.fields["total_gross"],
+                "status": InvoiceStatus.OPEN.value,
+                "run_id": run_id,
+                "document": i.document.decode(),
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i in issued
+        ]
+        await self.save_outcomes(outcomes)
+        await self.save_invoices(invoices)
+        await self.save_billed_environment_months(env_months)
+        await self.save_held(held_rows)
+        await self.release_held(released, month)
+        await self.mark_adjustments_billed(adjustment_keys, month, adjustment_invoice)
+        await self.clear_failures(month, [r.payer_id for r in results])
+        await self.record_failures(month, failures, now)
 
     async def save_outcomes(self, rows: Sequence[Mapping[str, Any]]) -> None:
         # No ON CONFLICT: a second decision of a (payer, period) must fail the transaction.
@@ -439,80 +481,6 @@ class SqlAlchemyBillingRepository:
         )
 
 
-_TEXT_LIKE = ("VARCHAR", "TEXT", "JSON", "JSONB")
-
-
-@functools.cache
-def _column_type(table: Table, column: str) -> str:
-    return str(table.c[column].type.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
-
-
-@functools.cache
-def _insert_statement(
-    table: Table, columns: tuple[str, ...], joined: frozenset[str], conflict: str
-) -> TextClause:
-    # service_runtime.bulk guesses array types from class names (BigInteger becomes text); here
-    # each column's own PostgreSQL type is compiled, so any column type is written exactly.
-    arrays = ", ".join(
-        f"CAST(string_to_array(CAST(:{c} AS text), E'\\x1f') AS {_column_type(table, c)}[])"
-        if c in joined
-        else f"CAST(:{c} AS {_column_type(table, c)}[])"
-        for c in columns
-    )
-    names = ", ".join(f'"{c}"' for c in columns)
-    # Identifiers come from our table metadata, never from input; values are bound.
-    sql = f'INSERT INTO "{table.schema}"."{table.name}" ({names}) SELECT * FROM unnest({arrays}) {conflict}'  # noqa: S608
-    return text(sql)
-
-
-_PLAIN = (int, Decimal, dt.date, dt.datetime, uuid.UUID)
-
-
-def _as_text(values: list[Any]) -> list[Any]:
-    """Numbers, dates, times and ids in PostgreSQL's input syntax (None or anything else: as they are).
-
-    Their text form is what PostgreSQL parses for the column's type (`str(Decimal)` and
-    ISO dates and times); a column with a NULL or another type keeps its array.
-    """
-    if not values or type(values[0]) not in _PLAIN or any(v is None for v in values):
-        return values
-    return [str(v) for v in values]
-
-
-async def insert_rows(
-    session: AsyncSession,
-    table: Table,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    conflict: str = "ON CONFLICT DO NOTHING",
-) -> None:
-    """Insert `rows` (dicts with the same keys) in one statement over column arrays (JSON: its text).
-
-    A text or JSON column whose values are all non-empty strings goes as one separated string
-    (`service_runtime.bulk.joined_text`): the driver then encodes one value, not one per row.
-    """
-    if not rows:
-        return
-    columns = tuple(rows[0])
-    params: dict[str, Any] = {}
-    joined: set[str] = set()
-    for c in columns:
-        values = [r[c] for r in rows]
-        if _column_type(table, c).split("(")[0] in _TEXT_LIKE:
-            one = joined_text(values)
-        else:
-            one = joined_text(_as_text(values))
-        params[c] = values if one is None else one
-        if one is not None:
-            joined.add(c)
-    await session.execute(_insert_statement(table, columns, frozenset(joined), conflict), params)
-
-
 def _any(values: Sequence[str]) -> Any:
     """`= ANY(:array)`: one bound parameter however many values (no parameter limit)."""
     return any_(literal(list(values), ARRAY(String)))
-
-
-def jsonb(value: Any) -> str:
-    """JSON text for a JSONB column written through `insert_rows`."""
-    return json.dumps(value, separators=(",", ":"))

@@ -1,21 +1,21 @@
-"""Contracts in PostgreSQL: current state, effective-dated terms (B-26) and the audit of every change."""
+"""A contract's effective-dated terms in PostgreSQL (B-26): the changes, and the terms of a month as
+billing reads them (every billable contract of a month at once, the hot path of a billing run)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import RowMapping, Text, and_, cast, func, or_, select, update
+from sqlalchemy import RowMapping, Text, and_, cast, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_contracts.contracts import PayerKind
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
-from invoicing.contract_rules import (
+from invoicing.contracts.domain import (
     ContractStatus,
     ContractTerms,
     EffectiveTerms,
@@ -23,7 +23,7 @@ from invoicing.contract_rules import (
     initial_change,
     terms_in_effect,
 )
-from invoicing.pricing import PackageCode
+from invoicing.prices.domain import PackageCode
 
 _C = t.contracts.c
 _T = t.contract_terms.c
@@ -232,41 +232,12 @@ async def contract_terms_of(
     session: AsyncSession, contract_id: str, month: YearMonth
 ) -> ContractTerms | None:
     """One contract's terms for `month`, billable or not (for the API and the use cases)."""
-    contract = await contract_row(session, contract_id)
+    contract = (
+        (await session.execute(select(t.contracts).where(_C.contract_id == contract_id))).mappings().first()
+    )
     if contract is None:
         return None
     return _terms(contract, await term_changes(session, contract_id), month)
-
-
-async def _contract_row_where(
-    session: AsyncSession, condition: Any, *, for_update: bool
-) -> RowMapping | None:
-    query = select(t.contracts).where(condition)
-    if for_update:
-        query = query.with_for_update()
-    return (await session.execute(query)).mappings().first()
-
-
-async def contract_row(
-    session: AsyncSession, contract_id: str, *, for_update: bool = False
-) -> RowMapping | None:
-    return await _contract_row_where(session, _C.contract_id == contract_id, for_update=for_update)
-
-
-async def contract_row_of_environment(
-    session: AsyncSession, environment_id: str, *, for_update: bool = False
-) -> RowMapping | None:
-    return await _contract_row_where(session, _C.environment_id == environment_id, for_update=for_update)
-
-
-async def pending_tallennus_firm_change(session: AsyncSession, contract_id: str) -> RowMapping | None:
-    """The Tallennus firm change waiting for the other firm's approval (B-29), if any."""
-    f = t.tallennus_firm_changes.c
-    return (
-        (await session.execute(select(t.tallennus_firm_changes).where(f.contract_id == contract_id)))
-        .mappings()
-        .first()
-    )
 
 
 async def term_changes(session: AsyncSession, contract_id: str) -> list[TermChange]:
@@ -306,69 +277,32 @@ async def mark_terms_applied(session: AsyncSession, contract_id: str, month: Yea
     )
 
 
-async def last_billed_month(session: AsyncSession, environment_id: str) -> YearMonth | None:
-    """The latest month billed for the environment (invoiced or held), if any."""
-    b = t.billed_environment_months.c
-    month = await session.scalar(select(func.max(b.month)).where(b.environment_id == environment_id))
-    return None if month is None else YearMonth.parse(str(month))
+class ContractTermsRepository:
+    """The effective-dated terms of contracts, in the caller's transaction (B-26)."""
 
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
 
-async def contracts_due_for_refresh(session: AsyncSession, today: dt.date) -> list[str]:
-    """Contracts whose current state lags `today`: production reached, ended, or terms now in effect."""
-    month = YearMonth.of(today)
-    lagging_status = select(_C.contract_id).where(
-        or_(
-            and_(_C.status == ContractStatus.SIGNED.value, _C.production_date <= today),
-            and_(_C.status != ContractStatus.TERMINATED.value, _C.end_date < today),
-        )
-    )
-    pending_terms = select(_T.contract_id).where(_T.applied.is_(False), _T.effective_from <= month.first_day)
-    ids = (await session.execute(lagging_status.union(pending_terms))).scalars().all()
-    return sorted(ids)
+    async def for_month(self, month: YearMonth) -> list[ContractTerms]:
+        """Every contract billable in `month` with the terms in effect for it, by contract id."""
+        return await contract_terms_for_month(self._session, month)
 
+    async def of(self, contract_id: str, month: YearMonth) -> ContractTerms | None:
+        """One contract's terms for `month`, billable or not."""
+        return await contract_terms_of(self._session, contract_id, month)
 
-async def record_change(
-    session: AsyncSession,
-    *,
-    contract_id: str,
-    at: dt.datetime,
-    change: str,
-    details: Mapping[str, Any],
-    requested_by: Mapping[str, Any] | None = None,
-    outcome: str = "accepted",
-    rule: str | None = None,
-    reason: str | None = None,
-    effective_from: dt.date | None = None,
-    source: str | None = None,
-    event_id: uuid.UUID | None = None,
-) -> int:
-    """Audit one change or refusal: who, when, what, why (B-25 refusals are logged too)."""
-    change_id = await session.scalar(
-        t.contract_changes.insert()
-        .values(
-            contract_id=contract_id,
-            at=at,
-            change=change,
-            requested_by=requested_by,
-            details=dict(details),
-            outcome=outcome,
-            rule=rule,
-            reason=reason,
-            effective_from=effective_from,
-            source=source,
-            event_id=event_id,
-        )
-        .returning(t.contract_changes.c.id)
-    )
-    return int(change_id or 0)
+    async def changes(self, contract_id: str) -> list[TermChange]:
+        return await term_changes(self._session, contract_id)
 
+    async def in_effect(self, contract_id: str, month: YearMonth) -> EffectiveTerms:
+        """The package, firm and payer of the contract in `month` (B-26)."""
+        return terms_in_effect(await term_changes(self._session, contract_id), month)
 
-async def contract_history(session: AsyncSession, contract_id: str) -> list[dict[str, Any]]:
-    rows = (
-        await session.execute(
-            select(t.contract_changes)
-            .where(t.contract_changes.c.contract_id == contract_id)
-            .order_by(t.contract_changes.c.id)
-        )
-    ).mappings()
-    return [dict(r) for r in rows]
+    async def add(
+        self, contract_id: str, change: TermChange, *, change_id: int | None, applied: bool
+    ) -> None:
+        await add_term_change(self._session, contract_id, change, change_id=change_id, applied=applied)
+
+    async def mark_applied(self, contract_id: str, month: YearMonth) -> None:
+        """The changes of `month` and before are reflected in the contract's current state."""
+        await mark_terms_applied(self._session, contract_id, month)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import httpx
 
 from billing_contracts.invoicing import InvoiceIssuedV1, InvoiceLine
-from invoicing.billing import ChargeKind
+from invoicing.billing.domain import ChargeKind
 
 #: Which of metering's item lists is behind each kind of line, and how to pick from it.
 _ITEMS: Mapping[str, tuple[str, Mapping[str, Any]]] = {

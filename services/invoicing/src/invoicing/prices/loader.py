@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from billing_contracts.base import EARLIEST_DATE, INT32_MAX, LATEST_DATE
-from invoicing.money import VatCategory
-from invoicing.pricing import (
+from invoicing.prices.domain import (
     DEFAULT_PAYMENT_TERM_DAYS,
     PackageCode,
     PackagePrice,
@@ -23,6 +25,7 @@ from invoicing.pricing import (
     PriceListError,
     ServiceProductPrice,
 )
+from invoicing.prices.vat import VatCategory, VatRateTable, parse_vat_rates
 
 _BOOK_KEYS = {"sample", "price_lists"}
 _LIST_KEYS = {"id", "valid_from", "valid_to", "payment_term_days", "packages", "service_products"}
@@ -255,3 +258,61 @@ def sample_price_book() -> PriceBook:
     """The bundled SAMPLE price book (made-up prices) for development and tests."""
     text = resources.files("invoicing").joinpath("price_lists/sample.yaml").read_text("utf-8")
     return parse_price_book(text)
+
+
+def load_vat_rates(path: Path) -> VatRateTable:
+    """VAT rates from a YAML file (`INVOICING_VAT_RATES_FILE`, read once at start-up)."""
+    return parse_vat_rates(path.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def shipped_vat_rates() -> VatRateTable:
+    """Today's Finnish VAT rates and their history, as shipped in `price_lists/vat_rates.yaml`."""
+    return parse_vat_rates(
+        resources.files("invoicing").joinpath("price_lists/vat_rates.yaml").read_text("utf-8")
+    )
+
+
+# --- price lists as stored: one-list documents (B-07) ---
+
+
+@dataclass(frozen=True)
+class StoredPriceList:
+    """One price list as stored: its validity and the one-list price book YAML it is read from."""
+
+    price_list_id: str
+    valid_from: dt.date
+    valid_to: dt.date | None
+    is_sample: bool
+    document: str
+    source: str
+    loaded_at: dt.datetime
+
+    def parse(self) -> PriceList:
+        return parse_price_book(self.document).price_lists[0]
+
+
+def one_list_documents(text: str) -> list[tuple[PriceList, str, bool]]:
+    """Each price list of a price book YAML, with a one-list YAML of its own (validated first)."""
+    book = parse_price_book(text)
+    raw: Any = yaml.safe_load(text)
+    documents = []
+    for price_list, raw_list in zip(book.price_lists, raw["price_lists"], strict=True):
+        one = {"sample": book.is_sample, "price_lists": [raw_list]}
+        documents.append(
+            (price_list, yaml.safe_dump(one, sort_keys=False, allow_unicode=True), book.is_sample)
+        )
+    return documents
+
+
+def with_valid_to(document: str, valid_to: dt.date) -> str:
+    raw: Any = yaml.safe_load(document)
+    raw["price_lists"][0]["valid_to"] = valid_to
+    return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
+
+
+def configured_price_book_text(path: Path | None) -> str:
+    """The YAML of the configured price book: the file, or the bundled SAMPLE when none is set."""
+    if path is not None:
+        return path.read_text(encoding="utf-8")
+    return resources.files("invoicing").joinpath("price_lists/sample.yaml").read_text("utf-8")

@@ -9,7 +9,8 @@ from decimal import Decimal
 
 from billing_contracts.contracts import PackageCode as PackageCode  # the wire vocabulary, re-exported
 from invoicing.calendar import YearMonth
-from invoicing.money import ZERO, VatCategory, require_decimal
+from invoicing.money import ZERO, require_decimal
+from invoicing.prices.vat import VatCategory
 
 DEFAULT_PAYMENT_TERM_DAYS = 10  # B-05
 

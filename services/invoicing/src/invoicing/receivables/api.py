@@ -1,0 +1,174 @@
+"""Receivables' HTTP API: credit notes, refunds (B-06) and due-date moves (B-23). Typed requests and
+responses; thin routes, one use case or one read each."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from billing_contracts.base import INT32_MAX, Date, Money, Quantity, Timestamp
+from billing_contracts.contracts import Requester
+from billing_contracts.invoicing import CreditNoteIssuedV1
+from invoicing.receivables.repository import ReceivablesRepository
+from invoicing.receivables.service import (
+    CreditRefusedError,
+    CreditRequest,
+    DueDateChange,
+    DueDateRefusedError,
+    InvoiceNotFoundError,
+    change_due_date,
+    issue_credit_note,
+)
+from service_runtime.host import ServiceHost
+
+
+class CreditLineRequest(BaseModel):
+    line_no: int = Field(ge=1, le=INT32_MAX, description="Line of the invoice to credit.")
+    quantity: Quantity | None = Field(default=None, description="How much of it; default: all that is left.")
+
+
+class CreditNoteRequest(BaseModel):
+    reason: str = Field(
+        min_length=1, max_length=500, description="Why the invoice is credited (on the note)."
+    )
+    credited_by: str = Field(min_length=1, max_length=100, description="The operator crediting it (audit).")
+    lines: list[CreditLineRequest] | None = Field(
+        default=None, description="Lines to credit; omitted: the whole invoice (what is left of it)."
+    )
+    request_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Idempotency key: a retry with the same key gets the same note.",
+    )
+
+
+class DueDateRequest(BaseModel):
+    new_due_date: Date = Field(description="The due date the invoice should have (B-23).")
+    reason: str = Field(min_length=1, max_length=500, description="Why it moves (audit).")
+    changed_by: str = Field(min_length=1, max_length=100, description="The support user making the change.")
+    requested_by: Requester = Field(description="Who asked (B-25 decides whether they may).")
+    requested_at: Timestamp | None = Field(default=None, description="When the customer asked; default now.")
+
+
+class DueDateMoved(BaseModel):
+    invoice_id: str
+    due_date: dt.date = Field(description="The invoice's due date now.")
+
+
+class RefundView(BaseModel):
+    """B-06: money a payment brought that no open invoice took, to be returned to the payer."""
+
+    refund_id: str
+    payer_id: str
+    payer_business_id: str
+    amount: Money
+    payment_date: dt.date
+    payment_event_id: uuid.UUID = Field(description="The `PaymentReceivedV1` it came from.")
+    procountor_payment_id: str
+    procountor_invoice_id: str | None
+    reason: str = Field(description="`no open invoice`, or an overpayment of the open invoices.")
+    status: str = Field(description="`to_refund` until paid back.")
+    created_at: dt.datetime
+
+
+class DueDateChangeView(BaseModel):
+    """One audited due-date change request (B-23), accepted or refused."""
+
+    id: int
+    invoice_id: str
+    old_due_date: dt.date | None
+    new_due_date: dt.date
+    outcome: str = Field(description="`accepted` or `refused`.")
+    reason: str = Field(description="The requester's reason.")
+    refusal: str | None = Field(description="Why it was refused, with the rule id.")
+    changed_by: str
+    requested_by: Requester
+    requested_at: dt.datetime
+    recorded_at: dt.datetime
+    source: str = Field(description="`http` or `kafka`.")
+    event_id: uuid.UUID | None = Field(
+        description="The command's event id, for a change that came over Kafka."
+    )
+
+
+def build_receivables_router(host: ServiceHost) -> APIRouter:
+    """Credit notes, refunds and due dates of issued invoices."""
+    router = APIRouter()
+
+    @router.post("/invoices/{invoice_id}/credit-notes", status_code=201, tags=["credit notes"])
+    async def credit(invoice_id: str, body: CreditNoteRequest) -> CreditNoteIssuedV1:
+        """Credit an issued invoice in full or by line, with a reason; published like an invoice."""
+        request = CreditRequest(
+            invoice_id=invoice_id,
+            reason=body.reason,
+            credited_by=body.credited_by,
+            lines=None if body.lines is None else {ln.line_no: ln.quantity for ln in body.lines},
+            request_id=body.request_id,
+        )
+        try:
+            async with host.sessions.begin() as session:
+                note = await issue_credit_note(session, request, host.clock)
+        except InvoiceNotFoundError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        except CreditRefusedError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        host.relay.wake()
+        return note
+
+    @router.get("/credit-notes", tags=["credit notes"])
+    async def list_credit_notes(
+        invoice_id: str | None = None, payer_id: str | None = None
+    ) -> list[CreditNoteIssuedV1]:
+        async with host.sessions() as session:
+            return await ReceivablesRepository(session).credit_notes(invoice_id=invoice_id, payer_id=payer_id)
+
+    @router.get("/credit-notes/{credit_note_id}", tags=["credit notes"])
+    async def get_credit_note(credit_note_id: str) -> CreditNoteIssuedV1:
+        async with host.sessions() as session:
+            note = await ReceivablesRepository(session).credit_note(credit_note_id)
+        if note is None:
+            raise HTTPException(status_code=404, detail=f"no credit note {credit_note_id}")
+        return note
+
+    @router.get("/refunds", tags=["refunds"])
+    async def list_refunds(payer_id: str | None = None) -> list[RefundView]:
+        """B-06: payments that found no open invoice, to be returned to the payer."""
+        async with host.sessions() as session:
+            rows = await ReceivablesRepository(session).refunds(payer_id)
+        return [RefundView.model_validate(r, from_attributes=True) for r in rows]
+
+    @router.post("/invoices/{invoice_id}/due-date", tags=["invoices"])
+    async def move_due_date(invoice_id: str, body: DueDateRequest) -> DueDateMoved:
+        """B-23: support moves one invoice's due date; audited (who asked, who changed it, when, why)."""
+        change = DueDateChange(
+            invoice_id=invoice_id,
+            new_due_date=body.new_due_date,
+            reason=body.reason,
+            changed_by=body.changed_by,
+            requested_by=body.requested_by,
+            requested_at=body.requested_at or host.clock.now(),
+            source="http",
+        )
+        refusal: DueDateRefusedError | None = None
+        try:
+            async with host.sessions.begin() as session:
+                try:
+                    due = await change_due_date(session, change, host.clock)
+                except DueDateRefusedError as exc:
+                    refusal = exc  # the refusal's audit row commits with this transaction
+        except InvoiceNotFoundError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        if refusal is not None:
+            raise HTTPException(status_code=422, detail={"rule": refusal.rule, "reason": refusal.reason})
+        return DueDateMoved(invoice_id=invoice_id, due_date=due)
+
+    @router.get("/invoices/{invoice_id}/due-date-changes", tags=["invoices"])
+    async def due_date_changes(invoice_id: str) -> list[DueDateChangeView]:
+        async with host.sessions() as session:
+            rows = await ReceivablesRepository(session).due_date_changes(invoice_id)
+        return [DueDateChangeView.model_validate(r, from_attributes=True) for r in rows]
+
+    return router
