@@ -85,34 +85,6 @@ _UNDERSTOOD = frozenset(
     }
 )
 
-#: Narrowings accepted on purpose (issue 8), each to a documented bound of
-#: docs/publishing-events.md ("Limits"): dates and timestamps outside 2000…2099, months outside
-#: 2000-01…2099-12, counts beyond a PostgreSQL integer, integers beyond 64 bits, event ids of
-#: dead letters beyond 100 characters. No message outside them could ever be applied (calendar
-#: arithmetic overflowed, PostgreSQL refused the row, the batch jammed), so refusing them with a
-#: reason changes nothing a publisher could rely on. Matched against the whole problem text; any
-#: other narrowing still fails the check.
-_MONTH_BEFORE = r"^\d{4}-(0[1-9]|1[0-2])$"
-_MONTH_NOW = r"^20\d{2}-(0[1-9]|1[0-2])$"
-ACCEPTED_NARROWINGS: frozenset[str] = frozenset(
-    {
-        "formatMinimum None narrowed to 2000-01-01",
-        "formatMaximum None narrowed to 2099-12-31",
-        "formatMinimum None narrowed to 2000-01-01T00:00:00+00:00",
-        "formatMaximum None narrowed to 2099-12-31T23:59:59.999999+00:00",
-        "maximum None narrowed to 2147483647",
-        "maximum None narrowed to 9223372036854775807",
-        "minimum None narrowed to -9223372036854775808",
-        f"pattern {_MONTH_NOW!r} added or changed",
-        f"pattern {_MONTH_BEFORE!r} added or changed",
-        "maxLength None narrowed to 100",
-    }
-)
-
-
-def _accepted(problem: str) -> bool:
-    return _split(problem)[1] in ACCEPTED_NARROWINGS
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -161,9 +133,7 @@ class _Pair:
         if "anyOf" in w:
             return [p for branch in w["anyOf"] for p in self.covers(r, branch, where)]
         if "anyOf" in r:
-            attempts = [
-                [p for p in self.covers(branch, w, where) if not _accepted(p)] for branch in r["anyOf"]
-            ]
+            attempts = [self.covers(branch, w, where) for branch in r["anyOf"]]
             return [] if any(not a for a in attempts) else min(attempts, key=len)
         unknown = sorted(
             k for k in r if k not in _UNDERSTOOD and k not in _ANNOTATIONS and not k.startswith("x-")
@@ -322,7 +292,7 @@ def compare(
         if directions.get(topic, "both") == "both":
             # Consumers on the released schema must read what we publish now.
             found += _Pair(writer_root=new, reader_root=old).covers(old, new, "")
-        problems += [Problem(topic, *_split(p)) for p in dict.fromkeys(found) if not _accepted(p)]
+        problems += [Problem(topic, *_split(p)) for p in dict.fromkeys(found)]
     return problems
 
 
