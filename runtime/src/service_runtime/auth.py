@@ -1,9 +1,11 @@
-"""Who is calling: bearer tokens verified against the issuer's JWKS, roles, and the policy API routes attach.
+"""Who is calling: bearer tokens verified against the issuer's JWKS, roles, and a policy for every route.
 
-Phase 1 of issue 12 builds the pieces; wiring `require(...)` into every route is phase 2. Token
-times (exp, nbf, iat) are checked against the wall clock, not the injected clock: the issuer
-stamps them with its own real clock, and a service running a rehearsal date must still accept a
-token issued a minute ago.
+Each service declares who may call each of its routes in one table (`RoutePolicies`, e.g.
+`invoicing.policies`); `install_route_policies` refuses to build an app with a route the table
+does not name, enforces the table on every request (401 and 403 as RFC 9457 problem details) and
+documents it in the OpenAPI. Token times (exp, nbf, iat) are checked against the wall clock, not
+the injected clock: the issuer stamps them with its own real clock, and a service running a
+rehearsal date must still accept a token issued a minute ago.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import httpx
 import jwt
 import structlog
 from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+
+from service_runtime.problems import PROBLEM_JSON, problem_response
 
 log = structlog.get_logger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
 #: Algorithms a token may be signed with: asymmetric only, so that no shared secret (or `none`) passes.
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384")
 
@@ -37,7 +40,7 @@ class Role(StrEnum):
     BILLING_OPERATOR = "billing-operator"
     """Billing runs, credit notes, due-date moves, dead letters and deliveries."""
     PRICE_ADMINISTRATOR = "price-administrator"
-    """Price lists."""
+    """Price lists and VAT data."""
     PARTNER_MANAGER = "partner-manager"
     """The partner program: firms, experts, tiers, commissions."""
     CONTRACT_SYSTEM = "contract-system"
@@ -73,19 +76,10 @@ class AuthError(Exception):
 class Forbidden(Exception):
     """The caller is known but holds none of the roles the route needs (403)."""
 
-    def __init__(self, caller: Caller, needed: Sequence[Role]) -> None:
-        super().__init__(f"needs one of the roles {', '.join(needed)}")
+    def __init__(self, caller: Caller | None, needed: Sequence[Role], *, detail: str | None = None) -> None:
+        super().__init__(detail or f"needs one of the roles {', '.join(needed)}")
         self.caller = caller
         self.needed = tuple(needed)
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details, the shape every refusal of our APIs has."""
-
-    type: str = Field(default="about:blank", description="A URI identifying the kind of problem.")
-    title: str = Field(description="Short summary of the kind of problem.")
-    status: int = Field(description="The HTTP status code.")
-    detail: str = Field(description="What went wrong with this request.")
 
 
 @dataclass(frozen=True)
@@ -252,11 +246,75 @@ def caller_from_claims(claims: Mapping[str, Any], *, role_claim: str) -> Caller:
     )
 
 
-# --- FastAPI ---------------------------------------------------------------------------------
+# --- who may call which route ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who may call one route: a caller holding any of `roles`, or anybody at all (`public`, with why)."""
+
+    roles: frozenset[Role]
+    public_because: str | None = None
+
+    @property
+    def is_public(self) -> bool:
+        return self.public_because is not None
+
+    def describe(self) -> str:
+        if self.public_because is not None:
+            return f"public: {self.public_because}"
+        return ", ".join(sorted(r.value for r in self.roles))
+
+
+def allow(*roles: Role) -> Policy:
+    """A route for callers holding at least one of `roles` (401 without a valid token, 403 without a role)."""
+    if not roles:
+        raise ValueError("allow() needs at least one role; a route open to anybody is `public(because=…)`")
+    return Policy(roles=frozenset(roles))
+
+
+def public(because: str) -> Policy:
+    """A route anybody may call without a token; `because` says why, for the reviewer and the OpenAPI."""
+    if not because.strip():
+        raise ValueError("a public route needs a reason")
+    return Policy(roles=frozenset(), public_because=because)
+
+
+#: `"METHOD /path/{template}"` → who may call it; one table per service, plus the runtime's own routes.
+RoutePolicies = Mapping[str, Policy]
+
+#: What the runtime serves on every service: probes and metrics for Kubernetes and Prometheus.
+PROBE_POLICIES: RoutePolicies = {
+    "GET /healthz": public("liveness probe of the kubelet"),
+    "GET /readyz": public("readiness probe of the kubelet"),
+    "GET /metrics": public(
+        "scraped by Prometheus inside the cluster (NetworkPolicy allow-prometheus-scrape)"
+    ),
+}
+
+
+class RoutePolicyError(RuntimeError):
+    """The app has a route without a declared policy, or the table names a route the app does not have."""
+
+
+def route_key(method: str, path: str) -> str:
+    return f"{method.upper()} {path}"
+
+
+def route_keys(app: FastAPI) -> list[str]:
+    """Every `METHOD /path` of the app's OpenAPI: the operations it documents and serves.
+
+    Generated afresh (not `app.openapi()`, which would cache a schema before it is complete). A
+    route left out of the schema (`include_in_schema=False`) is not listed here, and is refused
+    to everybody by `enforce_policy`. Service routers carry their full paths (no prefix): the
+    policy of a request is looked up by its route's own path template.
+    """
+    paths = get_openapi(title=app.title, version=app.version, routes=app.routes).get("paths", {})
+    return [route_key(method, path) for path, operations in paths.items() for method in operations]
 
 
 def install_auth(app: FastAPI, verifier: TokenVerifier | None) -> None:
-    """Make `authenticated`/`require` work in `app`; 401 and 403 answer as problem details.
+    """Make token verification work in `app`; 401 and 403 answer as problem details.
 
     Without a verifier (no issuer configured) every protected route answers 401: an API is never
     open because a setting is missing.
@@ -266,8 +324,28 @@ def install_auth(app: FastAPI, verifier: TokenVerifier | None) -> None:
     app.add_exception_handler(Forbidden, _forbidden)  # type: ignore[arg-type]
 
 
+def install_route_policies(app: FastAPI, policies: RoutePolicies) -> None:
+    """Check that every route of `app` has exactly one declared policy; keep the table for `enforce_policy`.
+
+    Called once the app has all its routes: a route without a policy, or a policy for a route the
+    app does not serve (a renamed path), refuses to build the app at all, so neither can reach a
+    test, let alone production.
+    """
+    served = route_keys(app)
+    missing = [k for k in served if k not in policies]
+    stale = sorted(set(policies) - set(served))
+    if missing or stale:
+        problems = [f"no policy for {k}" for k in missing] + [
+            f"a policy for {k}, which is no route" for k in stale
+        ]
+        raise RoutePolicyError(
+            "every route needs exactly one policy (allow(Role…) or public(because=…)): " + "; ".join(problems)
+        )
+    app.state.route_policies = dict(policies)
+
+
 async def current_caller(request: Request) -> Caller:
-    """The dependency every protected route has: the verified caller, or 401."""
+    """The verified caller of this request, or 401; verified once per request."""
     cached = getattr(request.state, "caller", None)
     if isinstance(cached, Caller):
         return cached
@@ -283,15 +361,37 @@ async def current_caller(request: Request) -> Caller:
     return caller
 
 
+async def enforce_policy(request: Request) -> None:
+    """The dependency every route of a service app runs first: its policy, from the service's table.
+
+    Runs before the route's own parameters and body are validated, so a caller without a token
+    learns nothing about what the route would accept. A route missing from the table (added
+    after the app was built) is refused to everybody.
+    """
+    route = request.scope.get("route")
+    path = getattr(route, "path_format", None)
+    method = "GET" if request.method == "HEAD" else request.method
+    policies: Mapping[str, Policy] = getattr(request.app.state, "route_policies", {})
+    policy = policies.get(route_key(method, str(path)))
+    if policy is None:
+        log.error("route_without_policy", method=method, path=path)
+        raise Forbidden(None, (), detail="this route has no declared policy")
+    if policy.is_public:
+        return
+    caller = await current_caller(request)
+    if not caller.has_any(tuple(policy.roles)):
+        raise Forbidden(caller, sorted(policy.roles))
+
+
 authenticated = Depends(current_caller)
-"""Attach to a route (or router) that any authenticated caller may use."""
+"""The caller, as a route parameter: `caller: Annotated[Caller, authenticated]` (the audit's actor)."""
 
 
 def require(*roles: Role) -> Any:
     """A dependency that lets a caller through who holds at least one of `roles`; else 403.
 
-    `@router.post("/credit-notes", dependencies=[require(Role.BILLING_OPERATOR)])`, or as a
-    parameter to get the caller: `caller: Annotated[Caller, require(Role.BILLING_OPERATOR)]`.
+    For apps outside the service runtime (tests, tools): a service's routes get their roles from
+    its policy table instead.
     """
     if not roles:
         raise ValueError("require() needs at least one role; use `authenticated` for any caller")
@@ -301,25 +401,75 @@ def require(*roles: Role) -> Any:
             raise Forbidden(caller, roles)
         return caller
 
-    check.required_roles = roles  # type: ignore[attr-defined]  # read by the phase-2 route audit test
     return Depends(check)
 
 
-def problem_response(
-    status: int, title: str, detail: str, *, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    """A problem-details response (RFC 9457)."""
-    body = Problem(title=title, status=status, detail=detail).model_dump()
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
+# --- the OpenAPI: who may call what, and how to get a token ---------------------------------------
+
+#: Security scheme names in every service's OpenAPI.
+OIDC_SCHEME = "oidc"
+BEARER_SCHEME = "bearer"
+
+_UNAUTHORIZED = "No bearer token, or one that is expired, not ours or unverifiable (problem detail)."
+_FORBIDDEN = "A valid token without any of the roles this route needs (problem detail)."
+
+
+def document_route_policies(schema: dict[str, Any], policies: RoutePolicies, *, issuer: str | None) -> None:
+    """Add the security schemes, each operation's requirement, roles (`x-roles`) and its 401/403 answers.
+
+    The `oidc` scheme points Swagger UI at the issuer's discovery document (authorization code
+    with PKCE for people); `bearer` takes a token pasted in (machines, a CLI).
+    """
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    if issuer is not None:
+        schemes[OIDC_SCHEME] = {
+            "type": "openIdConnect",
+            "openIdConnectUrl": f"{issuer.rstrip('/')}/.well-known/openid-configuration",
+            "description": "Sign in at the token issuer (authorization code with PKCE).",
+        }
+    schemes[BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An access token of the issuer (client credentials for machines).",
+    }
+    requirement: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}]
+    if issuer is not None:
+        requirement.append({OIDC_SCHEME: ["openid"]})
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            policy = policies.get(route_key(method, path))
+            if policy is None:
+                continue
+            if policy.is_public:
+                operation["security"] = []
+                operation["x-public"] = policy.public_because
+                continue
+            operation["security"] = requirement
+            operation["x-roles"] = sorted(r.value for r in policy.roles)
+            responses = operation.setdefault("responses", {})
+            responses["401"] = {"description": _UNAUTHORIZED, "content": content}
+            responses["403"] = {
+                "description": f"{_FORBIDDEN} Roles: {policy.describe()}.",
+                "content": content,
+            }
+
+
+def _challenge(error: str) -> str:
+    return 'Bearer realm="billing"' + (f', error="{error}"' if error else "")
 
 
 async def _unauthorized(_: Request, exc: AuthError) -> JSONResponse:
-    challenge = 'Bearer realm="billing"'
-    if exc.error:
-        challenge += f', error="{exc.error}"'
-    return problem_response(401, "Unauthorized", exc.reason, headers={"WWW-Authenticate": challenge})
+    return problem_response(
+        401, exc.reason, title="Unauthorized", headers={"WWW-Authenticate": _challenge(exc.error)}
+    )
 
 
 async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
-    log.info("request_forbidden", caller=exc.caller.subject, needed=list(exc.needed))
-    return problem_response(403, "Forbidden", str(exc))
+    log.info(
+        "request_forbidden",
+        caller=exc.caller.subject if exc.caller else None,
+        needed=[r.value for r in exc.needed],
+    )
+    return problem_response(403, str(exc), title="Forbidden")

@@ -27,6 +27,7 @@ from billing_contracts.registry import dead_letter_topic, max_message_bytes
 from service_runtime.bulk import joined_text
 from service_runtime.clock import Clock
 from service_runtime.hygiene import MAYBE_ESCAPED_CONTROL, control_in, describe_char, visible
+from service_runtime.logging import bound_message as log_context
 from service_runtime.metrics import ServiceMetrics
 from service_runtime.outbox import OUTBOX_WRITTEN, enqueue, outgoing
 from service_runtime.tables import RuntimeTables
@@ -57,6 +58,36 @@ class Rejection:
 
     event_id: uuid.UUID
     reason: str
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A record as the dead-letter table kept it: what a replay feeds back through the consumer."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """What replaying one stored record did: applied, or refused again (with the reason), or found done."""
+
+    outcome: str
+    """`applied`, `refused` or `already_processed`."""
+    event_id: str | None = None
+    reason: str | None = None
+    wrote_outbox: bool = False
+
+
+class _RolledBack(Exception):
+    """Leaves a replay's savepoint so that nothing of a refused replay stays."""
+
+    def __init__(self, outcome: ReplayOutcome) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
 
 
 @dataclass(frozen=True)
@@ -162,6 +193,62 @@ class IdempotentConsumer(Generic[M]):
         """The contract of each topic."""
         return dict(self._contracts)
 
+    async def replay(self, session: AsyncSession, record: Record, *, release_claim: bool) -> ReplayOutcome:
+        """Run one stored record through this consumer again, inside the caller's transaction.
+
+        The same pipeline as a delivery from Kafka (decode with today's contract and limits, key
+        check, claim of the event id, the use case), but in process: nothing is written to any
+        topic but what the use case itself announces through the outbox. `release_claim` removes
+        the claim the rejected attempt left in `processed_events` (a `rejected` letter was
+        claimed in the transaction that refused it), so that the replay is not skipped as a
+        duplicate of its own failure. Anything short of `applied` is rolled back to a savepoint:
+        the claim stays as it was and no partial effect remains.
+        """
+        with log_context(message_id=_coordinates(record), topic=record.topic):
+            try:
+                async with session.begin_nested():
+                    return await self._replay(session, record, release_claim=release_claim)
+            except _RolledBack as rolled_back:
+                return rolled_back.outcome
+
+    async def _replay(self, session: AsyncSession, record: Record, *, release_claim: bool) -> ReplayOutcome:
+        try:
+            decoded = self._decode_one(record)
+        except Exception as exc:
+            raise _RolledBack(
+                ReplayOutcome("refused", reason=f"<value>: could not be decoded ({type(exc).__name__})")
+            ) from exc
+        if isinstance(decoded, _Failed):
+            raise _RolledBack(ReplayOutcome("refused", event_id=decoded.event_id, reason=decoded.reason))
+        event_id = str(decoded.event_id)
+        if release_claim:
+            table = self._tables.processed_events
+            await session.execute(table.delete().where(table.c.event_id == decoded.event_id))
+        if not await self._claim(session, [(record, decoded)]):
+            raise _RolledBack(
+                ReplayOutcome(
+                    "already_processed",
+                    event_id=event_id,
+                    reason=f"event {event_id} has been applied since (republished?); discard this letter",
+                )
+            )
+        try:
+            rejections = await self._use_case(session, [decoded])
+        except Exception as exc:
+            if _is_transient(exc):
+                raise
+            log.warning(
+                "dead_letter_replay_failed", event_id=event_id, error=type(exc).__name__, exc_info=True
+            )
+            raise _RolledBack(
+                ReplayOutcome("refused", event_id=event_id, reason=processing_reason(exc))
+            ) from exc
+        if rejections:
+            raise _RolledBack(ReplayOutcome("refused", event_id=event_id, reason=rejections[0].reason))
+        return ReplayOutcome(
+            "applied", event_id=event_id, wrote_outbox=bool(session.info.get(OUTBOX_WRITTEN))
+        )
+
     async def process(self, records: Sequence[Record]) -> None:
         """Process one batch; return only when all its effects are committed.
 
@@ -171,7 +258,7 @@ class IdempotentConsumer(Generic[M]):
         fails, this raises after the others finished, and the whole batch is redelivered: the
         parts that committed are then recognised by their claims and count nothing twice.
         """
-        with self._metrics.batch_seconds.time():
+        with self._metrics.batch_seconds.time(), log_context(message_id=_batch_id(records)):
             parts = _split_by_key(records, self._pipeline)
             if len(parts) == 1:
                 wrote_outbox = await self._process_part(records)
@@ -303,7 +390,8 @@ class IdempotentConsumer(Generic[M]):
         wrote = await self._apply([], failed)
         for record, message in decoded:
             try:
-                wrote |= await self._apply([(record, message)], [])
+                with log_context(message_id=str(message.event_id), topic=record.topic):
+                    wrote |= await self._apply([(record, message)], [])
             except Exception as exc:
                 if _is_transient(exc):
                     raise
@@ -548,6 +636,27 @@ def _clean_id(event_id: str | None) -> str | None:
 
 def _id(message: Message) -> str:
     return str(message.event_id)
+
+
+def _coordinates(record: Record) -> str:
+    return f"{record.topic}/{record.partition}@{record.offset}"
+
+
+def _batch_id(records: Sequence[Record]) -> str:
+    """The id bound to every log line of a batch: its records' coordinates (`topic/partition@first-last`).
+
+    A batch of one record is that record; a batch over several partitions names its first
+    record and the count. Lines about one message inside (dead letters, one-by-one retries)
+    carry its event id as well.
+    """
+    if not records:
+        return "empty"
+    first, last = records[0], records[-1]
+    if len(records) == 1:
+        return _coordinates(first)
+    if first.topic == last.topic and first.partition == last.partition:
+        return f"{first.topic}/{first.partition}@{first.offset}-{last.offset}"
+    return f"{_coordinates(first)}+{len(records) - 1}"
 
 
 def _split_by_key(records: Sequence[Record], parts: int) -> list[Sequence[Record]]:

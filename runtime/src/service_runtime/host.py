@@ -6,24 +6,43 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
+import fastapi_offline
 import structlog
-from fastapi import APIRouter, FastAPI, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_contracts.base import Message
-from service_runtime.auth import AuthConfig, TokenVerifier, install_auth
+from service_runtime.auth import (
+    PROBE_POLICIES,
+    AuthConfig,
+    RoutePolicies,
+    TokenVerifier,
+    document_route_policies,
+    enforce_policy,
+    install_auth,
+    install_route_policies,
+)
 from service_runtime.clock import Clock
 from service_runtime.consumer import BatchUseCase, IdempotentConsumer
 from service_runtime.database import check_database, create_engine, session_factory
+from service_runtime.dead_letter_api import DEAD_LETTER_POLICIES, build_dead_letter_router
 from service_runtime.kafka import KafkaPublisher, make_broker, subscribe
 from service_runtime.metrics import ServiceMetrics
-from service_runtime.observability import RequestObservation, measure_consumer_lag, measure_outbox
+from service_runtime.observability import (
+    RequestObservation,
+    measure_consumer_lag,
+    measure_dead_letters,
+    measure_outbox,
+)
 from service_runtime.outbox import OutboxRelay
 from service_runtime.problems import install_problem_details
 from service_runtime.production import refuse_sample_values
@@ -67,6 +86,7 @@ class ServiceHost:
         self.consumers: list[IdempotentConsumer[Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._background: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._measurements: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._started = False
         self._subscribers: list[tuple[str, Any]] = []
 
@@ -119,6 +139,11 @@ class ServiceHost:
         """
         self._background.append((name or f"background-{len(self._background) + 1}", loop))
 
+    def measure(self, what: str, measurement: Callable[[], Awaitable[None]]) -> None:
+        """Run `measurement` with the runtime's own (every `metrics_interval_seconds`): gauges a
+        service computes from its database, so that every replica reports the same figure."""
+        self._measurements.append((what, measurement))
+
     async def start(self) -> None:
         await self.publisher.start()
         await self._start_broker()
@@ -148,12 +173,18 @@ class ServiceHost:
         self.broker.running = True
 
     async def _measure_forever(self) -> None:
-        """Consumer lag and the outbox backlog, every `metrics_interval_seconds`; a failed measurement waits for the next."""
+        """Consumer lag, the outbox backlog, pending dead letters and the service's own gauges, every
+        `metrics_interval_seconds`; a failed measurement waits for the next."""
         while True:
             await self._measure("consumer_lag", measure_consumer_lag(self.broker, self.metrics))
             await self._measure(
                 "outbox", measure_outbox(self.sessions, self.tables.outbox, self.clock, self.metrics)
             )
+            await self._measure(
+                "dead_letters", measure_dead_letters(self.sessions, self.tables, self.metrics)
+            )
+            for what, measurement in self._measurements:
+                await self._measure(what, measurement())
             await asyncio.sleep(self.settings.metrics_interval_seconds)
 
     @staticmethod
@@ -267,9 +298,14 @@ def create_service_app(
     title: str,
     description: str,
     routers: Sequence[APIRouter] = (),
+    policies: RoutePolicies,
     version: str = "0.1.0",
 ) -> FastAPI:
-    """The HTTP app of a service: its routers plus /healthz, /readyz, /metrics, OpenAPI at /docs."""
+    """The HTTP app of a service: its routers, the dead-letter tools, /healthz, /readyz, /metrics, /docs.
+
+    `policies` says who may call each of the service's routes (`service_runtime.auth`); the app
+    is not built while a route has none. Every route runs its policy before anything else.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -279,10 +315,19 @@ def create_service_app(
         finally:
             await host.stop()
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    settings = host.settings
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        dependencies=[Depends(enforce_policy)],
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.host = host
     app.add_middleware(RequestObservation, metrics=host.metrics)
-    config = auth_config(host.settings)
+    config = auth_config(settings)
     install_auth(app, TokenVerifier(config) if config is not None else None)
 
     @app.get(
@@ -327,8 +372,63 @@ def create_service_app(
     async def metrics() -> Response:
         return Response(generate_latest(host.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    for router in routers:
+    for router in [*routers, build_dead_letter_router(host)]:
         app.include_router(router)
     # Refusals as RFC 9457 problem details, hostile input refused at the edge (issue 8).
     install_problem_details(app)
+    all_policies = {**PROBE_POLICIES, **DEAD_LETTER_POLICIES, **policies}
+    install_route_policies(app, all_policies)
+    _document_policies(app, all_policies, issuer=settings.auth_issuer)
+    _serve_docs(app, client_id=settings.auth_docs_client_id)
     return app
+
+
+def _document_policies(app: FastAPI, policies: RoutePolicies, *, issuer: str | None) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        document_route_policies(schema, policies, issuer=issuer)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+#: Swagger UI's files, served by the service itself (from the `fastapi-offline` wheel): no CDN,
+#: so the docs work in a cluster without internet access and load nothing from third parties.
+SWAGGER_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+
+
+def _serve_docs(app: FastAPI, *, client_id: str | None) -> None:
+    """Swagger UI at /docs, able to sign in at the issuer (authorization code with PKCE) as `client_id`.
+
+    These are documentation, not API routes: public, outside the OpenAPI and the policy table.
+    """
+    app.mount("/docs/assets", StaticFiles(directory=SWAGGER_ASSETS), name="docs-assets")
+    init_oauth = (
+        {"clientId": client_id, "usePkceWithAuthorizationCodeGrant": True, "scopes": "openid"}
+        if client_id
+        else None
+    )
+
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/assets/favicon.png",
+            init_oauth=init_oauth,
+            swagger_ui_parameters={"persistAuthorization": False},
+        )
+
+    async def redirect(_: Request) -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    app.add_route("/docs", docs, include_in_schema=False)
+    app.add_route("/docs/oauth2-redirect", redirect, include_in_schema=False)

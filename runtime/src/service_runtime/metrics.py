@@ -67,6 +67,12 @@ OUTBOX_PARKED = MetricSpec(
     ("topic",),
     "Outbox messages parked because they can never be published (too large, refused for good)",
 )
+OUTBOX_PARKED_ROWS = MetricSpec(
+    "outbox_parked_rows",
+    "gauge",
+    (),
+    "Outbox rows parked and never to be published until an operator clears them (read from the table)",
+)
 SERVICE_STARTS = MetricSpec("service_starts", "counter", ("service",), "Service starts")
 CONSUMER_LAG = MetricSpec(
     "kafka_consumer_lag",
@@ -170,6 +176,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     CONSUMER_BATCH_SECONDS,
     OUTBOX_PUBLISHED,
     OUTBOX_PARKED,
+    OUTBOX_PARKED_ROWS,
     SERVICE_STARTS,
     CONSUMER_LAG,
     OUTBOX_BACKLOG,
@@ -253,6 +260,7 @@ class ServiceMetrics:
         self.batch_seconds = _histogram(CONSUMER_BATCH_SECONDS, registry)
         self.outbox_published = _counter(OUTBOX_PUBLISHED, registry)
         self.outbox_parked = _counter(OUTBOX_PARKED, registry).labels
+        self.outbox_parked_rows = _gauge(OUTBOX_PARKED_ROWS, registry)
         self.info = _counter(SERVICE_STARTS, registry).labels(service=service)
         self.consumer_lag = _gauge(CONSUMER_LAG, registry)
         self.outbox_backlog = _gauge(OUTBOX_BACKLOG, registry)

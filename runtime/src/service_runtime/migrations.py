@@ -102,6 +102,59 @@ def drop_parking_and_replay_columns(schema: str) -> None:
         op.drop_column("outbox", column, schema=schema)
 
 
+def add_dead_letter_audit(schema: str) -> None:
+    """Runtime tables, issue 12: who resolved a dead letter, every replay and discard, the pending index."""
+    import sqlalchemy as sa
+
+    op = _op()
+    op.add_column(
+        "dead_letters", sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True), schema=schema
+    )
+    op.add_column(
+        "dead_letters",
+        sa.Column("resolved_by", sa.String(200), nullable=True, comment="The token subject of the operator."),
+        schema=schema,
+    )
+    op.create_index(
+        f"ix_{schema}_dead_letters_pending",
+        "dead_letters",
+        ["consumer_group", "topic", "failure"],
+        schema=schema,
+        postgresql_where=sa.text("status = 'new'"),
+    )
+    op.create_table(
+        "dead_letter_actions",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), primary_key=True),
+        sa.Column(
+            "dead_letter_id", sa.BigInteger(), sa.ForeignKey(f"{schema}.dead_letters.id"), nullable=False
+        ),
+        sa.Column("action", sa.String(20), nullable=False, comment="`replay` or `discard`."),
+        sa.Column("outcome", sa.String(20), nullable=False, comment="`applied`, `refused` or `discarded`."),
+        sa.Column("actor", sa.String(200), nullable=False, comment="The token subject of the operator."),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "reason", sa.Text(), nullable=True, comment="Why it was discarded, or why the replay was refused."
+        ),
+        schema=schema,
+        comment="Every replay attempt and discard of a dead letter: who, when, what came of it (audit).",
+    )
+    op.create_index(
+        f"ix_{schema}_dead_letter_actions_dead_letter_id",
+        "dead_letter_actions",
+        ["dead_letter_id"],
+        schema=schema,
+    )
+
+
+def drop_dead_letter_audit(schema: str) -> None:
+    """Undo `add_dead_letter_audit`."""
+    op = _op()
+    op.drop_table("dead_letter_actions", schema=schema)
+    op.drop_index(f"ix_{schema}_dead_letters_pending", "dead_letters", schema=schema)
+    for column in ("resolved_by", "resolved_at"):
+        op.drop_column("dead_letters", column, schema=schema)
+
+
 def _op() -> Any:
     from alembic import op
 

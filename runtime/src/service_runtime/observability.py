@@ -1,4 +1,4 @@
-"""What the runtime measures by itself: HTTP requests, consumer lag, the outbox backlog, and the request id."""
+"""What the runtime measures by itself: HTTP requests, consumer lag, the outbox, dead letters, and the request id."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service_runtime.clock import Clock
+from service_runtime.dead_letters import pending_dead_letters
 from service_runtime.metrics import ServiceMetrics
+from service_runtime.tables import RuntimeTables
 from service_runtime.tracing import server_span
 
 log = structlog.get_logger(__name__)
@@ -106,12 +108,8 @@ async def measure_consumer_lag(broker: KafkaBroker, metrics: ServiceMetrics) -> 
         metrics.consumer_lag.remove(*gone)
 
 
-def _label_sets(gauge: Any) -> set[tuple[str, ...]]:
-    return {
-        tuple(sample.labels[n] for n in ("group", "topic", "partition"))
-        for metric in gauge.collect()
-        for sample in metric.samples
-    }
+def _label_sets(gauge: Any, names: tuple[str, ...] = ("group", "topic", "partition")) -> set[tuple[str, ...]]:
+    return {tuple(sample.labels[n] for n in names) for metric in gauge.collect() for sample in metric.samples}
 
 
 async def measure_outbox(
@@ -119,13 +117,32 @@ async def measure_outbox(
 ) -> None:
     """Set `outbox_backlog` and `outbox_oldest_age_seconds` from one query of the outbox table.
 
-    Parked rows (never to be published, counted by `outbox_parked`) are not backlog.
+    Parked rows (never to be published until an operator clears `parked_at`) are not backlog;
+    they are `outbox_parked_rows`, from the table, so that every replica reports the same.
     """
     async with sessions() as session:
-        count, oldest = (
+        count, oldest, parked = (
             await session.execute(
-                select(func.count(), func.min(table.c.created_at)).where(table.c.parked_at.is_(None))
+                select(
+                    func.count().filter(table.c.parked_at.is_(None)),
+                    func.min(table.c.created_at).filter(table.c.parked_at.is_(None)),
+                    func.count().filter(table.c.parked_at.is_not(None)),
+                )
             )
         ).one()
     metrics.outbox_backlog.set(count)
+    metrics.outbox_parked_rows.set(parked)
     metrics.outbox_oldest_age.set(0 if oldest is None else max(0.0, (clock.now() - oldest).total_seconds()))
+
+
+async def measure_dead_letters(
+    sessions: async_sessionmaker[AsyncSession], tables: RuntimeTables, metrics: ServiceMetrics
+) -> None:
+    """Set `dead_letters_pending` from the table (every replica agrees); a kind that is resolved reads 0."""
+    pending = await pending_dead_letters(sessions, tables)
+    gauge = metrics.dead_letters_pending
+    now = {(p.consumer_group, p.topic, p.failure): p.count for p in pending}
+    for labels in _label_sets(gauge, ("group", "topic", "failure")) - set(now):
+        gauge.labels(*labels).set(0)
+    for labels, count in now.items():
+        gauge.labels(*labels).set(count)

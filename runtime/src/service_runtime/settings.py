@@ -97,6 +97,11 @@ class ServiceSettings(BaseSettings):
     )
     auth_jwks_url: str | None = Field(default=None, description="Default: the issuer's discovery `jwks_uri`.")
     auth_leeway_seconds: float = Field(default=30.0, ge=0, le=300, description="Clock skew tolerated.")
+    auth_docs_client_id: str | None = Field(
+        default=None,
+        description="Public client (authorization code with PKCE) that Swagger UI at /docs signs in as, "
+        "e.g. `billing-ui`; unset: the operator types it.",
+    )
     oauth_token_url: str | None = Field(
         default=None, description="Token endpoint for this service's own client-credentials calls."
     )

@@ -9,7 +9,9 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    ForeignKey,
     Identity,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -28,6 +31,7 @@ class RuntimeTables:
     outbox: Table
     processed_events: Table
     dead_letters: Table
+    dead_letter_actions: Table
 
 
 def add_runtime_tables(metadata: MetaData) -> RuntimeTables:
@@ -74,9 +78,33 @@ def add_runtime_tables(metadata: MetaData) -> RuntimeTables:
         Column("failure", String(40), nullable=False),
         Column("reason", Text, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
-        # new → replayed or discarded, by the operators' tools (issue 12).
+        # new → replayed or discarded, by the operators' tools (issue 12); who and when below.
         Column("status", String(20), nullable=False, server_default="new"),
+        Column("resolved_at", DateTime(timezone=True), nullable=True),
+        Column("resolved_by", String(200), nullable=True, comment="The token subject of the operator."),
         UniqueConstraint("consumer_group", "topic", "partition", "offset"),
+        # What /metrics counts every 15 s (pending letters by group, topic and kind) stays an index scan.
+        Index(
+            f"ix_{metadata.schema or 'public'}_dead_letters_pending",
+            "consumer_group",
+            "topic",
+            "failure",
+            postgresql_where=text("status = 'new'"),
+        ),
         comment="Messages that could not be processed, with the reason; also published to the dead-letter topic.",
     )
-    return RuntimeTables(outbox=outbox, processed_events=processed, dead_letters=dead)
+    actions = Table(
+        "dead_letter_actions",
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("dead_letter_id", BigInteger, ForeignKey(dead.c.id), nullable=False, index=True),
+        Column("action", String(20), nullable=False, comment="`replay` or `discard`."),
+        Column("outcome", String(20), nullable=False, comment="`applied`, `refused` or `discarded`."),
+        Column("actor", String(200), nullable=False, comment="The token subject of the operator."),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("reason", Text, nullable=True, comment="Why it was discarded, or why the replay was refused."),
+        comment="Every replay attempt and discard of a dead letter: who, when, what came of it (audit).",
+    )
+    return RuntimeTables(
+        outbox=outbox, processed_events=processed, dead_letters=dead, dead_letter_actions=actions
+    )

@@ -24,6 +24,7 @@ from invoicing.contracts.api import build_contracts_router
 from invoicing.contracts.consumers import ContractIntake, ProcountorCustomerIntake
 from invoicing.contracts.service import CONTRACT_COMMANDS
 from invoicing.contracts.upkeep import keep_contracts_current
+from invoicing.policies import ROUTE_POLICIES
 from invoicing.prices.api import build_prices_router
 from invoicing.prices.domain import PriceBook
 from invoicing.prices.loader import (
@@ -120,6 +121,7 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
         host,
         title="Invoicing",
         description="Contracts, effective-dated price lists and the monthly billing run.",
+        policies=ROUTE_POLICIES,
         routers=[
             build_billing_router(
                 host,

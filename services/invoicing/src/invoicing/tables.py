@@ -135,6 +135,12 @@ contract_changes = Table(
     Column("effective_from", Date, nullable=True, comment="First billed month it affects (B-26)."),
     Column("source", String(20), nullable=True, comment="http, kafka or procountor."),
     Column("event_id", Uuid, nullable=True, comment="The command's event id."),
+    Column(
+        "asserted_by",
+        String(200),
+        nullable=True,
+        comment="Who vouches for the requester: the calling system's token subject, or kafka:<topic>.",
+    ),
 )
 
 # B-07: effective-dated price lists, one row each, from the configured file or the API.
@@ -148,6 +154,12 @@ price_lists = Table(
     Column("document", Text, nullable=False, comment="The price list as a one-list price book YAML."),
     Column("source", String(20), nullable=False, comment="file or api."),
     Column("loaded_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "loaded_by",
+        String(200),
+        nullable=True,
+        comment="The token subject of who loaded it over the API; `configuration` for the file.",
+    ),
 )
 
 closed_months = Table(

@@ -12,6 +12,7 @@ from billing_contracts.registry import topic_for
 from metering.api import build_router
 from metering.consumers import USAGE_CONTRACTS, UsageEventIntake
 from metering.domain import month_of, previous_month
+from metering.policies import ROUTE_POLICIES
 from metering.service import MonthNotOverError, close_month
 from metering.settings import MeteringSettings
 from metering.tables import runtime_tables
@@ -49,5 +50,6 @@ def create_app(settings: MeteringSettings, clock: Clock) -> FastAPI:
         host,
         title="Metering",
         description="Usage events from customer environments become exact, deduplicated monthly usage.",
+        policies=ROUTE_POLICIES,
         routers=[build_router(host, grace=grace)],
     )

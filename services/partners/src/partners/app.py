@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from billing_contracts.invoicing import ContractChangedV1
 from billing_contracts.registry import topic_for
 from partners.api import build_router
+from partners.policies import ROUTE_POLICIES
 from partners.service import follow_contracts
 from partners.settings import PartnersSettings
 from partners.tables import runtime_tables
@@ -22,4 +23,5 @@ def create_app(settings: PartnersSettings, clock: Clock) -> FastAPI:
         title="Partners",
         description="The accounting-firm partner program: tiers, benefits, commissions, directory.",
         routers=[build_router(host)],
+        policies=ROUTE_POLICIES,
     )

@@ -11,6 +11,7 @@ from billing_contracts.invoicing import InvoiceIssuedV1
 from billing_contracts.registry import topic_for
 from procountor_sync.api import build_router
 from procountor_sync.gateway import RestProcountorGateway
+from procountor_sync.policies import ROUTE_POLICIES
 from procountor_sync.procountor_client import ProcountorClient, ProcountorClientConfig
 from procountor_sync.service import InvoiceDeliverer, InvoiceQueue
 from procountor_sync.settings import ProcountorSyncSettings
@@ -66,4 +67,5 @@ def create_app(settings: ProcountorSyncSettings, clock: Clock) -> FastAPI:
         title="Procountor sync",
         description="Two-way sync with the Procountor REST API: customers, products, invoices, payments.",
         routers=[build_router(host)],
+        policies=ROUTE_POLICIES,
     )

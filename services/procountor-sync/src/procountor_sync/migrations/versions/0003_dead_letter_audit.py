@@ -1,0 +1,22 @@
+"""dead letters: who resolved them, every replay and discard, an index of the pending ones (issue 12)
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from collections.abc import Sequence
+
+from service_runtime.migrations import add_dead_letter_audit, drop_dead_letter_audit
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    add_dead_letter_audit("procountor_sync")
+
+
+def downgrade() -> None:
+    drop_dead_letter_audit("procountor_sync")
