@@ -242,7 +242,9 @@ async def test_sample_prices_are_refused_where_samples_are_not_allowed(stack: Co
     sample = price_book("list-sample-2030", "2030-01-01", sample=True)
     async with stack.sessions.begin() as session:
         with pytest.raises(PriceListError, match="SAMPLE"):
-            await store_price_book(session, sample, source="api", now=NOW, allow_sample=False)
+            await store_price_book(
+                session, sample, source="api", now=NOW, loaded_by="hilkka.prices", allow_sample=False
+            )
 
 
 async def test_a_change_processed_after_its_month_was_invoiced_applies_from_the_first_month_not_billed(

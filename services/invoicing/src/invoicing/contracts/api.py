@@ -32,10 +32,9 @@ from billing_contracts.contracts import (
 )
 from invoicing.calendar import YearMonth
 from invoicing.contracts.contract import Contract
-from invoicing.contracts.domain import ContractTerms
+from invoicing.contracts.domain import ContractTerms, from_http
 from invoicing.contracts.repository import ContractRepository
 from invoicing.contracts.service import (
-    SOURCE_HTTP,
     Accepted,
     ContractNotFoundError,
     Outcome,
@@ -44,6 +43,7 @@ from invoicing.contracts.service import (
 )
 from invoicing.contracts.terms_repository import ContractTermsRepository
 from invoicing.contracts.upkeep import refresh_contracts
+from service_runtime.auth import Caller, authenticated
 from service_runtime.host import ServiceHost
 
 _YEAR_MONTH = r"^20\d{2}-(0[1-9]|1[0-2])$"
@@ -184,6 +184,11 @@ class ChangeRecordView(BaseModel):
     reason: str | None = Field(description="The refusal's reason, or the requester's.")
     effective_from: dt.date | None = Field(description="First billed month it affects (B-26).")
     source: str | None = Field(description="`http`, `kafka`, `procountor` or `schedule`.")
+    asserted_by: str | None = Field(
+        default=None,
+        description="Who vouches for `requested_by`: the calling system's token subject over HTTP, "
+        "`kafka:<topic>` for a command read from Kafka, `invoicing` for the schedule (B-25).",
+    )
     event_id: uuid.UUID | None
 
 
@@ -268,7 +273,12 @@ def build_contracts_router(host: ServiceHost) -> APIRouter:
         return _view(outcome)
 
     async def submit(
-        command_type: type[Message], contract_id: str, body: BaseModel, *, received: str | None
+        command_type: type[Message],
+        contract_id: str,
+        body: BaseModel,
+        caller: Caller,
+        *,
+        received: str | None,
     ) -> ChangeView:
         async with host.sessions.begin() as session:
             contract = await ContractRepository(session).get(contract_id)
@@ -280,17 +290,24 @@ def build_contracts_router(host: ServiceHost) -> APIRouter:
                 payload.setdefault(received, host.clock.now().isoformat())
             command = _validate(command_type, payload)
             try:
-                outcome = await handle_contract_command(session, command, host.clock, source=SOURCE_HTTP)
+                outcome = await handle_contract_command(
+                    session, command, host.clock, source=from_http(caller.subject)
+                )
             except ContractNotFoundError as exc:
                 raise HTTPException(status_code=404, detail=str(exc)) from exc
         return answer(outcome)
 
     @router.post("/contracts", response_model=ChangeView, status_code=201, tags=["contracts"])
-    async def create_contract(body: ContractSignedBody) -> ChangeView:  # type: ignore[valid-type]
+    async def create_contract(
+        body: ContractSignedBody,  # type: ignore[valid-type]
+        caller: Annotated[Caller, authenticated],
+    ) -> ChangeView:
         """Sign a contract: the body is `ContractSignedV1` without the envelope (B-01, B-17, B-20)."""
         command = _validate(ContractSignedV1, envelope() | body.model_dump(mode="json", exclude_unset=True))  # type: ignore[attr-defined]
         async with host.sessions.begin() as session:
-            outcome = await handle_contract_command(session, command, host.clock, source=SOURCE_HTTP)
+            outcome = await handle_contract_command(
+                session, command, host.clock, source=from_http(caller.subject)
+            )
         return answer(outcome)
 
     @router.get("/contracts", tags=["contracts"])
@@ -352,60 +369,102 @@ def build_contracts_router(host: ServiceHost) -> APIRouter:
         return _terms_view(terms)
 
     @router.post("/contracts/{contract_id}/production-date", response_model=ChangeView, tags=["contracts"])
-    async def set_production_date(contract_id: str, body: ProductionStartedBody) -> ChangeView:  # type: ignore[valid-type]
+    async def set_production_date(
+        contract_id: str,
+        body: ProductionStartedBody,  # type: ignore[valid-type]
+        caller: Annotated[Caller, authenticated],
+    ) -> ChangeView:
         """Body: `ProductionStartedV1` fields (`production_date`) (B-01)."""
-        return await submit(ProductionStartedV1, contract_id, body, received=None)
+        return await submit(ProductionStartedV1, contract_id, body, caller, received=None)
 
     @router.post("/contracts/{contract_id}/package-changes", response_model=ChangeView, tags=["contracts"])
-    async def change_package(contract_id: str, body: PackageChangeBody) -> ChangeView:  # type: ignore[valid-type]
+    async def change_package(
+        contract_id: str,
+        body: PackageChangeBody,  # type: ignore[valid-type]
+        caller: Annotated[Caller, authenticated],
+    ) -> ChangeView:
         """Body: `PackageChangeRequestedV1` fields; `requested_at` defaults to now (B-25, B-26)."""
-        return await submit(PackageChangeRequestedV1, contract_id, body, received="requested_at")
+        return await submit(PackageChangeRequestedV1, contract_id, body, caller, received="requested_at")
 
     @router.post(
         "/contracts/{contract_id}/accounting-firm-changes", response_model=ChangeView, tags=["contracts"]
     )
-    async def change_accounting_firm(contract_id: str, body: AccountingFirmChangeBody) -> ChangeView:  # type: ignore[valid-type]
+    async def change_accounting_firm(
+        contract_id: str,
+        body: AccountingFirmChangeBody,  # type: ignore[valid-type]
+        caller: Annotated[Caller, authenticated],
+    ) -> ChangeView:
         """Body: `AccountingFirmChangeRequestedV1` fields; `requested_at` defaults to now (B-25, B-26)."""
-        return await submit(AccountingFirmChangeRequestedV1, contract_id, body, received="requested_at")
+        return await submit(
+            AccountingFirmChangeRequestedV1, contract_id, body, caller, received="requested_at"
+        )
 
     @router.post("/contracts/{contract_id}/termination", response_model=ChangeView, tags=["contracts"])
-    async def give_notice(contract_id: str, body: TerminationNoticeBody) -> ChangeView:  # type: ignore[valid-type]
+    async def give_notice(
+        contract_id: str,
+        body: TerminationNoticeBody,  # type: ignore[valid-type]
+        caller: Annotated[Caller, authenticated],
+    ) -> ChangeView:
         """Body: `TerminationNoticeGivenV1` fields; `notice_given_at` defaults to now (B-25, B-27)."""
-        return await submit(TerminationNoticeGivenV1, contract_id, body, received="notice_given_at")
+        return await submit(TerminationNoticeGivenV1, contract_id, body, caller, received="notice_given_at")
 
     @router.post(
         "/contracts/{contract_id}/business-id-changes", response_model=ChangeView, tags=["contracts"]
     )
-    async def change_business_id(contract_id: str, body: BusinessIdChangeBody) -> ChangeView:  # type: ignore[valid-type]
+    async def change_business_id(
+        contract_id: str,
+        body: BusinessIdChangeBody,  # type: ignore[valid-type]
+        caller: Annotated[Caller, authenticated],
+    ) -> ChangeView:
         """Body: `BusinessIdChangeRequestedV1` fields; `requested_at` defaults to now (B-25, B-28)."""
-        return await submit(BusinessIdChangeRequestedV1, contract_id, body, received="requested_at")
+        return await submit(BusinessIdChangeRequestedV1, contract_id, body, caller, received="requested_at")
 
     @router.post(
         "/contracts/{contract_id}/tallennus-firm-approvals", response_model=ChangeView, tags=["contracts"]
     )
-    async def approve_tallennus_firm_change(contract_id: str, body: TallennusFirmApprovalBody) -> ChangeView:  # type: ignore[valid-type]
+    async def approve_tallennus_firm_change(
+        contract_id: str,
+        body: TallennusFirmApprovalBody,  # type: ignore[valid-type]
+        caller: Annotated[Caller, authenticated],
+    ) -> ChangeView:
         """Body: `TallennusFirmChangeApprovedV1` fields; `approved_at` defaults to now (B-29)."""
-        return await submit(TallennusFirmChangeApprovedV1, contract_id, body, received="approved_at")
+        return await submit(TallennusFirmChangeApprovedV1, contract_id, body, caller, received="approved_at")
 
     @router.post("/contracts/{contract_id}/billing-contact", response_model=ChangeView, tags=["contracts"])
-    async def change_billing_contact(contract_id: str, body: BillingContactChangeBody) -> ChangeView:  # type: ignore[valid-type]
+    async def change_billing_contact(
+        contract_id: str,
+        body: BillingContactChangeBody,  # type: ignore[valid-type]
+        caller: Annotated[Caller, authenticated],
+    ) -> ChangeView:
         """Body: `BillingContactChangeRequestedV1` fields; `requested_at` defaults to now (B-24, B-25)."""
-        return await submit(BillingContactChangeRequestedV1, contract_id, body, received="requested_at")
+        return await submit(
+            BillingContactChangeRequestedV1, contract_id, body, caller, received="requested_at"
+        )
 
     @router.post("/contracts/{contract_id}/company-name", response_model=ChangeView, tags=["contracts"])
-    async def change_company_name(contract_id: str, body: CompanyNameChangeBody) -> ChangeView:  # type: ignore[valid-type]
+    async def change_company_name(
+        contract_id: str,
+        body: CompanyNameChangeBody,  # type: ignore[valid-type]
+        caller: Annotated[Caller, authenticated],
+    ) -> ChangeView:
         """Body: `CompanyNameChangeNoticeGivenV1` fields; `notice_given_at` defaults to now (B-22, B-25)."""
-        return await submit(CompanyNameChangeNoticeGivenV1, contract_id, body, received="notice_given_at")
+        return await submit(
+            CompanyNameChangeNoticeGivenV1, contract_id, body, caller, received="notice_given_at"
+        )
 
     @router.post("/contracts/{contract_id}/advance-billing", response_model=ChangeView, tags=["contracts"])
-    async def request_advance_billing(contract_id: str, body: AdvanceBillingBody) -> ChangeView:  # type: ignore[valid-type]
+    async def request_advance_billing(
+        contract_id: str,
+        body: AdvanceBillingBody,  # type: ignore[valid-type]
+        caller: Annotated[Caller, authenticated],
+    ) -> ChangeView:
         """Always refused with 422: billing is in arrears (B-04)."""
-        return await submit(AdvanceBillingRequestedV1, contract_id, body, received="requested_at")
+        return await submit(AdvanceBillingRequestedV1, contract_id, body, caller, received="requested_at")
 
     @router.post("/contracts/refresh", response_model=RefreshView, tags=["contracts"])
-    async def refresh() -> RefreshView:
+    async def refresh(caller: Annotated[Caller, authenticated]) -> RefreshView:
         """Bring every contract up to today (production reached, ended, terms now in effect); idempotent."""
-        changed = await refresh_contracts(host.sessions, host.clock)
+        changed = await refresh_contracts(host.sessions, host.clock, source=from_http(caller.subject))
         host.relay.wake()
         return RefreshView(contracts_changed=changed)
 

@@ -20,16 +20,23 @@ from invoicing import tables as t
 from invoicing.calendar import YearMonth
 from invoicing.contracts.contract import Contract, signed_contract
 from invoicing.contracts.domain import (
+    SOURCE_PROCOUNTOR,
+    SOURCE_SCHEDULE,
     ChangeRefusedError,
     ContractStatus,
     EffectiveTerms,
     Requester,
+    Source,
     TermChange,
     check_payer,
     check_requester,
     effective_month,
+    from_http,
+    from_kafka,
     initial_change,
 )
+
+__all__ = ["SOURCE_PROCOUNTOR", "SOURCE_SCHEDULE", "Source", "from_http", "from_kafka"]
 from invoicing.contracts.repository import ContractRepository
 from invoicing.contracts.terms_repository import ContractTermsRepository
 from service_runtime.clock import Clock, today_in_helsinki
@@ -37,12 +44,6 @@ from service_runtime.database import Session
 from service_runtime.outbox import enqueue, outgoing
 
 PRODUCER = "invoicing"
-
-#: Where a change came from, for the audit.
-SOURCE_HTTP = "http"
-SOURCE_KAFKA = "kafka"
-SOURCE_PROCOUNTOR = "procountor"
-SOURCE_SCHEDULE = "schedule"
 
 
 class ContractNotFoundError(Exception):
@@ -230,7 +231,7 @@ async def schedule(
     clock: Clock,
     *,
     name: str,
-    source: str,
+    source: Source,
     details: Mapping[str, Any] | None = None,
 ) -> Accepted:
     """Record an effective-dated change (B-26), check the payer it leaves (B-17), announce the state."""
@@ -282,7 +283,7 @@ async def audit_and_announce(
     *,
     name: str,
     values: Mapping[str, Any],
-    source: str,
+    source: Source,
     reason: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> Accepted:

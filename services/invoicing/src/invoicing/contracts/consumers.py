@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from billing_contracts.base import Message
 from billing_contracts.procountor import CustomerChangedInProcountorV1
+from billing_contracts.registry import topic_for
 from invoicing import tables as t
-from invoicing.contracts.domain import ChangeRefusedError
+from invoicing.contracts.domain import ChangeRefusedError, from_kafka
 from invoicing.contracts.service import (
-    SOURCE_KAFKA,
     ContractNotFoundError,
     Refused,
     handle_contract_command,
@@ -38,7 +38,10 @@ class ContractIntake:
         rejections = []
         for event in events:
             try:
-                outcome = await handle_contract_command(session, event, self._clock, source=SOURCE_KAFKA)
+                # Kafka commands carry no token: the topic, which only the CRM's KafkaUser may
+                # write, is the system that asserts the requester.
+                source = from_kafka(topic_for(type(event)))
+                outcome = await handle_contract_command(session, event, self._clock, source=source)
             except ContractNotFoundError as exc:
                 outcome = Refused(contract_id=None, rule="B-01", reason=str(exc))
             if isinstance(outcome, Refused):

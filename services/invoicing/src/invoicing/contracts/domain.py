@@ -460,3 +460,34 @@ def check_name_change(*, current_name: str, old_name: str, new_name: str) -> Non
         )
     if new_name.strip() == current_name.strip():
         raise ChangeRefusedError("B-22", f"the company name on invoices is already {current_name!r}")
+
+
+# --- who asked, and who vouches for it (issue 12) ---
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a change came from, and who vouches for the requester it names (the audit's two actors).
+
+    `channel` is `http`, `kafka`, `procountor` or `schedule`. `asserted_by` is the system that
+    asserts the command: over HTTP the calling system's token subject; over Kafka, where commands
+    carry no token, the topic (`kafka:<topic>`), which only that system's KafkaUser may write.
+    """
+
+    channel: str
+    asserted_by: str
+
+
+def from_http(subject: str) -> Source:
+    """A command sent over HTTP by the caller with this token subject."""
+    return Source("http", subject)
+
+
+def from_kafka(topic: str) -> Source:
+    """A command read from `topic`: the topic ACL says who wrote it (docs/architecture.md)."""
+    return Source("kafka", f"kafka:{topic}")
+
+
+#: Changes Procountor reported (procountor-sync's topic) and those the passing of time makes.
+SOURCE_PROCOUNTOR = Source("procountor", "kafka:procountor.customer-changed.v1")
+SOURCE_SCHEDULE = Source("schedule", "invoicing")

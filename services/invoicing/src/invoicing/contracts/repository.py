@@ -18,7 +18,7 @@ from billing_contracts.contracts import ApprovingFirm, BillingChannel, PayerKind
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
 from invoicing.contracts.contract import Contract
-from invoicing.contracts.domain import ContractStatus, FirmApproval, PendingFirmChange
+from invoicing.contracts.domain import ContractStatus, FirmApproval, PendingFirmChange, Source
 from invoicing.prices.domain import PackageCode
 
 _C = t.contracts.c
@@ -248,7 +248,7 @@ class ContractRepository:
         rule: str | None = None,
         reason: str | None = None,
         effective_from: dt.date | None = None,
-        source: str | None = None,
+        source: Source | None = None,
         event_id: uuid.UUID | None = None,
     ) -> int:
         """Audit one change or refusal: who, when, what, why; the audit row's id."""
@@ -264,7 +264,8 @@ class ContractRepository:
                 rule=rule,
                 reason=reason,
                 effective_from=effective_from,
-                source=source,
+                source=None if source is None else source.channel,
+                asserted_by=None if source is None else source.asserted_by,
                 event_id=event_id,
             )
             .returning(t.contract_changes.c.id)

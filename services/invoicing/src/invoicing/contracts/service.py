@@ -27,12 +27,11 @@ from billing_contracts.invoicing import ChangeRequestRefusedV1
 from invoicing.calendar import YearMonth
 from invoicing.contracts.changes import (
     PRODUCER,
-    SOURCE_HTTP,
-    SOURCE_KAFKA,
     SOURCE_PROCOUNTOR,
     SOURCE_SCHEDULE,
     Accepted,
     ContractNotFoundError,
+    Source,
     add_signed_contract,
     announce,
     audit_and_announce,
@@ -61,14 +60,13 @@ from service_runtime.outbox import OutgoingMessage, outgoing
 
 __all__ = [
     "CONTRACT_COMMANDS",
-    "SOURCE_HTTP",
-    "SOURCE_KAFKA",
     "SOURCE_PROCOUNTOR",
     "SOURCE_SCHEDULE",
     "Accepted",
     "ContractNotFoundError",
     "Outcome",
     "Refused",
+    "Source",
     "contract_id_for",
     "handle_contract_command",
     "refusal_message",
@@ -118,7 +116,9 @@ async def sign_contract(session: Session, c: ContractSignedV1, clock: Clock) -> 
 # --- changes ---
 
 
-async def start_production(session: Session, c: ProductionStartedV1, clock: Clock, source: str) -> Accepted:
+async def start_production(
+    session: Session, c: ProductionStartedV1, clock: Clock, source: Source
+) -> Accepted:
     contract = await open_contract(session, c.environment_id, clock, requested_by=None)
     end = contract.end_date
     if end is not None and c.production_date > end:
@@ -137,7 +137,7 @@ async def start_production(session: Session, c: ProductionStartedV1, clock: Cloc
 
 
 async def change_package(
-    session: Session, c: PackageChangeRequestedV1, clock: Clock, source: str
+    session: Session, c: PackageChangeRequestedV1, clock: Clock, source: Source
 ) -> Accepted:
     contract = await open_contract(session, c.environment_id, clock, requested_by=c.requested_by)
     change = package_change(
@@ -154,7 +154,7 @@ async def change_package(
 
 
 async def change_accounting_firm(
-    session: Session, c: AccountingFirmChangeRequestedV1, clock: Clock, source: str
+    session: Session, c: AccountingFirmChangeRequestedV1, clock: Clock, source: Source
 ) -> Accepted:
     contract = await open_contract(session, c.environment_id, clock, requested_by=c.requested_by)
     change = accounting_firm_change(
@@ -167,7 +167,9 @@ async def change_accounting_firm(
     return await schedule(session, contract, change, c, clock, name="accounting_firm_changed", source=source)
 
 
-async def give_notice(session: Session, c: TerminationNoticeGivenV1, clock: Clock, source: str) -> Accepted:
+async def give_notice(
+    session: Session, c: TerminationNoticeGivenV1, clock: Clock, source: Source
+) -> Accepted:
     check_requester(requester(c.requested_by))
     contract = await locked(session, c.environment_id)
     if contract.end_date is not None:
@@ -188,7 +190,7 @@ async def give_notice(session: Session, c: TerminationNoticeGivenV1, clock: Cloc
 
 
 async def change_billing_contact(
-    session: Session, c: BillingContactChangeRequestedV1, clock: Clock, source: str
+    session: Session, c: BillingContactChangeRequestedV1, clock: Clock, source: Source
 ) -> Accepted:
     """B-24: a written notice with name, phone and email (the contract enforces all three)."""
     contract = await open_contract(session, c.environment_id, clock, requested_by=c.requested_by)
@@ -204,7 +206,7 @@ async def change_billing_contact(
 
 
 async def change_company_name(
-    session: Session, c: CompanyNameChangeNoticeGivenV1, clock: Clock, source: str
+    session: Session, c: CompanyNameChangeNoticeGivenV1, clock: Clock, source: Source
 ) -> Accepted:
     """B-22: only a change notice with the old and the new name changes the name on invoices."""
     contract = await open_contract(session, c.environment_id, clock, requested_by=c.requested_by)
@@ -229,7 +231,7 @@ def refuse_advance_billing(c: AdvanceBillingRequestedV1) -> None:
     )
 
 
-async def _apply(session: Session, command: Message, clock: Clock, source: str) -> Accepted:
+async def _apply(session: Session, command: Message, clock: Clock, source: Source) -> Accepted:
     match command:
         case ContractSignedV1():
             contract_id = await sign_contract(session, command, clock)
@@ -263,7 +265,7 @@ async def _apply(session: Session, command: Message, clock: Clock, source: str) 
 
 
 async def handle_contract_command(
-    session: Session, command: Message, clock: Clock, *, source: str
+    session: Session, command: Message, clock: Clock, *, source: Source
 ) -> Outcome:
     """Apply one contract command inside the caller's transaction: `Accepted`, or `Refused` with the rule.
 

@@ -28,6 +28,7 @@ from invoicing.contracts.contract import Contract, check_signing
 from invoicing.contracts.domain import (
     ChangeRefusedError,
     FirmApproval,
+    Source,
     completed_firm_change,
     helsinki_date,
     record_firm_approval,
@@ -71,7 +72,7 @@ def _successor_signing(
 
 
 async def change_business_id(
-    session: Session, c: BusinessIdChangeRequestedV1, clock: Clock, source: str
+    session: Session, c: BusinessIdChangeRequestedV1, clock: Clock, source: Source
 ) -> Accepted:
     """B-28: a new contract for the new business ID and environment; the old one ends by B-27."""
     contract = await open_contract(session, c.environment_id, clock, requested_by=c.requested_by)
@@ -133,7 +134,7 @@ async def change_business_id(
 
 
 async def approve_tallennus_firm_change(
-    session: Session, c: TallennusFirmChangeApprovedV1, clock: Clock, source: str
+    session: Session, c: TallennusFirmChangeApprovedV1, clock: Clock, source: Source
 ) -> Accepted:
     """B-29: record one firm's approval; with both recorded, the move takes effect by B-26."""
     contract = await open_contract(session, c.environment_id, clock, requested_by=c.approved_by)

@@ -13,6 +13,7 @@ from invoicing.calendar import YearMonth
 from invoicing.contracts.changes import (
     SOURCE_PROCOUNTOR,
     SOURCE_SCHEDULE,
+    Source,
     announce,
     refresh,
     refresh_and_announce,
@@ -87,7 +88,7 @@ async def apply_procountor_customer_change(
     return changed
 
 
-async def refresh_contracts(sessions: Sessions, clock: Clock) -> int:
+async def refresh_contracts(sessions: Sessions, clock: Clock, *, source: Source = SOURCE_SCHEDULE) -> int:
     """Bring contracts up to today: production reached, contract ended, terms whose month came (B-26, B-27).
 
     Each contract that changes is announced (`ContractChangedV1`), so partners count it (P-03).
@@ -117,7 +118,7 @@ async def refresh_contracts(sessions: Sessions, clock: Clock) -> int:
                 change=name,
                 details={"before": before.fields(changes), "after": after.fields(changes)},
                 effective_from=YearMonth.of(today).first_day,
-                source=SOURCE_SCHEDULE,
+                source=source,
             )
             await announce(session, after, clock, change=name, effective_from=YearMonth.of(today).first_day)
             count += 1

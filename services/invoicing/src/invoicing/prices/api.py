@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -15,6 +16,7 @@ from invoicing.prices.service import (
     store_price_book,
     stored_price_lists,
 )
+from service_runtime.auth import Caller, authenticated
 from service_runtime.database import Session
 from service_runtime.host import ServiceHost
 
@@ -26,6 +28,9 @@ class PriceListView(BaseModel):
     is_sample: bool = Field(description="Made-up SAMPLE prices; production refuses them.")
     source: str = Field(description="`file` (the configured price book) or `api`.")
     loaded_at: dt.datetime
+    loaded_by: str | None = Field(
+        description="Who loaded it: the price administrator's token subject (`api`), `configuration` (`file`)."
+    )
 
 
 class PriceListDocumentView(PriceListView):
@@ -77,8 +82,12 @@ def build_prices_router(
             }
         },
     )
-    async def load_price_lists(request: Request) -> list[PriceListView]:
-        """Add effective-dated price lists (B-07); 422 with the reason when they do not fit."""
+    async def load_price_lists(
+        request: Request, caller: Annotated[Caller, authenticated]
+    ) -> list[PriceListView]:
+        """Add effective-dated price lists (B-07); 422 with the reason when they do not fit.
+
+        Audited: `loaded_by` is the caller (the token's subject)."""
         text = (await request.body()).decode("utf-8", errors="replace")
         try:
             async with host.sessions.begin() as session:
@@ -88,6 +97,7 @@ def build_prices_router(
                     text,
                     source=SOURCE_API,
                     now=host.clock.now(),
+                    loaded_by=caller.subject,
                     allow_sample=allow_sample_prices,
                 )
         except PriceListError as exc:

@@ -287,6 +287,8 @@ class StoredPriceList:
     document: str
     source: str
     loaded_at: dt.datetime
+    loaded_by: str | None = None
+    """Who loaded it: the token subject over the API, `configuration` for the configured file."""
 
     def parse(self) -> PriceList:
         return parse_price_book(self.document).price_lists[0]

@@ -34,7 +34,13 @@ async def price_book_for_billing(session: Session, configured: PriceBook) -> Pri
 
 
 async def store_price_book(
-    session: Session, text: str, *, source: str, now: dt.datetime, allow_sample: bool = True
+    session: Session,
+    text: str,
+    *,
+    source: str,
+    now: dt.datetime,
+    loaded_by: str,
+    allow_sample: bool = True,
 ) -> list[StoredPriceList]:
     """Add the price lists of a price book YAML; the stored lists they join must stay consistent (B-07).
 
@@ -88,6 +94,7 @@ async def store_price_book(
                 document=document,
                 source=source,
                 loaded_at=now,
+                loaded_by=loaded_by,
             )
         )
     PriceBook(price_lists=tuple(lists.values()))  # refuses overlaps
@@ -95,6 +102,10 @@ async def store_price_book(
         await repo.close(pid, end, with_valid_to(existing[pid].document, end))
     await repo.add(added)
     return added
+
+
+#: The `loaded_by` of price lists from the configured file: the deployment, not a person.
+CONFIGURATION = "configuration"
 
 
 async def ensure_configured_price_lists(session: Session, text: str, *, now: dt.datetime) -> int:
@@ -122,6 +133,7 @@ async def ensure_configured_price_lists(session: Session, text: str, *, now: dt.
             document=document,
             source=SOURCE_FILE,
             loaded_at=now,
+            loaded_by=CONFIGURATION,
         )
         for pl, document, is_sample in new
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
@@ -22,6 +23,7 @@ from invoicing.receivables.service import (
     change_due_date,
     issue_credit_note,
 )
+from service_runtime.auth import Caller, authenticated
 from service_runtime.host import ServiceHost
 
 
@@ -34,7 +36,6 @@ class CreditNoteRequest(BaseModel):
     reason: str = Field(
         min_length=1, max_length=500, description="Why the invoice is credited (on the note)."
     )
-    credited_by: str = Field(min_length=1, max_length=100, description="The operator crediting it (audit).")
     lines: list[CreditLineRequest] | None = Field(
         default=None, description="Lines to credit; omitted: the whole invoice (what is left of it)."
     )
@@ -48,7 +49,6 @@ class CreditNoteRequest(BaseModel):
 class DueDateRequest(BaseModel):
     new_due_date: Date = Field(description="The due date the invoice should have (B-23).")
     reason: str = Field(min_length=1, max_length=500, description="Why it moves (audit).")
-    changed_by: str = Field(min_length=1, max_length=100, description="The support user making the change.")
     requested_by: Requester = Field(description="Who asked (B-25 decides whether they may).")
     requested_at: Timestamp | None = Field(default=None, description="When the customer asked; default now.")
 
@@ -84,7 +84,9 @@ class DueDateChangeView(BaseModel):
     outcome: str = Field(description="`accepted` or `refused`.")
     reason: str = Field(description="The requester's reason.")
     refusal: str | None = Field(description="Why it was refused, with the rule id.")
-    changed_by: str
+    changed_by: str = Field(
+        description="Who moved it: the operator's token subject (http), or the support user the command names (kafka)."
+    )
     requested_by: Requester
     requested_at: dt.datetime
     recorded_at: dt.datetime
@@ -99,12 +101,16 @@ def build_receivables_router(host: ServiceHost) -> APIRouter:
     router = APIRouter()
 
     @router.post("/invoices/{invoice_id}/credit-notes", status_code=201, tags=["credit notes"])
-    async def credit(invoice_id: str, body: CreditNoteRequest) -> CreditNoteIssuedV1:
-        """Credit an issued invoice in full or by line, with a reason; published like an invoice."""
+    async def credit(
+        invoice_id: str, body: CreditNoteRequest, caller: Annotated[Caller, authenticated]
+    ) -> CreditNoteIssuedV1:
+        """Credit an issued invoice in full or by line, with a reason; published like an invoice.
+
+        The operator crediting it is the caller (the token's subject), in the audit as `created_by`."""
         request = CreditRequest(
             invoice_id=invoice_id,
             reason=body.reason,
-            credited_by=body.credited_by,
+            credited_by=caller.subject,
             lines=None if body.lines is None else {ln.line_no: ln.quantity for ln in body.lines},
             request_id=body.request_id,
         )
@@ -141,13 +147,15 @@ def build_receivables_router(host: ServiceHost) -> APIRouter:
         return [RefundView.model_validate(r, from_attributes=True) for r in rows]
 
     @router.post("/invoices/{invoice_id}/due-date", tags=["invoices"])
-    async def move_due_date(invoice_id: str, body: DueDateRequest) -> DueDateMoved:
-        """B-23: support moves one invoice's due date; audited (who asked, who changed it, when, why)."""
+    async def move_due_date(
+        invoice_id: str, body: DueDateRequest, caller: Annotated[Caller, authenticated]
+    ) -> DueDateMoved:
+        """B-23: support moves one invoice's due date; audited (who asked, who changed it: the caller, when, why)."""
         change = DueDateChange(
             invoice_id=invoice_id,
             new_due_date=body.new_due_date,
             reason=body.reason,
-            changed_by=body.changed_by,
+            changed_by=caller.subject,
             requested_by=body.requested_by,
             requested_at=body.requested_at or host.clock.now(),
             source="http",
