@@ -34,6 +34,7 @@ from devstack.infra import (
     provide_kafka,
     provide_postgres,
 )
+from devstack.issuer import DevIssuer
 from devstack.testing import migrate, running, serve_http
 from invoicing.app import create_app as create_invoicing
 from invoicing.calendar import HELSINKI
@@ -72,18 +73,19 @@ def say(text: str) -> None:
 def main(argv: list[str]) -> int:
     args = parse(argv)
     configure_logging(fmt="console", level="ERROR")
-    with provide_kafka() as kafka, provide_postgres() as admin_url:
+    # The services require tokens (issue 12): the dev issuer runs beside them, as in `make run`.
+    with provide_kafka() as kafka, provide_postgres() as admin_url, DevIssuer() as issuer:
         name = f"fuzz_{uuid.uuid4().hex[:8]}"
         libpq_url = create_database(admin_url, name)
         try:
-            results = asyncio.run(_run(args, kafka, async_url(libpq_url)))
+            results = asyncio.run(_run(args, kafka, async_url(libpq_url), issuer))
         finally:
             drop_database(admin_url, name)
     return _report(args, results)
 
 
 async def _run(
-    args: argparse.Namespace, kafka: KafkaTarget, database_url: str
+    args: argparse.Namespace, kafka: KafkaTarget, database_url: str, issuer: DevIssuer
 ) -> dict[str, tuple[ConsumerFuzzResult, HttpFuzzResult, float]]:
     partitions = {t.name: t.partitions for t in TOPICS}
     await ensure_topics(kafka.bootstrap_servers, {n: partitions.get(n, 1) for n in all_topic_names()})
@@ -95,7 +97,9 @@ async def _run(
         "kafka_enable_idempotence": kafka.enable_idempotence,
         "database_url": SecretStr(database_url),
         "outbox_idle_seconds": 0.1,
+        "auth_issuer": issuer.url,
     }
+    everything = issuer.all_roles_auth()
     results: dict[str, tuple[ConsumerFuzzResult, HttpFuzzResult, float]] = {}
     engine = create_async_engine(database_url)
     async with AsyncExitStack() as stack:
@@ -118,7 +122,7 @@ async def _run(
         }
         say("starting the four services")
         for app in apps.values():
-            await stack.enter_async_context(running(app))
+            await stack.enter_async_context(running(app, auth=everything))
         for service, app in apps.items():
             host: ServiceHost = app.state.host
             started = time.monotonic()
@@ -134,8 +138,11 @@ async def _run(
                 within=600,
             )
             say(f"{service}: fuzzing its OpenAPI, {args.examples} requests per operation and mode")
+            token = await everything.async_token(fresh=True)  # one token per service: long runs outlive one
             async with serve_http(app) as base_url:
-                http = await asyncio.to_thread(fuzz_openapi, base_url, examples=args.examples, seed=args.seed)
+                http = await asyncio.to_thread(
+                    fuzz_openapi, base_url, examples=args.examples, seed=args.seed, token=token
+                )
             results[service] = (consumed, http, time.monotonic() - started)
     await engine.dispose()
     return results

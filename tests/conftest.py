@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from billing_contracts.registry import TOPICS, all_topic_names
 from devstack.infra import KafkaTarget, ensure_topics
+from devstack.issuer import DevIssuer
 from devstack.testing import Publisher, migrate, running, serve_http
 from invoicing.app import create_app as create_invoicing
 from invoicing.calendar import HELSINKI
@@ -44,6 +45,8 @@ class Stack:
     kafka: KafkaTarget
     #: The running apps by service name, for tests that need more than HTTP (fuzzers: consumers, OpenAPI).
     apps: dict[str, FastAPI]
+    #: The dev issuer the services trust; the clients above send a token holding every role.
+    issuer: DevIssuer
 
 
 async def _own_invoice_numbers(database_url: str) -> None:
@@ -65,7 +68,7 @@ async def _own_invoice_numbers(database_url: str) -> None:
 
 
 @pytest_asyncio.fixture(scope="package")
-async def stack(kafka: KafkaTarget, database_url: str) -> AsyncIterator[Stack]:
+async def stack(kafka: KafkaTarget, database_url: str, oidc_issuer: DevIssuer) -> AsyncIterator[Stack]:
     partitions = {t.name: t.partitions for t in TOPICS}
     await ensure_topics(kafka.bootstrap_servers, {n: partitions.get(n, 1) for n in all_topic_names()})
     for location in ("metering", "invoicing", "partners", "procountor_sync"):
@@ -77,6 +80,7 @@ async def stack(kafka: KafkaTarget, database_url: str) -> AsyncIterator[Stack]:
         "kafka_enable_idempotence": kafka.enable_idempotence,
         "database_url": SecretStr(database_url),
         "outbox_idle_seconds": 0.1,
+        "auth_issuer": oidc_issuer.url,
     }
     async with serve_http(create_emulator(EmulatorConfig())) as procountor_url:
         sync_settings = ProcountorSyncSettings(
@@ -93,12 +97,15 @@ async def stack(kafka: KafkaTarget, database_url: str) -> AsyncIterator[Stack]:
             "partners": create_partners(PartnersSettings(**common), clock),
             "procountor-sync": create_sync(sync_settings, clock),
         }
+        everything = oidc_issuer.all_roles_auth()
         async with (
-            running(apps["metering"]) as metering,
-            running(apps["invoicing"]) as invoicing,
-            running(apps["partners"]) as partners,
-            running(apps["procountor-sync"]) as sync,
+            running(apps["metering"], auth=everything) as metering,
+            running(apps["invoicing"], auth=everything) as invoicing,
+            running(apps["partners"], auth=everything) as partners,
+            running(apps["procountor-sync"], auth=everything) as sync,
             httpx.AsyncClient(base_url=procountor_url) as procountor,
             Publisher(kafka) as publisher,
         ):
-            yield Stack(metering, invoicing, partners, sync, procountor, publisher, clock, kafka, apps)
+            yield Stack(
+                metering, invoicing, partners, sync, procountor, publisher, clock, kafka, apps, oidc_issuer
+            )

@@ -225,9 +225,12 @@ class HttpFuzzResult:
     operations: int = 0
 
 
-def fuzz_openapi(base_url: str, *, examples: int, seed: int) -> HttpFuzzResult:
+def fuzz_openapi(base_url: str, *, examples: int, seed: int, token: str | None = None) -> HttpFuzzResult:
     """Send `examples` schema-valid and as many schema-invalid requests per operation of the
-    service's OpenAPI (schemathesis), seeded; blocking (run it in a thread beside the server)."""
+    service's OpenAPI (schemathesis), seeded; blocking (run it in a thread beside the server).
+
+    `token` (one holding every role, `dev-all-roles`) goes with every request, so that the
+    requests get past each route's policy to its validation and use case."""
     import requests
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
@@ -236,6 +239,7 @@ def fuzz_openapi(base_url: str, *, examples: int, seed: int) -> HttpFuzzResult:
     from schemathesis.generation.modes import GenerationMode
 
     result = HttpFuzzResult()
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     with requests.Session() as session:
         for found in schema.get_all_operations():
@@ -244,7 +248,7 @@ def fuzz_openapi(base_url: str, *, examples: int, seed: int) -> HttpFuzzResult:
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
                 def call(case: Any) -> None:
-                    response = case.call(base_url=base_url, session=session, timeout=30)
+                    response = case.call(base_url=base_url, session=session, timeout=30, headers=headers)
                     result.requests += 1
                     result.by_status[response.status_code] = result.by_status.get(response.status_code, 0) + 1
                     if response.status_code >= 500:

@@ -9,19 +9,35 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from devstack.broker import free_port
+from service_runtime.token_client import ClientCredentials, ClientCredentialsAuth
 
 START_TIMEOUT_SECONDS = 20.0
 #: Where a dev user's authorization code is sent; nothing needs to listen there (we read the redirect).
 DEV_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 DEV_PUBLIC_CLIENT = "billing-dev"
+#: A client holding every role (emulators/oidc): the test stacks' HTTP clients and the HTTP fuzzers.
+ALL_ROLES_CLIENT = ("dev-all-roles", "local-all-roles-secret")
+
+
+class BearerToken(httpx.Auth):
+    """Sends one fixed access token (a dev user's, from `DevIssuer.user_token`) with a request."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
 
 
 class IssuerStartError(RuntimeError):
@@ -122,6 +138,22 @@ class DevIssuer:
         )
         response.raise_for_status()
         return str(response.json()["access_token"])
+
+    def client_auth(self, client_id: str, client_secret: str) -> ClientCredentialsAuth:
+        """An httpx auth that sends the client's token and renews it before it expires (long test sessions)."""
+        return ClientCredentialsAuth(
+            ClientCredentials(
+                token_url=f"{self.url}/token", client_id=client_id, client_secret=SecretStr(client_secret)
+            )
+        )
+
+    def all_roles_auth(self) -> ClientCredentialsAuth:
+        """`client_auth` of the client holding every role: gets past every route's policy."""
+        return self.client_auth(*ALL_ROLES_CLIENT)
+
+    def user_auth(self, subject: str) -> BearerToken:
+        """An httpx auth with a dev user's token (`olli.operator`, …): the audit records that subject."""
+        return BearerToken(self.user_token(subject))
 
     def user_token(self, subject: str) -> str:
         """A dev user's access token through the real authorization-code flow with PKCE (no browser needed)."""

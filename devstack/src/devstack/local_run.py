@@ -280,14 +280,17 @@ def print_invoices(invoices: list[dict[str, Any]], procountor: dict[str, dict[st
         print(line)
 
 
-async def play_month(urls: dict[str, str], kafka: KafkaTarget, year: int, month: int) -> None:
+async def play_month(
+    urls: dict[str, str], kafka: KafkaTarget, year: int, month: int, operator: httpx.Auth
+) -> None:
+    """`operator`: a billing operator's token (dev user olli.operator, who is a viewer too)."""
     month_key = f"{year:04d}-{month:02d}"
     run_date = first_business_day(*((year + 1, 1) if month == 12 else (year, month + 1)))
     messages = sample_month(year, month)
     say(f"publishing {len(messages)} contract and usage events for {month_key} to Kafka")
     async with Publisher(kafka) as publisher:
         await publisher.publish(*messages)
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30, auth=operator) as http:
         envs = sorted({getattr(m, "environment_id", "") for m in messages} - {""})
         deadline = time.monotonic() + 60
         while True:  # usage is in when every environment's October figures stop changing
@@ -337,7 +340,7 @@ async def play_month(urls: dict[str, str], kafka: KafkaTarget, year: int, month:
             await asyncio.sleep(0.5)
     print_invoices(invoices, sent)
     partners = {}
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, auth=operator) as http:
         partners = (await http.get(f"{urls['partners']}/firms/numero")).json()
     say(f"partners: accounting firm 'numero' has {partners['end_customers']} active end customers (P-03)")
 
@@ -412,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{prefix}LOG_FORMAT": "json",
                 f"{prefix}OUTBOX_IDLE_SECONDS": "0.2",
                 f"{prefix}AUTH_ISSUER": urls["issuer"],
+                # Swagger UI at /docs signs in at the dev issuer as its public client (PKCE).
+                f"{prefix}AUTH_DOCS_CLIENT_ID": "billing-dev",
             }
             if name == "metering":
                 # The demo plays last month now: metering closes it when told, after the usage is in,
@@ -438,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         say("starting the Procountor emulator and the four services (logs in .local/logs/)")
         asyncio.run(wait_ready({k: v for k, v in urls.items() if k not in ("procountor", "issuer")}, procs))
-        asyncio.run(play_month(urls, kafka, year, month))
+        # Everything below calls the APIs as a billing operator would, with a token (issue 12).
+        asyncio.run(play_month(urls, kafka, year, month, issuer.user_auth("olli.operator")))
         print("\nAPI docs (OpenAPI):")
         for name, url in urls.items():
             if name != "issuer":

@@ -28,11 +28,14 @@ async def migrate(database_url: str, script_location: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run a service's lifespan (consumers, relay) and give an HTTP client bound to it."""
+async def running(app: FastAPI, *, auth: httpx.Auth | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """Run a service's lifespan (consumers, relay) and give an HTTP client bound to it.
+
+    `auth` (e.g. `DevIssuer.all_roles_auth()`) gives every request of the client a bearer token.
+    """
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://service", auth=auth) as client:
             yield client
 
 

@@ -29,6 +29,7 @@ from billing_contracts.registry import all_topic_names
 from billing_contracts.usage import DocumentKind, VoucherCreatedV1
 from devstack.infra import KafkaTarget, ensure_topics
 from devstack.testing import running, wait_until
+from service_runtime.auth import public
 from service_runtime.clock import FixedClock
 from service_runtime.consumer import Rejection
 from service_runtime.host import ServiceHost, create_service_app
@@ -123,7 +124,8 @@ async def service_host(
         logging.getLogger("aiokafka").warning("a library speaks")
         return {"environment": environment_id}
 
-    app = create_service_app(host, title="test", description="test", routers=[router])
+    policies = {"GET /environments/{environment_id}/things": public("a test route")}
+    app = create_service_app(host, title="test", description="test", routers=[router], policies=policies)
     async with running(app) as http:
         yield host, http
 

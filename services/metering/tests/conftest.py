@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from billing_contracts.registry import TOPICS, all_topic_names
 from devstack.infra import KafkaTarget, ensure_topics
+from devstack.issuer import DevIssuer
 from devstack.testing import Publisher, migrate, running
 from metering.app import create_app
 from metering.domain import HELSINKI
@@ -33,7 +34,7 @@ class Metering:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def metering(kafka: KafkaTarget, database_url: str) -> AsyncIterator[Metering]:
+async def metering(kafka: KafkaTarget, database_url: str, oidc_issuer: DevIssuer) -> AsyncIterator[Metering]:
     partitions = {t.name: t.partitions for t in TOPICS}
     await ensure_topics(kafka.bootstrap_servers, {n: partitions.get(n, 1) for n in all_topic_names()})
     await migrate(database_url, "metering:migrations")
@@ -44,6 +45,10 @@ async def metering(kafka: KafkaTarget, database_url: str) -> AsyncIterator[Meter
         database_url=database_url,  # type: ignore[arg-type]
         auto_close=False,
         outbox_idle_seconds=0.1,
+        auth_issuer=oidc_issuer.url,
     )
-    async with running(create_app(settings, clock)) as http, Publisher(kafka) as publisher:
+    async with (
+        running(create_app(settings, clock), auth=oidc_issuer.all_roles_auth()) as http,
+        Publisher(kafka) as publisher,
+    ):
         yield Metering(http=http, publisher=publisher, clock=clock, kafka=kafka)

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -74,6 +75,14 @@ def create_app(config: IssuerConfig, *, keys: KeyRing | None = None) -> FastAPI:
         version="0.1.0",
     )
     app.state.keys = ring
+    # Swagger UI on a service's /docs fetches discovery and exchanges the code from the browser:
+    # cross-origin requests from any loopback origin (a dev issuer only; never deployed).
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$",
+        allow_methods=["GET", "POST"],
+        allow_headers=["authorization", "content-type"],
+    )
     issuer = config.issuer.rstrip("/")
 
     def token_for(subject: str, *, client_id: str, roles: tuple[str, ...], **extra: Any) -> dict[str, Any]:

@@ -48,6 +48,20 @@ SERVICE_CLIENTS: tuple[ServiceClient, ...] = (
     ServiceClient("billing-run-cronjob", "local-cronjob-secret", (BILLING_RUN_TRIGGER,)),
     ServiceClient("invoicing", "local-invoicing-secret", (USAGE_READER,)),
     ServiceClient("crm", "local-crm-secret", (CONTRACT_SYSTEM,)),
+    # Every role at once: the test stacks and the HTTP fuzzers, which must get past every policy.
+    ServiceClient(
+        "dev-all-roles",
+        "local-all-roles-secret",
+        (
+            VIEWER,
+            BILLING_OPERATOR,
+            PRICE_ADMINISTRATOR,
+            PARTNER_MANAGER,
+            CONTRACT_SYSTEM,
+            BILLING_RUN_TRIGGER,
+            USAGE_READER,
+        ),
+    ),
 )
 
 #: Public clients (no secret; PKCE) allowed to use the authorization-code flow: the API docs, a CLI.

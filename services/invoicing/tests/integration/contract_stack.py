@@ -17,6 +17,7 @@ from stdnum.fi import ytunnus
 
 from billing_contracts.registry import TOPICS, all_topic_names
 from devstack.infra import KafkaTarget, async_url, create_database, drop_database, ensure_topics
+from devstack.issuer import DevIssuer
 from devstack.testing import Publisher, migrate, read_topic, running, wait_until
 from invoicing import tables as t
 from invoicing.app import create_app
@@ -132,9 +133,12 @@ class ContractStack:
 
 @contextlib.asynccontextmanager
 async def contract_stack(
-    kafka: KafkaTarget, postgres_admin_url: str, *, now: dt.datetime
+    kafka: KafkaTarget, postgres_admin_url: str, issuer: DevIssuer, *, now: dt.datetime
 ) -> AsyncIterator[ContractStack]:
-    """Invoicing with its consumers, relay and API on the session broker and a fresh database."""
+    """Invoicing with its consumers, relay and API on the session broker and a fresh database.
+
+    Its HTTP client sends a token of the dev client holding every role (`dev-all-roles`); tests of
+    who is audited pass a token of their own."""
     partitions = {spec.name: spec.partitions for spec in TOPICS}
     await ensure_topics(kafka.bootstrap_servers, {n: partitions.get(n, 1) for n in all_topic_names()})
     name = f"contracts_{uuid.uuid4().hex[:12]}"
@@ -147,10 +151,14 @@ async def contract_stack(
             kafka_enable_idempotence=kafka.enable_idempotence,
             database_url=url,  # type: ignore[arg-type]
             outbox_idle_seconds=0.1,
+            auth_issuer=issuer.url,
         )
         engine = create_engine(url, pool_size=2)
         try:
-            async with running(create_app(settings, clock)) as http, Publisher(kafka) as publisher:
+            async with (
+                running(create_app(settings, clock), auth=issuer.all_roles_auth()) as http,
+                Publisher(kafka) as publisher,
+            ):
                 yield ContractStack(http, publisher, clock, kafka, session_factory(engine))
         finally:
             await engine.dispose()

@@ -32,6 +32,7 @@ from billing_contracts.procountor import PaymentReceivedV1
 from billing_contracts.registry import TOPICS, all_topic_names
 from billing_contracts.usage import DocumentKind, SignatureCompletedV1, VoucherCreatedV1
 from devstack.infra import KafkaTarget, async_url, create_database, drop_database, ensure_topics
+from devstack.issuer import DevIssuer
 from devstack.testing import Publisher, migrate, read_topic, running, serve_http, wait_until
 from invoicing import tables as t
 from invoicing.__main__ import trigger
@@ -59,10 +60,13 @@ class Services:
     clock: FixedClock
     kafka: KafkaTarget
     database_url: str
+    issuer: DevIssuer
 
 
 @pytest_asyncio.fixture(scope="module")
-async def services(kafka: KafkaTarget, postgres_admin_url: str) -> AsyncIterator[Services]:
+async def services(
+    kafka: KafkaTarget, postgres_admin_url: str, oidc_issuer: DevIssuer
+) -> AsyncIterator[Services]:
     """Metering and invoicing as processes run them, on a database of this module's own."""
     partitions = {t.name: t.partitions for t in TOPICS}
     await ensure_topics(kafka.bootstrap_servers, {n: partitions.get(n, 1) for n in all_topic_names()})
@@ -76,19 +80,45 @@ async def services(kafka: KafkaTarget, postgres_admin_url: str) -> AsyncIterator
         "kafka_enable_idempotence": kafka.enable_idempotence,
         "database_url": SecretStr(url),
         "outbox_idle_seconds": 0.1,
+        "auth_issuer": oidc_issuer.url,
+    }
+    # Invoicing calls metering with its own client-credentials token (role usage-reader), as deployed.
+    invoicing_client = {
+        "oauth_token_url": f"{oidc_issuer.url}/token",
+        "oauth_client_id": "invoicing",
+        "oauth_client_secret": SecretStr("local-invoicing-secret"),
     }
     metering_app = create_metering(MeteringSettings(**common, auto_close=False), clock)
+    everything = oidc_issuer.all_roles_auth()
     try:
-        async with running(metering_app) as metering, serve_http(metering_app) as metering_url:
-            invoicing_app = create_invoicing(InvoicingSettings(**common, metering_url=metering_url), clock)
+        async with (
+            running(metering_app, auth=everything) as metering,
+            serve_http(metering_app) as metering_url,
+        ):
+            invoicing_app = create_invoicing(
+                InvoicingSettings(**common, **invoicing_client, metering_url=metering_url), clock
+            )
             async with (
-                running(invoicing_app) as invoicing,
+                running(invoicing_app, auth=everything) as invoicing,
                 serve_http(invoicing_app) as invoicing_url,
                 Publisher(kafka) as publisher,
             ):
-                yield Services(metering, invoicing, invoicing_url, publisher, clock, kafka, url)
+                yield Services(metering, invoicing, invoicing_url, publisher, clock, kafka, url, oidc_issuer)
     finally:
         drop_database(postgres_admin_url, name)
+
+
+async def credit_note_author(s: Services, credit_note_id: str) -> str:
+    """`created_by` of a credit note as the database keeps it (the audit)."""
+    engine = create_engine(s.database_url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            notes = t.credit_notes.c
+            return str(
+                await session.scalar(select(notes.created_by).where(notes.credit_note_id == credit_note_id))
+            )
+    finally:
+        await engine.dispose()
 
 
 def signed(environment_id: str, company: int, package: PackageCode, **kw: Any) -> ContractSignedV1:
@@ -170,9 +200,13 @@ async def test_a_month_billed_through_kafka_waits_for_the_close_and_bills_each_p
     await wait_until(lambda: vouchers_counted(s, env_a, "2026-11", 1), what="metering counted November")
 
     # The CronJob's command, before metering has closed October: it waits (409) and asks again.
+    # It calls with its own client-credentials token (role billing-run-trigger), as in the cluster.
     said: list[str] = []
+    cronjob = s.issuer.client_auth("billing-run-cronjob", "local-cronjob-secret")
     waiting = asyncio.create_task(
-        asyncio.to_thread(trigger, s.invoicing_url, NOV_2, wait_seconds=60, poll_seconds=0.3, say=said.append)
+        asyncio.to_thread(
+            trigger, s.invoicing_url, NOV_2, wait_seconds=60, poll_seconds=0.3, say=said.append, auth=cronjob
+        )
     )
 
     async def asked_and_waited() -> bool:
@@ -383,14 +417,17 @@ async def test_operators_dry_run_credit_and_move_due_dates_over_http(services: S
     assert status["outcomes"]["issued"] >= 1
 
     # B-23: a move asked by a user without the right is refused with the reason, then one that may.
+    # The operator is the token's subject (issue 12): a name in the body would be ignored.
+    operator = s.issuer.user_auth("olli.operator")
     refused = await s.invoicing.post(
         f"/invoices/{invoice['invoice_id']}/due-date",
         json={
             "new_due_date": "2027-04-30",
             "reason": "asked for more time",
-            "changed_by": "support-1",
+            "changed_by": "someone-else",
             "requested_by": {"person_name": "Kirsi Kirjanpitäjä", "role": "bookkeeper"},
         },
+        auth=operator,
     )
     assert refused.status_code == 422
     assert refused.json()["rule"] == "B-25"
@@ -399,29 +436,37 @@ async def test_operators_dry_run_credit_and_move_due_dates_over_http(services: S
         json={
             "new_due_date": "2027-04-30",
             "reason": "asked for more time",
-            "changed_by": "support-1",
             "requested_by": {"person_name": "Paula Pääkäyttäjä", "role": "main_user"},
         },
+        auth=operator,
     )
     assert moved.json() == {"invoice_id": invoice["invoice_id"], "due_date": "2027-04-30"}
     audit = (await s.invoicing.get(f"/invoices/{invoice['invoice_id']}/due-date-changes")).json()
     assert [(a["outcome"], a["changed_by"], a["new_due_date"]) for a in audit] == [
-        ("refused", "support-1", "2027-04-30"),
-        ("accepted", "support-1", "2027-04-30"),
+        ("refused", "olli.operator", "2027-04-30"),
+        ("accepted", "olli.operator", "2027-04-30"),
     ]
 
     # A credit note of the whole invoice, with a reason; retried with its key it is the same note.
+    # Crediting is the billing operator's: a viewer's token is refused before anything happens.
     body = {"reason": "signed by mistake", "credited_by": "ops-2", "request_id": f"ticket-{tag}"}
-    note = await s.invoicing.post(f"/invoices/{invoice['invoice_id']}/credit-notes", json=body)
-    again = await s.invoicing.post(f"/invoices/{invoice['invoice_id']}/credit-notes", json=body)
+    viewer = await s.invoicing.post(
+        f"/invoices/{invoice['invoice_id']}/credit-notes", json=body, auth=s.issuer.user_auth("ville.viewer")
+    )
+    assert (viewer.status_code, viewer.headers["content-type"]) == (403, "application/problem+json")
+    note = await s.invoicing.post(f"/invoices/{invoice['invoice_id']}/credit-notes", json=body, auth=operator)
+    again = await s.invoicing.post(
+        f"/invoices/{invoice['invoice_id']}/credit-notes", json=body, auth=operator
+    )
     assert note.status_code == again.status_code == 201
     assert note.json()["credit_note_id"] == again.json()["credit_note_id"]
     assert (note.json()["total_gross"], note.json()["credited_invoice_number"]) == (
         "48.95",
         invoice["invoice_number"],
     )
+    assert await credit_note_author(s, note.json()["credit_note_id"]) == "olli.operator"
     nothing_left = await s.invoicing.post(
-        f"/invoices/{invoice['invoice_id']}/credit-notes", json={"reason": "again", "credited_by": "ops-2"}
+        f"/invoices/{invoice['invoice_id']}/credit-notes", json={"reason": "again"}, auth=operator
     )
     assert (nothing_left.status_code, nothing_left.json()["detail"]) == (
         422,

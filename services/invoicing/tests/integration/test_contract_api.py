@@ -12,6 +12,7 @@ import pytest_asyncio
 from billing_contracts.invoicing import ContractChangedV1
 from billing_contracts.registry import topic_for
 from devstack.infra import KafkaTarget
+from devstack.issuer import DevIssuer
 
 from .contract_stack import (
     BOOKKEEPER,
@@ -31,8 +32,10 @@ NOW = helsinki(2026, 3, 20)
 
 
 @pytest_asyncio.fixture(scope="module")
-async def stack(kafka: KafkaTarget, postgres_admin_url: str) -> AsyncIterator[ContractStack]:
-    async with contract_stack(kafka, postgres_admin_url, now=NOW) as running:
+async def stack(
+    kafka: KafkaTarget, postgres_admin_url: str, oidc_issuer: DevIssuer
+) -> AsyncIterator[ContractStack]:
+    async with contract_stack(kafka, postgres_admin_url, oidc_issuer, now=NOW) as running:
         yield running
 
 

@@ -37,6 +37,7 @@ from billing_contracts.invoicing import ChangeRequestRefusedV1
 from billing_contracts.procountor import CustomerChangedInProcountorV1
 from billing_contracts.registry import dead_letter_topic, topic_for
 from devstack.infra import KafkaTarget
+from devstack.issuer import DevIssuer
 from devstack.testing import wait_until
 
 from .contract_stack import ContractStack, business_id, contract_stack, helsinki, new_environment
@@ -52,8 +53,10 @@ EINVOICE = EInvoiceAddress(address="003730000000", operator="003723327487")
 
 
 @pytest_asyncio.fixture(scope="module")
-async def stack(kafka: KafkaTarget, postgres_admin_url: str) -> AsyncIterator[ContractStack]:
-    async with contract_stack(kafka, postgres_admin_url, now=NOW) as running:
+async def stack(
+    kafka: KafkaTarget, postgres_admin_url: str, oidc_issuer: DevIssuer
+) -> AsyncIterator[ContractStack]:
+    async with contract_stack(kafka, postgres_admin_url, oidc_issuer, now=NOW) as running:
         yield running
 
 

@@ -8,6 +8,7 @@ import pytest
 import pytest_asyncio
 
 from devstack.infra import KafkaTarget
+from devstack.issuer import DevIssuer
 from invoicing import tables as t
 from invoicing.calendar import YearMonth
 from invoicing.contracts.domain import ContractStatus, ContractTerms
@@ -54,8 +55,10 @@ def price_book(list_id: str, valid_from: str, *, valid_to: str = "null", sample:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def stack(kafka: KafkaTarget, postgres_admin_url: str) -> AsyncIterator[ContractStack]:
-    async with contract_stack(kafka, postgres_admin_url, now=NOW) as running:
+async def stack(
+    kafka: KafkaTarget, postgres_admin_url: str, oidc_issuer: DevIssuer
+) -> AsyncIterator[ContractStack]:
+    async with contract_stack(kafka, postgres_admin_url, oidc_issuer, now=NOW) as running:
         yield running
 
 
