@@ -61,6 +61,7 @@ class ContractStack:
     clock: FixedClock
     kafka: KafkaTarget
     sessions: async_sessionmaker[AsyncSession]
+    issuer: DevIssuer
 
     async def sign(self, environment_id: str, company: int, **fields: Any) -> dict[str, Any]:
         """Sign over the API: a Kevyt contract from 1 January 2026 unless `fields` say otherwise."""
@@ -159,7 +160,7 @@ async def contract_stack(
                 running(create_app(settings, clock), auth=issuer.all_roles_auth()) as http,
                 Publisher(kafka) as publisher,
             ):
-                yield ContractStack(http, publisher, clock, kafka, session_factory(engine))
+                yield ContractStack(http, publisher, clock, kafka, session_factory(engine), issuer)
         finally:
             await engine.dispose()
     finally:

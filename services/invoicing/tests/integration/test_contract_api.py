@@ -204,6 +204,42 @@ async def test_a_package_change_at_helsinki_midnight_before_and_after_the_16th_t
     )
 
 
+async def test_the_audit_names_the_requester_and_the_system_whose_token_asserted_it(
+    stack: ContractStack,
+) -> None:
+    """B-25 over HTTP: the CRM vouches for the requester; the audit records both, the CRM from its token."""
+    contract_id = await sign_new(stack, 21)
+    crm = stack.issuer.client_auth("crm", "local-crm-secret")
+    body = {"change_kind": "package_size", "new_package": "perus", "requested_by": MAIN_USER}
+
+    # A person (even a billing operator) is not a system of record: 403, nothing happens.
+    person = await stack.http.post(
+        f"/contracts/{contract_id}/package-changes", json=body, auth=stack.issuer.user_auth("olli.operator")
+    )
+    assert (person.status_code, person.json()["detail"]) == (403, "needs one of the roles contract-system")
+    accepted = await stack.http.post(f"/contracts/{contract_id}/package-changes", json=body, auth=crm)
+    assert accepted.status_code == 200, accepted.text
+    refused = await stack.http.post(
+        f"/contracts/{contract_id}/termination",
+        json={"reason": "ei tarvita", "requested_by": BOOKKEEPER},
+        auth=crm,
+    )
+    assert refused.status_code == 422
+
+    audit = {h["change"]: h for h in await stack.history(contract_id)}
+    assert (audit["package_size_changed"]["asserted_by"], audit["package_size_changed"]["source"]) == (
+        "crm",
+        "http",
+    )
+    assert audit["package_size_changed"]["requested_by"]["person_name"] == "Maija Pääkäyttäjä"
+    refusal = audit["termination-notice-given"]
+    assert (refusal["outcome"], refusal["asserted_by"], refusal["requested_by"]["person_name"]) == (
+        "refused",
+        "crm",
+        "Kalle Kirjanpitäjä",
+    )
+
+
 async def test_a_change_requested_by_someone_without_the_rights_is_refused_with_the_reason_and_logged(
     stack: ContractStack,
 ) -> None:

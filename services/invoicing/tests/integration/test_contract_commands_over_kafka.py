@@ -182,6 +182,11 @@ async def test_package_and_firm_changes_over_kafka_follow_the_cut_off_in_helsink
     assert (april["package"], april["accounting_firm_id"]) == ("laaja", "firm-l")
     (audit,) = await stack.changes_named(contract_id, "package_size_changed")
     assert (audit["source"], audit["effective_from"]) == ("kafka", "2026-04-01")
+    # Over Kafka no token comes along: the topic, which only the CRM may write, asserts the requester.
+    assert (audit["asserted_by"], audit["requested_by"]["person_name"]) == (
+        "kafka:contracts.package-change-requested.v1",
+        "Maija Pääkäyttäjä",
+    )
 
 
 async def test_a_change_requested_without_the_rights_is_refused_published_dead_lettered_and_audited(

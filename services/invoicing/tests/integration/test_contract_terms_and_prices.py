@@ -180,6 +180,7 @@ async def test_the_configured_sample_price_list_is_listed_and_marked_as_sample(s
 
     (sample,) = [p for p in response.json() if p["price_list_id"] == "sample-2024"]
     assert (sample["is_sample"], sample["source"], sample["valid_from"]) == (True, "file", "2024-01-01")
+    assert sample["loaded_by"] == "configuration"
     one = (await stack.http.get("/price-lists/sample-2024")).json()
     assert one["is_sample"] is True
     assert "sample: true" in one["document"]
@@ -187,12 +188,18 @@ async def test_the_configured_sample_price_list_is_listed_and_marked_as_sample(s
 
 
 async def test_a_price_list_loaded_over_the_api_takes_over_from_its_first_month(stack: ContractStack) -> None:
+    administrator = stack.issuer.user_auth("hilkka.prices")
+    operator = await stack.http.post(
+        "/price-lists", content=PRICES_2027, auth=stack.issuer.user_auth("olli.operator")
+    )
+    assert operator.status_code == 403  # prices are the price administrator's
+
     loaded = await stack.http.post(
-        "/price-lists", content=PRICES_2027, headers={"content-type": "application/yaml"}
+        "/price-lists", content=PRICES_2027, headers={"content-type": "application/yaml"}, auth=administrator
     )
 
     assert loaded.status_code == 201, loaded.text
-    assert [p["price_list_id"] for p in loaded.json()] == ["list-2027"]
+    assert [(p["price_list_id"], p["loaded_by"]) for p in loaded.json()] == [("list-2027", "hilkka.prices")]
     listed = {p["price_list_id"]: p for p in (await stack.http.get("/price-lists")).json()}
     # The open-ended sample list now ends the month before.
     assert (listed["sample-2024"]["valid_to"], listed["list-2027"]["valid_to"]) == ("2026-12-31", None)
