@@ -80,6 +80,8 @@ async def stack(kafka: KafkaTarget, database_url: str, oidc_issuer: DevIssuer) -
         "kafka_enable_idempotence": kafka.enable_idempotence,
         "database_url": SecretStr(database_url),
         "outbox_idle_seconds": 0.1,
+        # Gauges read from the tables (pending dead letters, the billing run) twice a second.
+        "metrics_interval_seconds": 0.5,
         "auth_issuer": oidc_issuer.url,
     }
     async with serve_http(create_emulator(EmulatorConfig())) as procountor_url:

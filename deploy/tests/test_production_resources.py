@@ -354,9 +354,10 @@ def test_the_dashboard_is_shipped_to_grafana_as_committed(rendered: Rendered) ->
     assert json.loads(config["data"]["billing-dashboard.json"]) == json.loads(committed)
 
 
-def test_phase_two_metrics_are_named_for_their_owners() -> None:
+def test_service_metrics_are_named_for_their_owners() -> None:
     owners = {spec.name: spec.filled_by for spec in CATALOG}
-    assert owners["billing_run_due_timestamp_seconds"].startswith("phase 2")
+    assert owners["billing_run_due_timestamp_seconds"] == "invoicing: billing run"
+    assert owners["procountor_throttled"] == "procountor-sync"
     assert owners["kafka_consumer_lag"] == "runtime"
 
 

@@ -17,7 +17,7 @@ from billing_contracts.contracts import (
     PostalAddress,
 )
 from billing_contracts.usage import DocumentKind, PayCalculatedV1, VoucherCreatedV1, VoucherVoidedV1
-from devstack.testing import wait_until
+from devstack.testing import metric, wait_until
 from invoicing.calendar import HELSINKI, YearMonth
 from invoicing.prices.loader import sample_price_book
 from invoicing.references import is_valid_reference, make_reference
@@ -194,6 +194,19 @@ async def test_a_month_of_usage_is_metered_billed_and_sent_to_procountor_exactly
     assert {k: Decimal(v["total_net"]) for k, v in mine.items()} == expected_net
     rerun = (await stack.invoicing.post("/billing-runs", json={"run_date": RUN_DATE.isoformat()})).json()
     assert rerun["invoices_issued"] == 0
+
+    # Issue 12: the run as /metrics tells it, the gauges read from the database (every replica agrees).
+    assert (await metric(stack.invoicing, "billing_runs_total", outcome="completed") or 0) >= 2
+    assert (await metric(stack.invoicing, "billing_run_duration_seconds_count") or 0) >= 2
+    due = datetime(2026, 11, 2, 9, tzinfo=HELSINKI).timestamp()  # 09:00 on the run day (B-03)
+
+    async def measured() -> bool:
+        last = await metric(stack.invoicing, "billing_run_last_completed_timestamp_seconds")
+        issued = await metric(stack.invoicing, "billing_run_payers", state="issued")
+        deadline = await metric(stack.invoicing, "billing_run_due_timestamp_seconds")
+        return bool(last and issued and issued >= 2 and deadline == due)
+
+    await wait_until(measured, what="the billing run's gauges from the database")
 
     # P-03: the firm's end customers follow the contract events.
     firm_view = (await stack.partners.get(f"/firms/{firm}")).json()

@@ -138,3 +138,16 @@ def _started(server: Any) -> Callable[[], Awaitable[bool]]:
         return bool(server.started)
 
     return check
+
+
+async def metric(http: httpx.AsyncClient, name: str, **labels: str) -> float | None:
+    """One sample of a service's `/metrics` (Prometheus text), by sample name and labels; None if absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = await http.get("/metrics")
+    response.raise_for_status()
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None

@@ -2,10 +2,9 @@
 
 Every metric name lives in this module, so that the alert rules and the dashboard in
 `deploy/base/monitoring/` can only reference metrics a service exports (a test checks each
-expression against `CATALOG`). Metrics that phase 2 of issue 12 and the service teams fill in
-(billing run, Procountor deliveries and throttling, pending dead letters) are named and labelled
-here already; a service creates them on first use through `ServiceMetrics.billing_run()` and
-`ServiceMetrics.procountor()`, so services that never bill or deliver export none of them.
+expression against `CATALOG`). The billing run's and Procountor's metrics are created on first
+use through `ServiceMetrics.billing_run` and `ServiceMetrics.procountor`, so services that never
+bill or deliver export none of them.
 """
 
 from __future__ import annotations
@@ -97,76 +96,76 @@ BACKGROUND_TASK_UP = MetricSpec(
     "1 while a consumer, the outbox relay or a background loop runs; 0 once it died (/healthz fails)",
 )
 
-# --- named now, filled in by phase 2 of issue 12 and the service teams -------------------------
+# --- filled by the tools (dead letters), invoicing's billing run and procountor-sync -------------
 DEAD_LETTERS_PENDING = MetricSpec(
     "dead_letters_pending",
     "gauge",
     ("group", "topic", "failure"),
     "Dead letters neither replayed nor discarded",
-    filled_by="phase 2: dead-letter tools",
+    filled_by="runtime: from the dead_letters table",
 )
 BILLING_RUNS = MetricSpec(
     "billing_runs",
     "counter",
     ("outcome",),
-    "Billing runs finished, by outcome (completed, failed)",
-    filled_by="phase 2: invoicing billing run",
+    "Billing run attempts, by outcome (completed, completed_with_failures, failed)",
+    filled_by="invoicing: billing run",
 )
 BILLING_RUN_DURATION = MetricSpec(
     "billing_run_duration_seconds",
     "histogram",
     (),
     "Wall time of one billing run, start to finish",
-    filled_by="phase 2: invoicing billing run",
+    filled_by="invoicing: billing run",
 )
 BILLING_RUN_PAYERS = MetricSpec(
     "billing_run_payers",
     "gauge",
     ("state",),
-    "Payers of the current (or last) run by state: pending, billed, already_billed, failed",
-    filled_by="phase 2: invoicing billing run",
+    "Payers of the latest period's run by state: pending, issued, held, zero, nothing_to_bill, failed",
+    filled_by="invoicing: billing run",
 )
 BILLING_RUN_DUE = MetricSpec(
     "billing_run_due_timestamp_seconds",
     "gauge",
     (),
-    "On a run day (B-03), today 09:00 Europe/Helsinki as Unix time; 0 on other days",
-    filled_by="phase 2: invoicing billing run",
+    "09:00 Europe/Helsinki of the latest run day (B-03) on or before today, as Unix time",
+    filled_by="invoicing: billing run",
 )
 BILLING_RUN_LAST_COMPLETED = MetricSpec(
     "billing_run_last_completed_timestamp_seconds",
     "gauge",
     (),
     "When the latest billing run completed (read from the database, so every replica agrees)",
-    filled_by="phase 2: invoicing billing run",
+    filled_by="invoicing: billing run",
 )
 PROCOUNTOR_DELIVERIES = MetricSpec(
     "procountor_deliveries",
     "counter",
     ("state",),
     "Invoice deliveries to Procountor by resulting state: delivered, retrying, failed",
-    filled_by="procountor-sync / phase 2",
+    filled_by="procountor-sync",
 )
 PROCOUNTOR_DELIVERIES_PENDING = MetricSpec(
     "procountor_deliveries_pending",
     "gauge",
     ("state",),
     "Deliveries waiting, by state (queued, retrying, failed awaiting requeue)",
-    filled_by="procountor-sync / phase 2",
+    filled_by="procountor-sync",
 )
 PROCOUNTOR_THROTTLED = MetricSpec(
     "procountor_throttled",
     "counter",
     ("endpoint",),
     "429 Too Many Requests answers from the Procountor API",
-    filled_by="procountor-sync / phase 2",
+    filled_by="procountor-sync",
 )
 PROCOUNTOR_RATE_LIMIT_WAIT = MetricSpec(
     "procountor_rate_limit_wait_seconds",
     "histogram",
     (),
     "Time a Procountor request waited for our rate limiter or a Retry-After",
-    filled_by="procountor-sync / phase 2",
+    filled_by="procountor-sync",
 )
 
 CATALOG: tuple[MetricSpec, ...] = (

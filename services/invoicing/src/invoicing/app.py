@@ -20,6 +20,7 @@ from billing_contracts.procountor import (
 from billing_contracts.registry import topic_for
 from invoicing.billing.api import build_billing_router
 from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
+from invoicing.billing.monitoring import measure_billing_run
 from invoicing.contracts.api import build_contracts_router
 from invoicing.contracts.consumers import ContractIntake, ProcountorCustomerIntake
 from invoicing.contracts.service import CONTRACT_COMMANDS
@@ -117,6 +118,8 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
         DueDateIntake(clock),
         group="invoicing-due-dates",
     )
+    # The run's progress, deadline and last completion from the database: every replica agrees.
+    host.measure("billing_run", lambda: measure_billing_run(host.sessions, clock, host.metrics.billing_run))
     return create_service_app(
         host,
         title="Invoicing",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Literal
 
@@ -247,6 +248,9 @@ def build_billing_router(
             yield MeteringItemsClient(client)
 
     async def _run(run_date: dt.date) -> BillingRunView:
+        metrics = host.metrics.billing_run
+        started = time.perf_counter()
+        outcome = "failed"
         try:
             async with items() as source:
                 report = await run_billing(
@@ -259,12 +263,19 @@ def build_billing_router(
                     items=source,
                     vat_rates=vat_rates,
                 )
+            outcome = report.status
         except (NotABillingDayError, AdvanceBillingError) as exc:
+            outcome = "refused"
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         except MonthNotClosedError as exc:
+            outcome = "refused"
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         finally:
             host.relay.wake()
+            # A refused request never started a run: only runs that went through payers count.
+            if outcome != "refused":
+                metrics.runs.labels(outcome=outcome).inc()
+                metrics.duration.observe(time.perf_counter() - started)
         return _view(report)
 
     @router.post("/billing-runs", response_model=BillingRunView, tags=["billing runs"])

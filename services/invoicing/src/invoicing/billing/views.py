@@ -204,3 +204,46 @@ def planned_view(plan: PlannedInvoice, *, run_date: dt.date, price_book: PriceBo
         "total_gross": _money(totals.total_gross),
         "accumulated_held_net": _money(settlement.accumulated_held_net),
     }
+
+
+async def latest_run_progress(session: AsyncSession) -> dict[str, int] | None:
+    """Payers of the latest billing period's run by state, for `/metrics` (every replica reads the same)."""
+    r = t.billing_runs.c
+    row = (
+        (await session.execute(select(t.billing_runs).order_by(r.billing_month.desc()).limit(1)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    period = row["billing_month"]
+    o = t.billing_outcomes.c
+    decided = dict(
+        (
+            await session.execute(
+                select(o.outcome, func.count()).where(o.billing_period == period).group_by(o.outcome)
+            )
+        ).tuples()
+    )
+    failed = await session.scalar(
+        select(func.count())
+        .select_from(t.billing_failures)
+        .where(t.billing_failures.c.billing_period == period)
+    )
+    return {
+        "pending": max(0, int(row["payers"]) - int(row["payers_done"])) if row["status"] == "running" else 0,
+        "issued": int(decided.get("issue", 0)),
+        "held": int(decided.get("hold", 0)),
+        "zero": int(decided.get("zero", 0)),
+        "nothing_to_bill": int(decided.get("nothing", 0)),
+        "failed": int(failed or 0),
+    }
+
+
+async def last_run_finished_at(session: AsyncSession) -> dt.datetime | None:
+    """When the latest billing run attempt that went through every payer finished (failures or not)."""
+    r = t.billing_runs.c
+    finished = await session.scalar(
+        select(func.max(r.finished_at)).where(r.status.in_(("completed", "completed_with_failures")))
+    )
+    return finished
