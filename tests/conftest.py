@@ -83,6 +83,7 @@ async def stack(kafka: KafkaTarget, database_url: str, oidc_issuer: DevIssuer) -
         # Gauges read from the tables (pending dead letters, the billing run) twice a second.
         "metrics_interval_seconds": 0.5,
         "auth_issuer": oidc_issuer.url,
+        "auth_docs_client_id": "billing-dev",
     }
     async with serve_http(create_emulator(EmulatorConfig())) as procountor_url:
         sync_settings = ProcountorSyncSettings(

@@ -81,7 +81,7 @@ def create_app(config: IssuerConfig, *, keys: KeyRing | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origin_regex=r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$",
         allow_methods=["GET", "POST"],
-        allow_headers=["authorization", "content-type"],
+        allow_headers=["*"],
     )
     issuer = config.issuer.rstrip("/")
 

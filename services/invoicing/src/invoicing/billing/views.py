@@ -218,13 +218,10 @@ async def latest_run_progress(session: AsyncSession) -> dict[str, int] | None:
         return None
     period = row["billing_month"]
     o = t.billing_outcomes.c
-    decided = dict(
-        (
-            await session.execute(
-                select(o.outcome, func.count()).where(o.billing_period == period).group_by(o.outcome)
-            )
-        ).tuples()
+    counted = await session.execute(
+        select(o.outcome, func.count()).where(o.billing_period == period).group_by(o.outcome)
     )
+    decided = dict(counted.tuples().all())
     failed = await session.scalar(
         select(func.count())
         .select_from(t.billing_failures)
@@ -243,7 +240,7 @@ async def latest_run_progress(session: AsyncSession) -> dict[str, int] | None:
 async def last_run_finished_at(session: AsyncSession) -> dt.datetime | None:
     """When the latest billing run attempt that went through every payer finished (failures or not)."""
     r = t.billing_runs.c
-    finished = await session.scalar(
+    finished: dt.datetime | None = await session.scalar(
         select(func.max(r.finished_at)).where(r.status.in_(("completed", "completed_with_failures")))
     )
     return finished
