@@ -280,13 +280,13 @@ class KafkaGateway:
             elif api_key == API_SASL_HANDSHAKE and handshake is None:
                 header, mechanism = read_sasl_handshake(payload)
                 if mechanism != self._mechanism:
+                    self._refuse("sasl", f"mechanism {mechanism!r} is not enabled ({self._mechanism} is)")
                     await _write_frame(
                         writer,
                         sasl_handshake_response(
                             header.correlation_id, ERROR_UNSUPPORTED_SASL_MECHANISM, [self._mechanism]
                         ),
                     )
-                    self._refuse("sasl", f"mechanism {mechanism!r} is not enabled ({self._mechanism} is)")
                     return None
                 await _write_frame(
                     writer, sasl_handshake_response(header.correlation_id, ERROR_NONE, [self._mechanism])
@@ -296,6 +296,7 @@ class KafkaGateway:
                 header, token = read_sasl_authenticate(payload)
                 reply = exchange.step(token)
                 if reply is None:
+                    self._refuse("sasl", exchange.failure)
                     message = AUTHENTICATION_FAILED.format(self._mechanism)
                     await _write_frame(
                         writer,
@@ -303,7 +304,6 @@ class KafkaGateway:
                             header, error_code=ERROR_SASL_AUTHENTICATION_FAILED, error_message=message
                         ),
                     )
-                    self._refuse("sasl", exchange.failure)
                     return None
                 await _write_frame(writer, sasl_authenticate_response(header, token=reply))
                 if exchange.done:
