@@ -186,6 +186,36 @@ def test_the_docker_kafka_can_add_a_scram_over_tls_listener() -> None:
     assert env["KAFKA_LISTENER_NAME_SECURE_SSL_KEYSTORE_TYPE"] == "PEM"
 
 
+def test_the_docker_kafka_can_add_a_listener_that_requires_client_certificates() -> None:
+    from devstack.kafka_container import kraft_environment
+
+    env = kraft_environment(secure=True, mutual_tls=True)
+    assert env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].endswith(",SECURE:SASL_SSL,MTLS:SSL")
+    assert env["KAFKA_LISTENER_NAME_MTLS_SSL_CLIENT_AUTH"] == "required"
+    assert env["KAFKA_LISTENER_NAME_MTLS_SSL_TRUSTSTORE_LOCATION"] == "/certs/ca.crt"
+
+
+def test_secured_listeners_are_kafka_s_own_with_docker_and_the_gateway_elsewhere(
+    kafka: infra.KafkaTarget, secured_kafka: infra.SecuredKafka
+) -> None:
+    assert secured_kafka.kind == ("testcontainers" if kafka.kind == "testcontainers" else "gateway")
+    assert secured_kafka.sasl_ssl_bootstrap != secured_kafka.mutual_tls_bootstrap
+    assert kafka.bootstrap_servers not in (
+        secured_kafka.sasl_ssl_bootstrap,
+        secured_kafka.mutual_tls_bootstrap,
+    )
+
+
+def test_the_gateway_will_not_stand_in_front_of_several_brokers(tmp_path: Path) -> None:
+    several = infra.KafkaTarget("127.0.0.1:9092,127.0.0.1:9093", enable_idempotence=True, kind="env")
+
+    with (
+        pytest.raises(ValueError, match="names several"),
+        infra.provide_secured_kafka(several, folder=tmp_path),
+    ):
+        pass
+
+
 def test_installing_devstack_registers_its_pytest_plugin() -> None:
     from importlib.metadata import entry_points
 

@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import functools
 import os
+import secrets
 import tempfile
 from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
+from pydantic import SecretStr
 
 from devstack.broker import EmbeddedBroker
 from devstack.postgres import EmbeddedPostgres
+from devstack.tls import Pki, make_test_pki
 
 KAFKA_BOOTSTRAP_SERVERS_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 KAFKA_ENABLE_IDEMPOTENCE_ENV = "KAFKA_ENABLE_IDEMPOTENCE"
@@ -28,6 +31,8 @@ POSTGRES_ADMIN_URL_ENV = "POSTGRES_ADMIN_URL"
 NO_DOCKER_ENV = "DEVSTACK_NO_DOCKER"
 
 LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: The SCRAM user of the secured listeners (its password is made afresh for every session).
+SCRAM_TEST_USER = "billing-test"
 POSTGRES_IMAGE = "postgres:18-alpine"
 
 _T = TypeVar("_T")
@@ -65,6 +70,78 @@ def provide_kafka() -> Iterator[KafkaTarget]:
     else:
         with EmbeddedBroker() as broker:
             yield KafkaTarget(broker.bootstrap, enable_idempotence=False, kind="embedded")
+
+
+@dataclass(frozen=True)
+class SecuredKafka:
+    """A broker's secured listeners, and what a client needs to pass them."""
+
+    sasl_ssl_bootstrap: str
+    """SASL SCRAM-SHA-512 over TLS, for `username` and `password`."""
+    mutual_tls_bootstrap: str
+    """TLS that requires a client certificate signed by `pki.ca` (`pki.client_cert`, `pki.client_key`)."""
+    username: str
+    password: SecretStr
+    pki: Pki
+    """`pki.ca` signed both listeners' certificates (for `localhost` and `127.0.0.1`) and the client's."""
+    enable_idempotence: bool
+    """Pass to producers, as with `KafkaTarget`."""
+    kind: str
+    """"testcontainers" (Apache Kafka's own listeners) or "gateway" (`devstack.kafka_gateway`)."""
+
+
+@contextlib.contextmanager
+def provide_secured_kafka(kafka: KafkaTarget, *, folder: Path) -> Iterator[SecuredKafka]:
+    """Give secured listeners of the same kind of broker as `kafka`; certificates go into `folder`.
+
+    Where the session's broker is Apache Kafka in a container, a second container with its own
+    SASL_SSL and mutual-TLS listeners (Kafka's own authentication). Elsewhere (the embedded Tansu,
+    whose SASL/TLS flags do not work, or a broker from the environment) two test gateways in front
+    of `kafka`: one SASL SCRAM-SHA-512 over TLS, one mutual TLS.
+    """
+    if kafka.kind == "testcontainers":
+        from devstack.kafka_container import KraftKafkaContainer
+
+        with KraftKafkaContainer(pki_dir=folder).with_sasl_ssl().with_mutual_tls() as container:
+            listener = container.secure_listener
+            assert listener is not None
+            assert listener.mutual_tls_bootstrap_servers is not None
+            yield SecuredKafka(
+                sasl_ssl_bootstrap=listener.bootstrap_servers,
+                mutual_tls_bootstrap=listener.mutual_tls_bootstrap_servers,
+                username=listener.username,
+                password=SecretStr(listener.password),
+                pki=listener.pki,
+                enable_idempotence=True,
+                kind="testcontainers",
+            )
+        return
+    from devstack.kafka_gateway import KafkaGateway, server_ssl_context
+
+    if "," in kafka.bootstrap_servers:
+        raise ValueError(
+            f"the test gateway relays to one broker; {kafka.bootstrap_servers!r} names several "
+            f"(point {KAFKA_BOOTSTRAP_SERVERS_ENV} at one node of a single-node cluster)"
+        )
+    pki = make_test_pki(folder, hostnames=("localhost", "127.0.0.1"))
+    password = SecretStr(secrets.token_urlsafe(16))
+    with (
+        KafkaGateway(
+            kafka.bootstrap_servers,
+            ssl_context=server_ssl_context(pki),
+            scram_users={SCRAM_TEST_USER: password},
+        ) as sasl_ssl,
+        KafkaGateway(kafka.bootstrap_servers, ssl_context=server_ssl_context(pki, mutual=True)) as mutual_tls,
+    ):
+        yield SecuredKafka(
+            sasl_ssl_bootstrap=sasl_ssl.bootstrap,
+            mutual_tls_bootstrap=mutual_tls.bootstrap,
+            username=SCRAM_TEST_USER,
+            password=password,
+            pki=pki,
+            enable_idempotence=kafka.enable_idempotence,
+            kind="gateway",
+        )
 
 
 @contextlib.contextmanager
@@ -174,11 +251,21 @@ def async_url(libpq_url: str) -> str:
     return f"postgresql+asyncpg://{rest}"
 
 
-async def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, replication_factor: int = 1) -> None:
-    """Create each topic with its partition count; topics that exist are left as they are."""
+async def ensure_topics(
+    bootstrap: str,
+    topics: Mapping[str, int],
+    *,
+    replication_factor: int = 1,
+    client_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Create each topic with its partition count; topics that exist are left as they are.
+
+    `client_options`: aiokafka's security options for a secured listener
+    (`service_runtime.kafka.kafka_client_options(settings)`).
+    """
     if not topics:
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))
     await admin.start()
     try:
         response = await admin.create_topics(

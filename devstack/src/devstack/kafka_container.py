@@ -1,4 +1,4 @@
-"""Apache Kafka in KRaft mode (no ZooKeeper) as a testcontainer, optionally with a SASL_SSL SCRAM listener.
+"""Apache Kafka in KRaft mode (no ZooKeeper) as a testcontainer, optionally with SASL_SSL SCRAM and mutual-TLS listeners.
 
 Current Apache Kafka (4.x) has no ZooKeeper mode; testcontainers-python's `KafkaContainer` is
 built around Confluent's images, so this starts the official `apache/kafka` image itself, the way
@@ -32,6 +32,7 @@ KAFKA_IMAGE = "apache/kafka:4.1.1"
 START_SCRIPT = "/tmp/devstack_start.sh"  # noqa: S108 - inside the container
 PLAINTEXT_PORT = 9093
 SECURE_PORT = 9095
+MUTUAL_TLS_PORT = 9096
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,11 @@ class SecureListener:
     username: str
     password: str
     pki: Pki
+    mutual_tls_bootstrap_servers: str | None = None
+    """The `MTLS` listener (TLS, a client certificate of `pki`'s CA required), with `with_mutual_tls()`."""
 
 
-def kraft_environment(*, secure: bool = False) -> dict[str, str]:
+def kraft_environment(*, secure: bool = False, mutual_tls: bool = False) -> dict[str, str]:
     """The image's configuration (env names map to properties: `_` is `.`, `___` is `-`)."""
     env = {
         "KAFKA_NODE_ID": "1",
@@ -72,6 +75,15 @@ def kraft_environment(*, secure: bool = False) -> dict[str, str]:
             "KAFKA_LISTENER_NAME_SECURE_SSL_TRUSTSTORE_TYPE": "PEM",
             "KAFKA_LISTENER_NAME_SECURE_SSL_TRUSTSTORE_LOCATION": "/certs/ca.crt",
         }
+    if mutual_tls:
+        env |= {
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"] + ",MTLS:SSL",
+            "KAFKA_LISTENER_NAME_MTLS_SSL_CLIENT_AUTH": "required",
+            "KAFKA_LISTENER_NAME_MTLS_SSL_KEYSTORE_TYPE": "PEM",
+            "KAFKA_LISTENER_NAME_MTLS_SSL_KEYSTORE_LOCATION": "/certs/server.pem",
+            "KAFKA_LISTENER_NAME_MTLS_SSL_TRUSTSTORE_TYPE": "PEM",
+            "KAFKA_LISTENER_NAME_MTLS_SSL_TRUSTSTORE_LOCATION": "/certs/ca.crt",
+        }
     return env
 
 
@@ -81,6 +93,7 @@ class KraftKafkaContainer(DockerContainer):
     def __init__(self, image: str = KAFKA_IMAGE, *, pki_dir: Path | None = None) -> None:
         super().__init__(image)
         self._secure = False
+        self._mutual_tls = False
         self._pki_dir = pki_dir
         self.secure_listener: SecureListener | None = None
         self.with_exposed_ports(PLAINTEXT_PORT)
@@ -94,14 +107,29 @@ class KraftKafkaContainer(DockerContainer):
         """Add a `SECURE` listener: SASL SCRAM-SHA-512 over TLS, a throwaway CA, a user created at start."""
         self._secure = True
         self.with_exposed_ports(SECURE_PORT)
-        for key, value in kraft_environment(secure=True).items():
-            self.with_env(key, value)
+        self._apply_environment()
         return self
+
+    def with_mutual_tls(self) -> Self:
+        """Add an `MTLS` listener: TLS that requires a client certificate signed by the throwaway CA.
+
+        Needs `with_sasl_ssl()` too: the listener reports its address in `secure_listener`.
+        """
+        self._mutual_tls = True
+        self.with_exposed_ports(MUTUAL_TLS_PORT)
+        self._apply_environment()
+        return self
+
+    def _apply_environment(self) -> None:
+        for key, value in kraft_environment(secure=self._secure, mutual_tls=self._mutual_tls).items():
+            self.with_env(key, value)
 
     def get_bootstrap_server(self) -> str:
         return f"{self.get_container_host_ip()}:{self.get_exposed_port(PLAINTEXT_PORT)}"
 
     def start(self, timeout: float = 90) -> Self:
+        if self._mutual_tls and not self._secure:
+            raise ValueError("with_mutual_tls() needs with_sasl_ssl(): it shares its certificates")
         super().start()
         host = self.get_container_host_ip()
         listeners = [
@@ -114,6 +142,9 @@ class KraftKafkaContainer(DockerContainer):
             "BROKER://localhost:9092",
         ]
         pki: Pki | None = None
+        if self._mutual_tls:
+            listeners.append(f"MTLS://0.0.0.0:{MUTUAL_TLS_PORT}")
+            advertised.append(f"MTLS://{host}:{self.get_exposed_port(MUTUAL_TLS_PORT)}")
         if self._secure:
             listeners.append(f"SECURE://0.0.0.0:{SECURE_PORT}")
             advertised.append(f"SECURE://{host}:{self.get_exposed_port(SECURE_PORT)}")
@@ -143,6 +174,9 @@ class KraftKafkaContainer(DockerContainer):
                 username="billing-test",
                 password=password,
                 pki=pki,
+                mutual_tls_bootstrap_servers=f"{host}:{self.get_exposed_port(MUTUAL_TLS_PORT)}"
+                if self._mutual_tls
+                else None,
             )
         return self
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 if TYPE_CHECKING:
-    from devstack.infra import KafkaTarget
+    from devstack.infra import KafkaTarget, SecuredKafka
     from devstack.issuer import DevIssuer
 
 T = TypeVar("T")
@@ -27,6 +27,17 @@ def kafka() -> Iterator[KafkaTarget]:
 
     with contextlib.ExitStack() as stack:
         yield _enter(stack, "Kafka-protocol broker", provide_kafka())
+
+
+@pytest.fixture(scope="session")
+def secured_kafka(kafka: KafkaTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafka]:
+    """SASL_SSL (SCRAM-SHA-512) and mutual-TLS listeners of the session's broker kind; see
+    `devstack.infra.provide_secured_kafka` (Apache Kafka's own with Docker, else the test gateway)."""
+    from devstack.infra import provide_secured_kafka
+
+    folder = tmp_path_factory.mktemp("kafka-pki")
+    with contextlib.ExitStack() as stack:
+        yield _enter(stack, "secured Kafka listener", provide_secured_kafka(kafka, folder=folder))
 
 
 @pytest.fixture(scope="session")

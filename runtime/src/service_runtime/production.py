@@ -4,23 +4,24 @@ Development defaults (a plaintext broker, the dev token issuer, the sample IBAN,
 list) make `make run` work on a fresh clone; the same defaults in production would bill with the
 wrong bank account or accept tokens nobody controls. Each can be allowed explicitly, by name, in
 `<PREFIX>ALLOW_IN_PRODUCTION` (logged as a warning at every start).
+
+This module knows nothing of the settings class: the settings name their own sample values
+(`ServiceSettings.sample_values`) and hand themselves to `refuse_sample_values` as a `Deployment`,
+so that the settings depend on this vocabulary and not the other way round.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from typing import Literal, Protocol
 
 import structlog
 
-if TYPE_CHECKING:
-    from service_runtime.settings import SampleValueName, ServiceSettings
-
 log = structlog.get_logger(__name__)
 
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+#: Sample or development values a production service refuses unless `allow_in_production` names them.
+SampleValueName = Literal["plaintext-kafka", "dev-token-issuer", "sample-iban", "sample-prices"]
 
 
 @dataclass(frozen=True)
@@ -44,24 +45,20 @@ class SampleValuesInProduction(RuntimeError):
         self.refused = tuple(refused)
 
 
-def common_sample_values(settings: ServiceSettings) -> list[SampleValue]:
-    """The sample values every service can have: the broker listener and the token issuer."""
-    found = []
-    if settings.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
-        found.append(
-            SampleValue("plaintext-kafka", f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol}")
-        )
-    issuer = settings.auth_issuer
-    if issuer is None:
-        found.append(SampleValue("dev-token-issuer", "no AUTH_ISSUER"))
-    else:
-        parts = urlsplit(issuer)
-        if parts.scheme != "https" or parts.hostname in _LOOPBACK:
-            found.append(SampleValue("dev-token-issuer", f"AUTH_ISSUER={issuer} is not an https issuer"))
-    return found
+class Deployment(Protocol):
+    """What the refusal needs to know of a service's settings (`ServiceSettings` is one)."""
+
+    @property
+    def environment(self) -> Literal["development", "production"]: ...
+
+    @property
+    def allow_in_production(self) -> frozenset[SampleValueName]: ...
+
+    @property
+    def env_prefix(self) -> str: ...
 
 
-def refuse_sample_values(settings: ServiceSettings, found: Sequence[SampleValue]) -> None:
+def refuse_sample_values(settings: Deployment, found: Sequence[SampleValue]) -> None:
     """Raise `SampleValuesInProduction` for sample values production was not told to allow."""
     if not found:
         return
@@ -73,5 +70,4 @@ def refuse_sample_values(settings: ServiceSettings, found: Sequence[SampleValue]
     if allowed:
         log.warning("sample_values_allowed_in_production", values=allowed)
     if refused:
-        prefix = str(settings.model_config.get("env_prefix", ""))
-        raise SampleValuesInProduction(refused, env_prefix=prefix)
+        raise SampleValuesInProduction(refused, env_prefix=settings.env_prefix)

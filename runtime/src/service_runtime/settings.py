@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service_runtime.production import SampleValue, common_sample_values
+from service_runtime.production import SampleValue, SampleValueName
 
-#: Sample or development values a production service refuses unless `allow_in_production` names them.
-SampleValueName = Literal["plaintext-kafka", "dev-token-issuer", "sample-iban", "sample-prices"]
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 class ServiceSettings(BaseSettings):
@@ -125,6 +125,24 @@ class ServiceSettings(BaseSettings):
             return frozenset(v.strip() for v in value.split(",") if v.strip())
         return value
 
+    @property
+    def env_prefix(self) -> str:
+        """The prefix of this service's environment variables, e.g. `METERING_` (named in refusals)."""
+        return str(self.model_config.get("env_prefix", ""))
+
     def sample_values(self) -> list[SampleValue]:
-        """Settings that still hold development or sample values; services add their own."""
-        return common_sample_values(self)
+        """Settings that still hold development or sample values: the broker listener and the token
+        issuer here; services add their own."""
+        found = []
+        if self.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            found.append(
+                SampleValue("plaintext-kafka", f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}")
+            )
+        issuer = self.auth_issuer
+        if issuer is None:
+            found.append(SampleValue("dev-token-issuer", "no AUTH_ISSUER"))
+        else:
+            parts = urlsplit(issuer)
+            if parts.scheme != "https" or parts.hostname in _LOOPBACK:
+                found.append(SampleValue("dev-token-issuer", f"AUTH_ISSUER={issuer} is not an https issuer"))
+        return found
