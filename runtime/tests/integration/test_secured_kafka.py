@@ -215,7 +215,7 @@ async def test_a_service_host_consumes_and_relays_over_scram_and_tls(
 
     host = ServiceHost(name="metering", settings=settings, clock=clock, tables=service.tables)
     host.consume({topic_in: VoucherCreatedV1}, forward, group=f"metering-{topic_in}")
-    app = create_service_app(host, title="secured", description="secured", routers=[])
+    app = create_service_app(host, title="secured", description="secured", routers=[], policies={})
     message = VoucherCreatedV1(
         event_id=uuid.uuid4(),
         occurred_at=NOW,
