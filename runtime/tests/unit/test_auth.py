@@ -14,7 +14,6 @@ from oidc_emulator.config import DEV_USERS
 from oidc_emulator.keys import KeyRing
 
 from service_runtime.auth import (
-    PROBLEM_JSON,
     AuthConfig,
     AuthError,
     Caller,
@@ -25,6 +24,7 @@ from service_runtime.auth import (
     install_auth,
     require,
 )
+from service_runtime.problems import PROBLEM_JSON
 
 ISSUER = "https://issuer.test/realms/billing"
 AUDIENCE = "billing"
