@@ -389,24 +389,28 @@ class IdempotentConsumer(Generic[M]):
     async def _apply_one_by_one(self, decoded: Sequence[tuple[Record, M]], failed: Sequence[_Failed]) -> bool:
         wrote = await self._apply([], failed)
         for record, message in decoded:
-            try:
-                with log_context(message_id=str(message.event_id), topic=record.topic):
-                    wrote |= await self._apply([(record, message)], [])
-            except Exception as exc:
-                if _is_transient(exc):
-                    raise
-                failure = _Failed(
-                    record,
-                    FailureKind.REJECTED,
-                    processing_reason(exc),
-                    str(message.event_id),
-                    detail=traceback.format_exc(),
-                )
-                async with self._sessions.begin() as session:
-                    await self._claim(session, [(record, message)])
-                    await self._dead_letter(session, [failure])
-                wrote = True
+            with log_context(message_id=str(message.event_id), topic=record.topic):
+                wrote |= await self._apply_alone(record, message)
         return wrote
+
+    async def _apply_alone(self, record: Record, message: M) -> bool:
+        """One message of a failed batch on its own; dead-lettered with the reason if it still fails."""
+        try:
+            return await self._apply([(record, message)], [])
+        except Exception as exc:
+            if _is_transient(exc):
+                raise
+            failure = _Failed(
+                record,
+                FailureKind.REJECTED,
+                processing_reason(exc),
+                str(message.event_id),
+                detail=traceback.format_exc(),
+            )
+        async with self._sessions.begin() as session:
+            await self._claim(session, [(record, message)])
+            await self._dead_letter(session, [failure])
+        return True
 
     async def _claim(
         self, session: AsyncSession, decoded: Sequence[tuple[Record, M]]

@@ -567,3 +567,25 @@ async def test_a_failing_record_is_logged_once_with_its_event_id_not_at_every_re
     [rejected] = [e for e in lettered if e["failure"] == "rejected"]
     assert "Traceback" in rejected["detail"]
     assert "customer-secret-value" not in rejected["reason"]
+
+
+async def test_every_line_logged_while_a_batch_is_handled_names_its_message(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    """Issue 12: a message id in every consumer log line — the batch's coordinates, the event id of a
+    message retried on its own."""
+    subject = consumer(service, ViolatesConstraint(service), unique_name)
+    records = Records()
+    poison = voucher("secret-poison")
+    batch = [records.of(poison), records.raw(b"{not json"), records.of(voucher("v1"))]
+
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        await subject.process(batch)
+
+    assert logs
+    assert all("message_id" in e for e in logs), [e["event"] for e in logs if "message_id" not in e]
+    first, last = batch[0], batch[-1]
+    batch_id = f"{first.topic}/{first.partition}@{first.offset}-{last.offset}"
+    assert {e["message_id"] for e in logs if e["event"] == "batch_failed_retrying_one_by_one"} == {batch_id}
+    (rejected,) = [e for e in logs if e["event"] == "message_dead_lettered" and e["failure"] == "rejected"]
+    assert rejected["message_id"] == str(poison.event_id)
