@@ -564,7 +564,7 @@ def build_router(host: ServiceHost, benefits: BenefitBook) -> APIRouter:
             rows = await TierRepository(session).history(firm_id)
         found = tier_in_effect(
             (
-                TierInMonth(r.effective_month, r.changed_at, PartnerTier(r.new_tier), r.in_program)
+                TierInMonth(r.effective_month, r.changed_at, PartnerTier(r.new_tier), r.in_program, r.id)
                 for r in rows
             ),
             month,

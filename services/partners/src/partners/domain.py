@@ -514,6 +514,7 @@ class TierInMonth:
     changed_at: dt.datetime
     tier: PartnerTier
     in_program: bool
+    sequence: int = 0  # the order changes were recorded in; decides between equal times
 
 
 def tier_in_effect(history: Iterable[TierInMonth], month: str) -> TierInMonth | None:
@@ -524,7 +525,7 @@ def tier_in_effect(history: Iterable[TierInMonth], month: str) -> TierInMonth | 
     the firm has when the month ends; invoicing keeps the later of two changes for one month too.
     """
     known = [h for h in history if h.effective_month <= month]
-    return max(known, key=lambda h: (h.effective_month, h.changed_at), default=None)
+    return max(known, key=lambda h: (h.effective_month, h.changed_at, h.sequence), default=None)
 
 
 # ---------------------------------------------------------------- P-08 commissions

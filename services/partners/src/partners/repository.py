@@ -14,7 +14,9 @@ from sqlalchemy import ColumnElement, func, literal_column, or_, select, text, u
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing_contracts.base import Message
 from billing_contracts.partners import CommissionLineKind, ExamKind, ExpertSoftware, PartnerTier
+from billing_contracts.registry import TOPICS
 from partners import tables as t
 from partners.domain import (
     AgreementEvent,
@@ -365,14 +367,14 @@ class TierRepository:
         if not ids:
             return {}
         rows = await self._s.execute(
-            select(_T.firm_id, _T.effective_month, _T.changed_at, _T.new_tier, _T.in_program)
+            select(_T.firm_id, _T.effective_month, _T.changed_at, _T.new_tier, _T.in_program, _T.id)
             .where(_T.firm_id.in_(ids), _T.effective_month <= month)
             .distinct(_T.firm_id)
             .order_by(_T.firm_id, _T.effective_month.desc(), _T.changed_at.desc(), _T.id.desc())
         )
         return {
-            firm: TierInMonth(m, at, PartnerTier(tier), in_program)
-            for firm, m, at, tier, in_program in rows.tuples()
+            firm: TierInMonth(m, at, PartnerTier(tier), in_program, n)
+            for firm, m, at, tier, in_program, n in rows.tuples()
         }
 
 
@@ -518,3 +520,52 @@ class CommissionRepository:
             for r in rows
         ]
         return head, lines
+
+
+class ParkedInputRepository:
+    """Program inputs waiting for what they need (their firm's registration, a person's earlier fact)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def park(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        await insert_rows(self._s, t.parked_inputs, rows)
+
+    async def waiting(
+        self, *, firms: Iterable[str], experts: Iterable[str], since: dt.datetime
+    ) -> list[tuple[UUID, Message]]:
+        """Unapplied inputs of these firms or people parked since `since`, in the order they came."""
+        firm_ids, expert_ids = sorted(set(firms)), sorted(set(experts))
+        if not firm_ids and not expert_ids:
+            return []
+        p = t.parked_inputs.c
+        rows = await self._s.execute(
+            select(p.event_id, p.topic, p.message)
+            .where(
+                p.applied_at.is_(None),
+                p.parked_at >= since,
+                or_(p.firm_id.in_(firm_ids), p.expert_id.in_(expert_ids)),
+            )
+            .order_by(p.parked_at, p.event_id)
+        )
+        return [
+            (event_id, _CONTRACTS[topic].model_validate_json(message))
+            for event_id, topic, message in rows.tuples()
+        ]
+
+    async def mark_applied(self, event_ids: Sequence[UUID], at: dt.datetime) -> None:
+        if event_ids:
+            p = t.parked_inputs.c
+            await self._s.execute(
+                update(t.parked_inputs).where(p.event_id.in_(event_ids)).values(applied_at=at)
+            )
+
+    async def listing(self, *, limit: int) -> list[Any]:
+        p = t.parked_inputs.c
+        rows = await self._s.execute(
+            select(t.parked_inputs).where(p.applied_at.is_(None)).order_by(p.parked_at.desc()).limit(limit)
+        )
+        return list(rows)
+
+
+_CONTRACTS: dict[str, type[Message]] = {spec.name: spec.contract for spec in TOPICS}

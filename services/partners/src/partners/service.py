@@ -7,13 +7,13 @@ import datetime as dt
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from billing_contracts.base import Message
+from billing_contracts.base import Message, wire_json
 from billing_contracts.invoicing import (
     BillingRunFinishedV1,
     ContractChangedV1,
@@ -37,6 +37,7 @@ from billing_contracts.partners import (
     PartnerTier,
     PartnerTierChangedV1,
 )
+from billing_contracts.registry import topic_for
 from partners import tables as t
 from partners.domain import (
     AgreementEvent,
@@ -64,6 +65,7 @@ from partners.repository import (
     EnvironmentRepository,
     FactRepository,
     FirmRepository,
+    ParkedInputRepository,
     TierRepository,
     claim_event,
 )
@@ -106,7 +108,10 @@ class Refused:
     error: ProgramRefusedError
 
     def rejection(self) -> Rejection:
-        return Rejection(self.event_id, f"{self.error.rule}: {self.error.reason}")
+        return Rejection(
+            self.event_id,
+            f"{self.error.rule}: {self.error.reason} (kept for a while and applied if what it needs arrives later)",
+        )
 
 
 # ---------------------------------------------------------------- P-02, P-04 program facts
@@ -151,67 +156,151 @@ def _unknown(firm_id: str) -> UnknownFirmError:
     )
 
 
+#: How long an input refused for what is not known yet stays parked, to be applied if it becomes known.
+DEFAULT_PARKING = dt.timedelta(days=14)
+
+
+@dataclass
+class _Batch:
+    """What one transaction of program inputs has learned so far, and what it will write."""
+
+    firms: FirmRepository
+    registered: set[str]
+    people: defaultdict[str, list[ExpertFact]]
+    agreement_rows: list[dict[str, Any]] = field(default_factory=list)
+    expert_rows: list[dict[str, Any]] = field(default_factory=list)
+    affected: set[str] = field(default_factory=set)
+    newly_registered: set[str] = field(default_factory=set)
+    touched_people: set[str] = field(default_factory=set)
+
+    async def apply(self, e: Message) -> None:
+        """Check one input against what is known and queue its fact; raises `ProgramRefusedError`."""
+        firm_id: str = e.firm_id  # type: ignore[attr-defined]  # every program input is about a firm
+        if isinstance(e, AccountingFirmRegisteredV1):
+            await self.firms.register(
+                firm_id, business_id=e.business_id, firm_name=e.firm_name, at=e.occurred_at
+            )
+            self.registered.add(firm_id)
+            self.newly_registered.add(firm_id)
+            self.agreement_rows.append(_agreement_row(e, AgreementEvent.SIGNED, e.agreement_signed_on, None))
+        elif firm_id not in self.registered:
+            raise _unknown(firm_id)
+        elif isinstance(e, CooperationAgreementEndedV1):
+            self.agreement_rows.append(_agreement_row(e, AgreementEvent.ENDED, e.ended_on, e.reason))
+        elif isinstance(e, AccountingFirmDetailsChangedV1):
+            await self.firms.change_details(
+                firm_id,
+                {
+                    "firm_name": e.firm_name,
+                    "business_id": e.business_id,
+                    "city": e.city,
+                    "website": e.website,
+                    "presentation": e.presentation,
+                    "extended_presentation": e.extended_presentation,
+                    "software": e.software,
+                },
+                e.occurred_at,
+            )
+            return  # the directory's data; no tier depends on it
+        else:
+            fact = _expert_fact(e)  # type: ignore[arg-type]
+            person = self.people[fact.expert_id]
+            check_expert_fact(fact, person)
+            person.append(fact)
+            self.touched_people.add(fact.expert_id)
+            self.affected.update(f.firm_id for f in person)  # the firm a person left, too
+            self.expert_rows.append(_expert_row(e, fact))
+        self.affected.add(firm_id)
+
+
 async def record_program_facts(
-    session: AsyncSession, events: Sequence[Message], clock: Clock
+    session: AsyncSession,
+    events: Sequence[Message],
+    clock: Clock,
+    *,
+    parking: dt.timedelta | None = DEFAULT_PARKING,
 ) -> list[Refused]:
     """Record firm registrations, agreements, directory data and people's exam results, then recompute tiers.
 
     Each input is checked against what is known at that point (the batch's earlier inputs
-    included): an input about an unregistered firm (P-02) and an exam or leave that contradicts
-    the person's known facts (P-04) are refused with the reason; the rest are stored as facts and
+    included): an input about an unregistered firm (P-02), and an exam or leave that contradicts
+    the person's known facts (P-04), is refused with the reason; the rest are stored as facts and
     the tiers of every firm they touch are recomputed from all stored facts.
+
+    Every partner-program fact has its own topic, so a firm's registration and a person's move can
+    arrive after inputs that need them. A refused input is therefore also *parked* for `parking`
+    (Kafka only; the HTTP caller gets the refusal at once): when its firm registers or a new fact
+    about its person arrives within that time, it is applied then, as if it had come in order.
     """
     firms = FirmRepository(session)
     facts = FactRepository(session)
-    registered = await firms.registered_among(e.firm_id for e in events if hasattr(e, "firm_id"))
-    people = defaultdict(list, await facts.people(e.expert_id for e in events if hasattr(e, "expert_id")))
-    agreement_rows: list[dict[str, Any]] = []
-    expert_rows: list[dict[str, Any]] = []
-    affected: set[str] = set()
+    batch = _Batch(
+        firms=firms,
+        registered=await firms.registered_among(e.firm_id for e in events if hasattr(e, "firm_id")),
+        people=defaultdict(list, await facts.people(e.expert_id for e in events if hasattr(e, "expert_id"))),
+    )
     refused: list[Refused] = []
     for e in events:
         try:
-            firm_id: str = e.firm_id  # type: ignore[attr-defined]  # every program input is about a firm
-            if isinstance(e, AccountingFirmRegisteredV1):
-                await firms.register(
-                    firm_id, business_id=e.business_id, firm_name=e.firm_name, at=e.occurred_at
-                )
-                registered.add(firm_id)
-                agreement_rows.append(_agreement_row(e, AgreementEvent.SIGNED, e.agreement_signed_on, None))
-            elif firm_id not in registered:
-                raise _unknown(firm_id)
-            elif isinstance(e, CooperationAgreementEndedV1):
-                agreement_rows.append(_agreement_row(e, AgreementEvent.ENDED, e.ended_on, e.reason))
-            elif isinstance(e, AccountingFirmDetailsChangedV1):
-                await firms.change_details(
-                    firm_id,
-                    {
-                        "firm_name": e.firm_name,
-                        "business_id": e.business_id,
-                        "city": e.city,
-                        "website": e.website,
-                        "presentation": e.presentation,
-                        "extended_presentation": e.extended_presentation,
-                        "software": e.software,
-                    },
-                    e.occurred_at,
-                )
-                continue  # the directory's data; no tier depends on it
-            else:
-                fact = _expert_fact(e)  # type: ignore[arg-type]
-                person = people[fact.expert_id]
-                check_expert_fact(fact, person)
-                person.append(fact)
-                affected.update(f.firm_id for f in person)  # the firm a person left, too
-                expert_rows.append(_expert_row(e, fact))
+            await batch.apply(e)
         except ProgramRefusedError as exc:
             refused.append(Refused(e.event_id, exc))
-            continue
-        affected.add(firm_id)
-    await facts.add_agreement_facts(agreement_rows)
-    await facts.add_expert_facts(expert_rows)
-    await recompute_tiers(session, affected, clock)
+    parked = ParkedInputRepository(session)
+    if parking is not None:
+        if refused:
+            by_id = {e.event_id: e for e in events}
+            await parked.park([_parked_row(by_id[r.event_id], r.error, clock) for r in refused])
+        await _apply_parked(session, batch, clock, parking)
+    await facts.add_agreement_facts(batch.agreement_rows)
+    await facts.add_expert_facts(batch.expert_rows)
+    await recompute_tiers(session, batch.affected, clock)
     return refused
+
+
+async def _apply_parked(session: AsyncSession, batch: _Batch, clock: Clock, parking: dt.timedelta) -> None:
+    """Apply the parked inputs this batch made valid: of firms it registered, of people it told about.
+
+    Repeated while inputs apply, since one parked input (a move) can make another valid (an exam
+    at the new firm).
+    """
+    repo = ParkedInputRepository(session)
+    since = clock.now() - parking
+    tried: set[uuid.UUID] = set()
+    while batch.newly_registered or batch.touched_people:
+        firms, people = batch.newly_registered, batch.touched_people
+        batch.newly_registered, batch.touched_people = set(), set()
+        waiting = [
+            p for p in await repo.waiting(firms=firms, experts=people, since=since) if p[0] not in tried
+        ]
+        if not waiting:
+            return
+        missing = {expert for _, message in waiting if (expert := getattr(message, "expert_id", None))}
+        for expert, known in (await FactRepository(session).people(missing - set(batch.people))).items():
+            batch.people[expert] = known
+        applied = []
+        for event_id, message in waiting:
+            tried.add(event_id)
+            try:
+                await batch.apply(message)
+            except ProgramRefusedError:
+                continue
+            applied.append(event_id)
+        await repo.mark_applied(applied, clock.now())
+        if applied:
+            log.info("parked_inputs_applied", count=len(applied))
+
+
+def _parked_row(e: Message, error: ProgramRefusedError, clock: Clock) -> dict[str, Any]:
+    return {
+        "event_id": e.event_id,
+        "firm_id": e.firm_id,  # type: ignore[attr-defined]
+        "expert_id": getattr(e, "expert_id", None),
+        "topic": topic_for(type(e)),
+        "message": wire_json(e),
+        "rule": error.rule,
+        "reason": error.reason,
+        "parked_at": clock.now(),
+    }
 
 
 def _agreement_row(e: Message, kind: AgreementEvent, on: dt.date, reason: str | None) -> dict[str, Any]:
@@ -242,13 +331,16 @@ def _expert_row(e: Message, fact: ExpertFact) -> dict[str, Any]:
 
 
 class ProgramIntake:
-    """The Kafka intake of the partner-program topics: `record_program_facts`, refusals dead-lettered."""
+    """The Kafka intake of the partner-program topics: `record_program_facts`; refusals are dead-lettered
+    with the reason (and parked, see there)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, parking: dt.timedelta = DEFAULT_PARKING) -> None:
         self._clock = clock
+        self._parking = parking
 
     async def __call__(self, session: AsyncSession, events: Sequence[Message]) -> list[Rejection]:
-        return [r.rejection() for r in await record_program_facts(session, events, self._clock)]
+        refused = await record_program_facts(session, events, self._clock, parking=self._parking)
+        return [r.rejection() for r in refused]
 
 
 class InputOutcome:
@@ -267,7 +359,7 @@ async def apply_program_input(
     async with sessions.begin() as session:
         if not await claim_event(session, message.event_id, topic, clock.now()):
             return InputOutcome.ALREADY_APPLIED
-        refused = await record_program_facts(session, [message], clock)
+        refused = await record_program_facts(session, [message], clock, parking=None)
         if refused:
             raise refused[0].error
         return InputOutcome.APPLIED

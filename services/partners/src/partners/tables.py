@@ -11,6 +11,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Table,
@@ -58,6 +59,22 @@ expert_facts = Table(
     Column("reason", Text, nullable=True),
     Column("recorded_by", String(200), nullable=False),
     comment="P-04 facts about pseudonymous persons; counts are computed from them.",
+)
+
+#: Program inputs refused for what is not known yet (an unregistered firm, a person's move not yet
+#: seen), kept to be applied when it arrives: a firm's facts travel on several topics.
+parked_inputs = Table(
+    "parked_inputs",
+    metadata,
+    Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column("firm_id", String(64), nullable=False, index=True),
+    Column("expert_id", String(100), nullable=True, index=True),
+    Column("topic", String(200), nullable=False),
+    Column("message", LargeBinary, nullable=False, comment="The input as received (wire JSON)."),
+    Column("rule", String(10), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=True),
 )
 
 #: P-03: the latest known state of each environment's contract, as invoicing published it.

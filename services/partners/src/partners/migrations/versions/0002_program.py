@@ -126,6 +126,21 @@ def upgrade() -> None:
     schema='partners'
     )
     op.create_index('ix_partners_firms_listed', 'firms', ['tier'], unique=False, schema='partners', postgresql_where=sa.text('in_program'))
+    op.create_table('parked_inputs',
+    sa.Column('event_id', sa.UUID(), nullable=False),
+    sa.Column('firm_id', sa.String(length=64), nullable=False),
+    sa.Column('expert_id', sa.String(length=100), nullable=True),
+    sa.Column('topic', sa.String(length=200), nullable=False),
+    sa.Column('message', sa.LargeBinary(), nullable=False, comment='The input as received (wire JSON).'),
+    sa.Column('rule', sa.String(length=10), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('parked_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('applied_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('event_id', name=op.f('pk_parked_inputs')),
+    schema='partners'
+    )
+    op.create_index(op.f('ix_partners_parked_inputs_expert_id'), 'parked_inputs', ['expert_id'], unique=False, schema='partners')
+    op.create_index(op.f('ix_partners_parked_inputs_firm_id'), 'parked_inputs', ['firm_id'], unique=False, schema='partners')
     op.create_table('tier_changes',
     sa.Column('id', sa.BigInteger(), sa.Identity(always=True), nullable=False),
     sa.Column('event_id', sa.UUID(), nullable=False),
@@ -197,6 +212,9 @@ def downgrade() -> None:
     op.drop_column('environments', 'reseller_partner_id', schema='partners')
     op.drop_column('environments', 'package', schema='partners')
     op.drop_column('environments', 'contract_id', schema='partners')
+    op.drop_index(op.f('ix_partners_parked_inputs_firm_id'), table_name='parked_inputs', schema='partners')
+    op.drop_index(op.f('ix_partners_parked_inputs_expert_id'), table_name='parked_inputs', schema='partners')
+    op.drop_table('parked_inputs', schema='partners')
     op.drop_index(op.f('ix_partners_tier_changes_firm_id'), table_name='tier_changes', schema='partners')
     op.drop_table('tier_changes', schema='partners')
     op.drop_index('ix_partners_firms_listed', table_name='firms', schema='partners', postgresql_where=sa.text('in_program'))
