@@ -426,7 +426,11 @@ def standing_of(
     *, agreement: Sequence[AgreementFact], experts: ExpertCounts, end_customers: int, on: dt.date
 ) -> Standing:
     """P-05: recompute from the facts, never by incrementing, so arrival order and duplicates do not matter."""
-    in_program = agreement_in_force(agreement, on)
+    return standing_from(agreement_in_force(agreement, on), experts, end_customers)
+
+
+def standing_from(in_program: bool, experts: ExpertCounts, end_customers: int) -> Standing:
+    """The standing of a firm whose agreement and expert counts are known for the day (P-05)."""
     counts = Counts(end_customers, experts.certified, experts.authorized)
     return Standing(in_program, tier_for(in_program, counts), counts, experts)
 

@@ -546,7 +546,7 @@ class ParkedInputRepository:
                 p.parked_at >= since,
                 or_(p.firm_id.in_(firm_ids), p.expert_id.in_(expert_ids)),
             )
-            .order_by(p.parked_at, p.event_id)
+            .order_by(p.seq)
         )
         return [
             (event_id, _CONTRACTS[topic].model_validate_json(message))

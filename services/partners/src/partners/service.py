@@ -56,6 +56,7 @@ from partners.domain import (
     line_label,
     make_statement,
     month_of,
+    standing_from,
     standing_of,
     statement_id,
     tier_change,
@@ -260,34 +261,42 @@ async def record_program_facts(
 async def _apply_parked(session: AsyncSession, batch: _Batch, clock: Clock, parking: dt.timedelta) -> None:
     """Apply the parked inputs this batch made valid: of firms it registered, of people it told about.
 
-    Repeated while inputs apply, since one parked input (a move) can make another valid (an exam
-    at the new firm).
+    Tried again while any applies, since one parked input (an online part, a move) can make another
+    valid (the in-person part, an exam at the new firm), whatever order they were parked in.
     """
     repo = ParkedInputRepository(session)
     since = clock.now() - parking
-    tried: set[uuid.UUID] = set()
-    while batch.newly_registered or batch.touched_people:
-        firms, people = batch.newly_registered, batch.touched_people
-        batch.newly_registered, batch.touched_people = set(), set()
-        waiting = [
-            p for p in await repo.waiting(firms=firms, experts=people, since=since) if p[0] not in tried
-        ]
-        if not waiting:
-            return
-        missing = {expert for _, message in waiting if (expert := getattr(message, "expert_id", None))}
+    asked_firms: set[str] = set()
+    asked_people: set[str] = set()
+    pending: dict[uuid.UUID, Message] = {}
+    applied: list[uuid.UUID] = []
+    while True:
+        firms = batch.newly_registered - asked_firms
+        people = batch.touched_people - asked_people
+        if not firms and not people:
+            break
+        asked_firms |= firms
+        asked_people |= people
+        for event_id, message in await repo.waiting(firms=firms, experts=people, since=since):
+            if event_id not in applied:
+                pending.setdefault(event_id, message)
+        missing = {expert for m in pending.values() if (expert := getattr(m, "expert_id", None))}
         for expert, known in (await FactRepository(session).people(missing - set(batch.people))).items():
             batch.people[expert] = known
-        applied = []
-        for event_id, message in waiting:
-            tried.add(event_id)
-            try:
-                await batch.apply(message)
-            except ProgramRefusedError:
-                continue
-            applied.append(event_id)
-        await repo.mark_applied(applied, clock.now())
-        if applied:
-            log.info("parked_inputs_applied", count=len(applied))
+        progress = True
+        while progress:
+            progress = False
+            for event_id, message in list(pending.items()):
+                try:
+                    await batch.apply(message)
+                except ProgramRefusedError:
+                    continue
+                del pending[event_id]
+                applied.append(event_id)
+                progress = True
+    await repo.mark_applied(applied, clock.now())
+    if applied:
+        log.info("parked_inputs_applied", count=len(applied))
 
 
 def _parked_row(e: Message, error: ProgramRefusedError, clock: Clock) -> dict[str, Any]:
@@ -402,7 +411,7 @@ async def follow_contracts(session: AsyncSession, events: Sequence[ContractChang
     affected = {f for f in before.values() if f} | {
         e.accounting_firm_id for e in newest.values() if e.accounting_firm_id
     }
-    await recompute_tiers(session, affected, clock)
+    await recompute_tiers(session, affected, clock, only_end_customers=True)
 
 
 class ContractIntake:
@@ -419,12 +428,17 @@ class ContractIntake:
 # ---------------------------------------------------------------- P-05 tiers
 
 
-async def recompute_tiers(session: AsyncSession, firm_ids: Iterable[str], clock: Clock) -> int:
+async def recompute_tiers(
+    session: AsyncSession, firm_ids: Iterable[str], clock: Clock, *, only_end_customers: bool = False
+) -> int:
     """P-05: each registered firm's standing today from every stored fact; a changed tier is announced.
 
     The firms are locked for the transaction (advisory, sorted), and everything is read after the
     lock, so that two transactions touching one firm (a contract event and an exam result) cannot
-    both compute from a state missing the other's fact. Returns how many tiers changed.
+    both compute from a state missing the other's fact. With `only_end_customers` (contract state
+    changed, nothing else), a firm already computed today keeps the agreement and expert counts
+    computed from its facts today, and only its end customers are counted again. Returns how many
+    tiers changed.
     """
     ids = set(firm_ids)
     if not ids:
@@ -436,20 +450,25 @@ async def recompute_tiers(session: AsyncSession, firm_ids: Iterable[str], clock:
         return 0
     today = today_in_helsinki(clock)
     now = clock.now()
+    full = {f for f, row in current.items() if not only_end_customers or row.standing_on != today}
     facts = FactRepository(session)
-    agreements = await facts.agreements_of(current)
-    experts = expert_counts_by_firm(await facts.people_of_firms(current), today)
+    agreements = await facts.agreements_of(full)
+    experts = expert_counts_by_firm(await facts.people_of_firms(full), today) if full else {}
     end_customers = await EnvironmentRepository(session).end_customer_counts(current)
     standings: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
     messages: list[OutgoingMessage] = []
     for firm_id, row in sorted(current.items()):
-        standing = standing_of(
-            agreement=agreements.get(firm_id, []),
-            experts=experts.get(firm_id, ExpertCounts()),
-            end_customers=end_customers.get(firm_id, 0),
-            on=today,
-        )
+        if firm_id in full:
+            standing = standing_of(
+                agreement=agreements.get(firm_id, []),
+                experts=experts.get(firm_id, ExpertCounts()),
+                end_customers=end_customers.get(firm_id, 0),
+                on=today,
+            )
+        else:
+            known = ExpertCounts(row.certified_experts, row.authorized_experts)
+            standing = standing_from(row.in_program, known, end_customers.get(firm_id, 0))
         change = tier_change(row.tier, row.in_program, standing, today)
         standings.append(
             {

@@ -67,6 +67,9 @@ parked_inputs = Table(
     "parked_inputs",
     metadata,
     Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column(
+        "seq", BigInteger, Identity(always=True), nullable=False, comment="The order they were parked in."
+    ),
     Column("firm_id", String(64), nullable=False, index=True),
     Column("expert_id", String(100), nullable=True, index=True),
     Column("topic", String(200), nullable=False),

@@ -128,6 +128,7 @@ def upgrade() -> None:
     op.create_index('ix_partners_firms_listed', 'firms', ['tier'], unique=False, schema='partners', postgresql_where=sa.text('in_program'))
     op.create_table('parked_inputs',
     sa.Column('event_id', sa.UUID(), nullable=False),
+    sa.Column('seq', sa.BigInteger(), sa.Identity(always=True), nullable=False, comment='The order they were parked in.'),
     sa.Column('firm_id', sa.String(length=64), nullable=False),
     sa.Column('expert_id', sa.String(length=100), nullable=True),
     sa.Column('topic', sa.String(length=200), nullable=False),
