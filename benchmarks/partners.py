@@ -77,7 +77,7 @@ from partners.domain import (
     newest_states,
     standing_of,
 )
-from partners.service import record_billing_documents
+from partners.service import record_billing_documents, record_program_facts
 from partners.settings import PartnersSettings
 from service_runtime.clock import HELSINKI, FixedClock
 from service_runtime.database import create_engine, session_factory
@@ -117,6 +117,7 @@ def envelope(at: dt.datetime, producer: str) -> dict[str, Any]:
 @dataclass
 class Replay:
     records: list[Record] = field(default_factory=list)
+    history: list[tuple[dt.datetime, int, Record]] = field(default_factory=list)
     agreements: dict[str, list[AgreementFact]] = field(default_factory=lambda: defaultdict(list))
     states: list[EnvironmentState] = field(default_factory=list)
     people: dict[str, list[ExpertFact]] = field(default_factory=lambda: defaultdict(list))
@@ -134,8 +135,18 @@ class Replay:
     ) -> None:
         self.people[expert].append(ExpertFact(expert, firm_id, kind, on, at, software=software, exam=exam))
 
-    def add(self, message: Message) -> None:
-        self.records.append(Record(topic_for(type(message)), message.kafka_key(), wire_json(message)))
+    def add(self, message: Message, when: dt.datetime | dt.date | None = None) -> None:
+        """Add a record; `when` orders the history (the day a fact happened), default its `occurred_at`."""
+        moment = when or message.occurred_at
+        if not isinstance(moment, dt.datetime):
+            moment = dt.datetime.combine(moment, dt.time(12), tzinfo=HELSINKI)
+        self.history.append(
+            (
+                moment,
+                len(self.history),
+                Record(topic_for(type(message)), message.kafka_key(), wire_json(message)),
+            )
+        )
         self.kinds[type(message).__name__] += 1
 
 
@@ -158,7 +169,8 @@ def generate_replay(firms: int, environments: int, experts: int, seed: int) -> R
                 business_id=ids[f],
                 firm_name=f"Tilitoimisto {f} Oy",
                 agreement_signed_on=signed_on,
-            )
+            ),
+            when=dt.datetime(2024, 12, 1, tzinfo=HELSINKI),  # the CRM registered every firm first
         )
         w.agreements[firm].append(AgreementFact(AgreementEvent.SIGNED, signed_on, registered_at))
     owners = rng.choices(range(firms), weights, k=environments)
@@ -213,7 +225,8 @@ def generate_replay(firms: int, environments: int, experts: int, seed: int) -> R
                     expert_id=expert,
                     software=software,
                     passed_on=day,
-                )
+                ),
+                when=day,
             )
             w.person_fact(expert, at, ExpertFactKind.PASSED, firm, day, ExamKind.CERTIFICATION, software)
         if roll > 0.7:
@@ -230,7 +243,8 @@ def generate_replay(firms: int, environments: int, experts: int, seed: int) -> R
                         software=software,
                         part=part,
                         passed_on=on,
-                    )
+                    ),
+                    when=on,
                 )
                 w.person_fact(expert, at, ExpertFactKind.PASSED, firm, on, exam, software)
         if roll < 0.8 and rng.random() < 0.03:
@@ -244,7 +258,8 @@ def generate_replay(firms: int, environments: int, experts: int, seed: int) -> R
                     exam=ExamKind.CERTIFICATION,
                     withdrawn_on=on,
                     reason="void",
-                )
+                ),
+                when=on,
             )
             w.person_fact(expert, at, ExpertFactKind.WITHDRAWN, firm, on, ExamKind.CERTIFICATION, software)
         if rng.random() < 0.05:
@@ -254,12 +269,16 @@ def generate_replay(firms: int, environments: int, experts: int, seed: int) -> R
                 w.add(
                     ExpertJoinedFirmV1(
                         **envelope(at, "training"), firm_id=other, expert_id=expert, joined_on=on
-                    )
+                    ),
+                    when=on,
                 )
                 w.person_fact(expert, at, ExpertFactKind.JOINED, other, on, None, None)
-    # Kafka interleaves the topics anyway; shuffling keeps each key's order only by accident, which
-    # is what the service must cope with (late registrations and moves are parked and applied).
-    rng.shuffle(w.records)
+    # Published as the history happened: firms registered first, then contract states and exam
+    # results in time order. The consumer still reads the topics interleaved (a move can come before
+    # the exams it follows, an exam before its firm's registration): those are parked and applied.
+    w.history.sort(key=lambda h: (h[0], h[1]))
+    w.records = [r for _, _, r in w.history]
+    w.history.clear()
     return w
 
 
@@ -408,13 +427,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20261120)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--json", type=str, help="also write the figures to this file")
-    parser.add_argument("--profile", type=str, help="cProfile part (a) into this file (slows it)")
+    parser.add_argument(
+        "--profile", type=str, help="cProfile each part into this file, suffixed .a and .b (slows them)"
+    )
+    parser.add_argument("--only", choices=("replay", "statements"), help="run one part only")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    configure_logging(fmt="console", level="WARNING")
+    # ERROR: a replay parks (and dead-letters) inputs that arrive before what they need, by the
+    # thousand; one warning line each would measure the terminal, not the service.
+    configure_logging(fmt="console", level="ERROR")
     size = {
         k: max(1, int(getattr(args, k) * args.scale))
         for k in ("firms", "environments", "experts", "invoices")
@@ -423,7 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     say(
         f"generating {size['firms']:,} firms, {size['environments']:,} environments, {size['experts']:,} experts"
     )
-    replay = generate_replay(size["firms"], size["environments"], size["experts"], args.seed)
+    replay = generate_replay(
+        size["firms"],
+        0 if args.only == "statements" else size["environments"],
+        0 if args.only == "statements" else size["experts"],
+        args.seed,
+    )
     expected = expected_tiers(replay)
     say(f"generating a month of {size['invoices']:,} invoices")
     month = generate_month(size["invoices"], size["firms"], args.seed)
@@ -471,8 +500,10 @@ async def _measure(
     }
     partitions = {t.name: t.partitions for t in TOPICS}
     await ensure_topics(bootstrap, {n: partitions.get(n, 1) for n in all_topic_names()})
-    await _replay(args, replay, expected, report, bootstrap, libpq_url)
-    await _statements(month, report, libpq_url)
+    if args.only != "statements":
+        await _replay(args, replay, expected, report, bootstrap, libpq_url)
+    if args.only != "replay":
+        await _statements(args, month, report, libpq_url)
 
 
 async def _replay(
@@ -497,6 +528,8 @@ async def _replay(
     app = create_app(settings, clock)
     connection = await asyncpg.connect(libpq_url)
     profiler: Any = None
+    finished_at: dict[str, float] = {}
+    per_intake: Counter[str] = Counter()
     if args.profile:
         import cProfile
 
@@ -507,8 +540,23 @@ async def _replay(
     cpu_started = time.process_time()
     try:
         async with app.router.lifespan_context(app):
+            per_intake.update(
+                "contract states" if r.topic.startswith("invoicing.") else "partner-program facts"
+                for r in w.records
+            )
             while True:
-                done = await connection.fetchval("SELECT count(*) FROM partners.processed_events")
+                counts = {
+                    row["intake"]: row["n"]
+                    for row in await connection.fetch(
+                        "SELECT CASE WHEN topic LIKE 'invoicing.%' THEN 'contract states' "
+                        "ELSE 'partner-program facts' END AS intake, count(*) AS n "
+                        "FROM partners.processed_events GROUP BY 1"
+                    )
+                }
+                for intake, expected_count in per_intake.items():
+                    if intake not in finished_at and counts.get(intake, 0) >= expected_count:
+                        finished_at[intake] = time.perf_counter() - started
+                done = sum(counts.values())
                 if done >= total:
                     break
                 if time.perf_counter() - started > args.timeout:
@@ -518,7 +566,7 @@ async def _replay(
             cpu = time.process_time() - cpu_started
             if profiler is not None:
                 profiler.disable()
-                profiler.dump_stats(args.profile)
+                profiler.dump_stats(f"{args.profile}.a")
             tiers = {
                 r["firm_id"]: (PartnerTier(r["tier"]) if r["tier"] else None)
                 for r in await connection.fetch("SELECT firm_id, tier FROM partners.firms")
@@ -549,6 +597,10 @@ async def _replay(
         )
     )
     report.add(Figure("(a) replay wall time", seconds, "s", note=f"CPU of this process {cpu:.1f} s"))
+    for intake, at in sorted(finished_at.items(), key=lambda kv: kv[1]):
+        report.add(
+            Figure(f"(a) {intake} all processed after", at, "s", note=f"{per_intake[intake]:,} events")
+        )
     report.add(Figure("(a) tier changes published", float(changes), "events"))
     report.add(
         Figure(
@@ -577,7 +629,7 @@ async def _replay(
     )
 
 
-async def _statements(month: Month, report: Report, libpq_url: str) -> None:
+async def _statements(args: argparse.Namespace, month: Month, report: Report, libpq_url: str) -> None:
     say(f"(b) storing {len(month.invoices):,} invoices and {len(month.credit_notes):,} credit notes (setup)")
     engine = create_engine(async_url(libpq_url), pool_size=2)
     sessions = session_factory(engine)
@@ -585,6 +637,21 @@ async def _statements(month: Month, report: Report, libpq_url: str) -> None:
     book = load_benefit_book()
     documents: list[Message] = [*month.invoices, *month.credit_notes]
     try:
+        if args.only == "statements":  # the resellers must be in the program: register them (setup)
+            firms = sorted({p for i in month.invoices for p in i.software_net_by_reseller})
+            registrations = [
+                AccountingFirmRegisteredV1(
+                    **envelope(clock.now(), "partner-crm"),
+                    firm_id=firm,
+                    business_id=bid,
+                    firm_name=firm,
+                    agreement_signed_on=dt.date(2025, 1, 1),
+                )
+                for firm, bid in zip(firms, business_ids(len(firms), start=6_000_000), strict=True)
+            ]
+            for i in range(0, len(registrations), 1000):
+                async with sessions.begin() as session:
+                    await record_program_facts(session, registrations[i : i + 1000], clock)
         for i in range(0, len(documents), 5000):
             async with sessions.begin() as session:
                 await record_billing_documents(session, documents[i : i + 5000], clock, book)
@@ -601,10 +668,19 @@ async def _statements(month: Month, report: Report, libpq_url: str) -> None:
             credit_notes_issued=len(month.credit_notes),
         )
         say("(b) the month's statements")
+        profiler: Any = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         started = time.perf_counter()
         async with sessions.begin() as session:
             await record_billing_documents(session, [finished], clock, book)
         seconds = time.perf_counter() - started
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{args.profile}.b")
     finally:
         await engine.dispose()
     connection = await asyncpg.connect(libpq_url)

@@ -335,11 +335,17 @@ class EnvironmentRepository:
             return {}
         rows = await self._s.execute(
             text(
+                "SELECT firm, sum(n) FROM ("
+                "SELECT accounting_firm_id AS firm, count(*) AS n FROM partners.environments "
+                "WHERE accounting_firm_id = ANY(CAST(:ids AS text[])) AND is_end_customer "
+                "AND successor_contract_id IS NULL GROUP BY 1 "
+                "UNION ALL "
                 "SELECT e.accounting_firm_id, count(*) FROM partners.environments AS e "
                 "WHERE e.accounting_firm_id = ANY(CAST(:ids AS text[])) AND e.is_end_customer "
-                "AND NOT EXISTS (SELECT 1 FROM partners.environments AS s WHERE e.successor_contract_id "
-                "IS NOT NULL AND s.contract_id = e.successor_contract_id AND s.is_end_customer "
-                "AND s.accounting_firm_id = e.accounting_firm_id) GROUP BY e.accounting_firm_id"
+                "AND e.successor_contract_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM partners.environments AS s "
+                "WHERE s.contract_id = e.successor_contract_id AND s.is_end_customer "
+                "AND s.accounting_firm_id = e.accounting_firm_id) GROUP BY 1"
+                ") AS counted GROUP BY firm"
             ),
             {"ids": ids},
         )
@@ -478,7 +484,8 @@ class CommissionRepository:
                     billing_period=period,
                 ),
             )
-            for partner, document_id, kind, number, day, payer, net, credited, period in rows.tuples()
+            # One fetch of every row (iterating the result would fetch them one by one).
+            for partner, document_id, kind, number, day, payer, net, credited, period in rows.all()
         ]
 
     async def add_statements(self, rows: Sequence[Mapping[str, Any]]) -> None:

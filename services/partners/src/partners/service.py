@@ -8,8 +8,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+import pydantic_core
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,7 +26,6 @@ from billing_contracts.partners import (
     AccountingFirmDetailsChangedV1,
     AccountingFirmRegisteredV1,
     AuthorizationPart,
-    CommissionInvoice,
     CommissionLineKind,
     CommissionStatementIssuedV1,
     CooperationAgreementEndedV1,
@@ -707,9 +708,9 @@ async def issue_statements(
         statement = make_statement(
             partner, month, lines, rate_percent=rules.tiers[tier].resale_commission_percent, issued_on=today
         )
-        event = _statement_event(statement, now)
+        event_id, message = statement_message(statement, now, validate=not statements)
         statements.append(statement)
-        messages.append(outgoing(event))
+        messages.append(message)
         rows.append(
             {
                 "statement_id": statement.statement_id,
@@ -721,7 +722,7 @@ async def issue_statements(
                 "commission_amount": statement.commission,
                 "issued_on": today,
                 "issued_at": now,
-                "event_id": event.event_id,
+                "event_id": event_id,
             }
         )
     await repo.add_statements(rows)
@@ -749,37 +750,59 @@ def _line_order(line: StatementLine) -> tuple[int, dt.date, str]:
     return (line.kind is CommissionLineKind.CREDIT_NOTE, line.date, line.number)
 
 
-def _statement_event(statement: Statement, now: dt.datetime) -> CommissionStatementIssuedV1:
-    return CommissionStatementIssuedV1(
+_CENT = Decimal("0.01")
+
+
+def _line_wire(ln: StatementLine) -> dict[str, str | None]:
+    # The contract's wire form of `CommissionInvoice` (Money as a two-decimal string, dates ISO).
+    return {
+        "invoice_id": ln.document_id,
+        "invoice_number": ln.number,
+        "payer_business_id": ln.payer_business_id,
+        "invoice_date": ln.date.isoformat(),
+        "software_net": format(ln.software_net.quantize(_CENT), "f"),
+        "kind": ln.kind.value,
+        "credited_invoice_number": ln.credited_invoice_number,
+        "billing_period": ln.billing_period,
+        "label": line_label(
+            ln.kind,
+            ln.number,
+            credited_invoice_number=ln.credited_invoice_number,
+            billing_period=ln.billing_period,
+        ),
+    }
+
+
+def statement_message(
+    statement: Statement, now: dt.datetime, *, validate: bool
+) -> tuple[uuid.UUID, OutgoingMessage]:
+    """The statement as `CommissionStatementIssuedV1` for the outbox.
+
+    A month has thousands of statements and a hundred thousand lines, and building a pydantic
+    model per line was most of the month's time: the lines are serialised straight into the
+    contract's wire form, inside an envelope the contract serialises. The first statement of each
+    month is read back through the contract (`validate`), and a unit test holds the two forms equal.
+    """
+    head = CommissionStatementIssuedV1(
         event_id=uuid.uuid4(),
         occurred_at=now,
         producer=PRODUCER,
         statement_id=statement.statement_id,
         partner_id=statement.partner_id,
         month=statement.month,
-        invoices=[
-            CommissionInvoice(
-                invoice_id=ln.document_id,
-                invoice_number=ln.number,
-                payer_business_id=ln.payer_business_id,
-                invoice_date=ln.date,
-                software_net=ln.software_net,
-                kind=ln.kind,
-                credited_invoice_number=ln.credited_invoice_number,
-                billing_period=ln.billing_period,
-                label=line_label(
-                    ln.kind,
-                    ln.number,
-                    credited_invoice_number=ln.credited_invoice_number,
-                    billing_period=ln.billing_period,
-                ),
-            )
-            for ln in statement.lines
-        ],
+        invoices=[],
         software_net_total=statement.software_net_total,
         commission_rate_percent=statement.rate_percent,
         commission_amount=statement.commission,
         issued_on=statement.issued_on,
+    )
+    envelope = outgoing(head)
+    lines = pydantic_core.to_json([_line_wire(ln) for ln in statement.lines])
+    value = envelope.value.replace(b'"invoices":[]', b'"invoices":' + lines, 1)
+    if validate:
+        CommissionStatementIssuedV1.model_validate_json(value)
+    return head.event_id, OutgoingMessage(
+        topic=envelope.topic, key=envelope.key, value=value, headers=envelope.headers
     )
 
 

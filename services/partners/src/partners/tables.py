@@ -96,6 +96,13 @@ environments = Table(
     ),
     Column("is_end_customer", Boolean, nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
+    # P-03 counts read only this index (an index-only scan per firm) for the environments without a
+    # B-28 successor, which are nearly all of them.
+    Index(
+        "ix_partners_environments_end_customers",
+        "accounting_firm_id",
+        postgresql_where=text("is_end_customer AND successor_contract_id IS NULL"),
+    ),
 )
 
 # --- firms and their standing (computed from the facts) ---

@@ -176,3 +176,33 @@ def test_percentages_must_be_quoted_so_no_float_reaches_the_money() -> None:
 def test_a_day_before_the_first_set_has_no_benefits() -> None:
     with pytest.raises(LookupError):
         load_benefit_book().on(dt.date(2023, 12, 31))
+
+
+def test_a_statement_serialised_directly_is_the_contracts_own_json() -> None:
+    import json
+
+    from billing_contracts.partners import CommissionInvoice, CommissionStatementIssuedV1
+    from partners.service import statement_message
+
+    statement = make_statement(
+        "firm-7",
+        "2026-10",
+        [invoice("100231", "39.00"), invoice("100232", "0.5"), credit_note("100240", "-4.50", "100112")],
+        rate_percent=D(10),
+        issued_on=dt.date(2026, 11, 2),
+    )
+    at = dt.datetime(2026, 11, 2, 7, tzinfo=dt.UTC)
+    event_id, message = statement_message(statement, at, validate=True)
+    published = json.loads(message.value)
+    event = CommissionStatementIssuedV1.model_validate_json(message.value)
+    assert event.event_id == event_id
+    # The same statement built through the contract's models gives the same JSON.
+    rebuilt = event.model_copy(
+        update={
+            "invoices": [CommissionInvoice.model_validate(i.model_dump()) for i in event.invoices],
+        }
+    )
+    assert json.loads(rebuilt.model_dump_json()) == published
+    assert [i["software_net"] for i in published["invoices"]] == ["39.00", "0.50", "-4.50"]
+    assert published["invoices"][2]["kind"] == "credit_note"
+    assert (published["software_net_total"], published["commission_amount"]) == ("35.00", "3.50")
