@@ -399,16 +399,20 @@ def tier_for(in_program: bool, counts: Counts) -> PartnerTier | None:
     raise AssertionError("unreachable: the Partner row has no requirements")
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def shortfall(tier: PartnerTier, counts: Counts) -> list[str]:
     """What the firm lacks for `tier`, in words (empty when it qualifies)."""
     r = _REQUIREMENT_OF[tier]
     lacks = []
     if counts.end_customers < r.end_customers:
-        lacks.append(f"{r.end_customers - counts.end_customers} more end customers (≥ {r.end_customers})")
+        lacks.append(f"{_n(r.end_customers - counts.end_customers, 'more end customer')} (≥ {r.end_customers})")
     if counts.certified < r.certified:
-        lacks.append(f"{r.certified - counts.certified} more certified experts (≥ {r.certified})")
+        lacks.append(f"{_n(r.certified - counts.certified, 'more certified expert')} (≥ {r.certified})")
     if counts.authorized < r.authorized:
-        lacks.append(f"{r.authorized - counts.authorized} more authorized experts (≥ {r.authorized})")
+        lacks.append(f"{_n(r.authorized - counts.authorized, 'more authorized expert')} (≥ {r.authorized})")
     return lacks
 
 
@@ -449,8 +453,8 @@ class TierChange:
 
 def _counted(counts: Counts) -> str:
     return (
-        f"{counts.end_customers} end customers, {counts.certified} certified and "
-        f"{counts.authorized} authorized experts"
+        f"{_n(counts.end_customers, 'end customer')}, {counts.certified} certified and "
+        f"{counts.authorized} authorized {'expert' if counts.authorized == 1 else 'experts'}"
     )
 
 
@@ -460,9 +464,9 @@ def _requirements_text(tier: PartnerTier) -> str:
     if r.end_customers:
         parts.append(f"≥ {r.end_customers} end customers")
     if r.certified:
-        parts.append(f"≥ {r.certified} certified experts")
+        parts.append(f"≥ {_n(r.certified, 'certified expert')}")
     if r.authorized:
-        parts.append(f"≥ {r.authorized} authorized experts")
+        parts.append(f"≥ {_n(r.authorized, 'authorized expert')}")
     return ", ".join(parts)
 
 

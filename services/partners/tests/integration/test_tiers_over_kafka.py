@@ -176,7 +176,7 @@ async def test_a_person_who_moves_takes_the_certification_to_the_new_firm(partne
     await partners.wait_for_tier(new, "gold")
     await partners.wait_for_tier(old, "silver")
     history = (await partners.http.get(f"/firms/{old}/tiers")).json()["changes"]
-    assert "Kulta / Gold needs 1 more certified experts (≥ 1)" in history[-1]["reason"]
+    assert "Kulta / Gold needs 1 more certified expert (≥ 1)" in history[-1]["reason"]
 
 
 async def test_an_ended_agreement_takes_the_firm_out_of_the_program_whatever_its_counts(

@@ -84,8 +84,8 @@ def test_a_firm_without_an_agreement_is_never_in_the_program_whatever_its_counts
 
 def test_what_a_firm_lacks_for_a_tier_is_said_in_words() -> None:
     assert shortfall(PartnerTier.GOLD, counts(24, 0)) == [
-        "1 more end customers (≥ 25)",
-        "1 more certified experts (≥ 1)",
+        "1 more end customer (≥ 25)",
+        "1 more certified expert (≥ 1)",
     ]
     assert shortfall(PartnerTier.PLATINUM, counts(100, 3, 1)) == []
 
@@ -359,7 +359,7 @@ def test_falling_says_what_the_old_tier_needs() -> None:
     change = tier_change(PartnerTier.GOLD, True, new, TODAY)
     assert change is not None
     assert change.new_tier is PartnerTier.SILVER
-    assert "Kulta / Gold needs 1 more end customers (≥ 25)" in change.reason
+    assert "Kulta / Gold needs 1 more end customer (≥ 25)" in change.reason
 
 
 def test_the_same_tier_with_other_counts_is_no_change() -> None:
