@@ -228,7 +228,8 @@ class CommissionInvoice(BaseModel):
         description="Net software charges on it resold by the partner; negative for a credit note."
     )
     kind: CommissionLineKind = Field(
-        default=CommissionLineKind.INVOICE, description="An invoice, or a credit note (its own labelled line)."
+        default=CommissionLineKind.INVOICE,
+        description="An invoice, or a credit note (its own labelled line).",
     )
     credited_invoice_number: str | None = Field(
         default=None, max_length=40, description="For a credit note: the number of the invoice it credits."
@@ -241,7 +242,9 @@ class CommissionInvoice(BaseModel):
         ),
     )
     label: str | None = Field(
-        default=None, max_length=200, description="The line's text on the statement, e.g. `Hyvityslasku 100245`."
+        default=None,
+        max_length=200,
+        description="The line's text on the statement, e.g. `Hyvityslasku 100245`.",
     )
 
 

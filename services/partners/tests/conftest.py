@@ -160,8 +160,11 @@ class Partners:
             return await session.scalar(text(sql), params)
 
 
-@pytest_asyncio.fixture(scope="package")
+@pytest_asyncio.fixture(scope="module")
 async def partners(kafka: KafkaTarget, database_url: str) -> AsyncIterator[Partners]:
+    # Module scope, not package: these test directories are not Python packages, so a "package"
+    # fixture would live for the whole session and its consumers (this clock) would share the
+    # consumer groups with the end-to-end stack's partners (another clock) in tests/.
     partitions = {t.name: t.partitions for t in TOPICS}
     await ensure_topics(kafka.bootstrap_servers, {n: partitions.get(n, 1) for n in all_topic_names()})
     await migrate(database_url, "partners:migrations")

@@ -408,7 +408,9 @@ def shortfall(tier: PartnerTier, counts: Counts) -> list[str]:
     r = _REQUIREMENT_OF[tier]
     lacks = []
     if counts.end_customers < r.end_customers:
-        lacks.append(f"{_n(r.end_customers - counts.end_customers, 'more end customer')} (≥ {r.end_customers})")
+        lacks.append(
+            f"{_n(r.end_customers - counts.end_customers, 'more end customer')} (≥ {r.end_customers})"
+        )
     if counts.certified < r.certified:
         lacks.append(f"{_n(r.certified - counts.certified, 'more certified expert')} (≥ {r.certified})")
     if counts.authorized < r.authorized:
