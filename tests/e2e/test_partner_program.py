@@ -21,7 +21,7 @@ from billing_contracts.contracts import (
 from billing_contracts.partners import AccountingFirmRegisteredV1, ExpertCertifiedV1, ExpertSoftware
 from devstack.testing import wait_until
 from invoicing.calendar import HELSINKI, YearMonth, run_day
-from invoicing.price_list_loader import sample_price_book
+from invoicing.prices.loader import sample_price_book
 
 from ..conftest import Stack
 from .test_billing_month import unique_business_id
