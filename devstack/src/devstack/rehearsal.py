@@ -57,16 +57,9 @@ from metering.repository import ItemKind, list_items
 from metering.service import close_month
 from partners import tables as partners_tables
 from partners.benefits import load_benefit_book
-from partners.service import (
-    BILLING_INPUTS,
-    PROGRAM_INPUTS,
-    BillingIntake,
-    ProgramIntake,
-    refresh_standings,
-)
-from partners.service import (
-    ContractIntake as PartnersContractIntake,
-)
+from partners.consumers import BillingIntake, ProgramIntake
+from partners.consumers import ContractIntake as PartnersContractIntake
+from partners.service import BILLING_INPUTS, PROGRAM_INPUTS, refresh_standings
 from service_runtime.clock import FixedClock
 from service_runtime.database import create_engine, session_factory
 from service_runtime.logging import configure_logging

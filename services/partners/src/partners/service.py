@@ -13,7 +13,6 @@ from typing import Any
 
 import pydantic_core
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_contracts.base import Message, wire_json
 from billing_contracts.invoicing import (
@@ -73,6 +72,7 @@ from partners.repository import (
 )
 from service_runtime.clock import Clock, today_in_helsinki
 from service_runtime.consumer import Rejection
+from service_runtime.database import Session, Sessions
 from service_runtime.outbox import OutgoingMessage, enqueue, outgoing
 
 log = structlog.get_logger(__name__)
@@ -216,7 +216,7 @@ class _Batch:
 
 
 async def record_program_facts(
-    session: AsyncSession,
+    session: Session,
     events: Sequence[Message],
     clock: Clock,
     *,
@@ -259,7 +259,7 @@ async def record_program_facts(
     return refused
 
 
-async def _apply_parked(session: AsyncSession, batch: _Batch, clock: Clock, parking: dt.timedelta) -> None:
+async def _apply_parked(session: Session, batch: _Batch, clock: Clock, parking: dt.timedelta) -> None:
     """Apply the parked inputs this batch made valid: of firms it registered, of people it told about.
 
     Tried again while any applies, since one parked input (an online part, a move) can make another
@@ -340,27 +340,12 @@ def _expert_row(e: Message, fact: ExpertFact) -> dict[str, Any]:
     }
 
 
-class ProgramIntake:
-    """The Kafka intake of the partner-program topics: `record_program_facts`; refusals are dead-lettered
-    with the reason (and parked, see there)."""
-
-    def __init__(self, clock: Clock, parking: dt.timedelta = DEFAULT_PARKING) -> None:
-        self._clock = clock
-        self._parking = parking
-
-    async def __call__(self, session: AsyncSession, events: Sequence[Message]) -> list[Rejection]:
-        refused = await record_program_facts(session, events, self._clock, parking=self._parking)
-        return [r.rejection() for r in refused]
-
-
 class InputOutcome:
     APPLIED = "applied"
     ALREADY_APPLIED = "already_applied"
 
 
-async def apply_program_input(
-    sessions: async_sessionmaker[AsyncSession], message: Message, clock: Clock, *, topic: str
-) -> str:
+async def apply_program_input(sessions: Sessions, message: Message, clock: Clock, *, topic: str) -> str:
     """The HTTP path into the same use case: claimed by event id like a Kafka message, refusals raised.
 
     A refused input leaves nothing behind (its claim is rolled back), so it can be corrected and
@@ -378,7 +363,7 @@ async def apply_program_input(
 # ---------------------------------------------------------------- P-03 end customers
 
 
-async def follow_contracts(session: AsyncSession, events: Sequence[ContractChangedV1], clock: Clock) -> None:
+async def follow_contracts(session: Session, events: Sequence[ContractChangedV1], clock: Clock) -> None:
     """Keep the newest contract state per environment (late events change nothing), then recompute tiers.
 
     The firms recomputed are the environment's accounting firm before and after the event, so an
@@ -415,22 +400,11 @@ async def follow_contracts(session: AsyncSession, events: Sequence[ContractChang
     await recompute_tiers(session, affected, clock, only_end_customers=True)
 
 
-class ContractIntake:
-    """The Kafka intake of `invoicing.contract-changed.v1` (P-03)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-
-    async def __call__(self, session: AsyncSession, events: Sequence[ContractChangedV1]) -> list[Rejection]:
-        await follow_contracts(session, events, self._clock)
-        return []
-
-
 # ---------------------------------------------------------------- P-05 tiers
 
 
 async def recompute_tiers(
-    session: AsyncSession, firm_ids: Iterable[str], clock: Clock, *, only_end_customers: bool = False
+    session: Session, firm_ids: Iterable[str], clock: Clock, *, only_end_customers: bool = False
 ) -> int:
     """P-05: each registered firm's standing today from every stored fact; a changed tier is announced.
 
@@ -529,9 +503,7 @@ async def recompute_tiers(
     return len(changes)
 
 
-async def refresh_standings(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, *, batch_size: int = 500
-) -> int:
+async def refresh_standings(sessions: Sessions, clock: Clock, *, batch_size: int = 500) -> int:
     """Recompute every firm not yet computed for today: dated facts (an agreement ending, a person
     joining on a later day) take effect on their day without a new input. Returns the tier changes."""
     today = today_in_helsinki(clock)
@@ -544,9 +516,7 @@ async def refresh_standings(
             changed += await recompute_tiers(session, due, clock)
 
 
-async def keep_standings_current(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, *, every_seconds: float
-) -> None:
+async def keep_standings_current(sessions: Sessions, clock: Clock, *, every_seconds: float) -> None:
     """Background loop of the service: `refresh_standings`, failures logged and retried next time."""
     while True:
         try:
@@ -560,7 +530,7 @@ async def keep_standings_current(
 
 
 async def record_billing_documents(
-    session: AsyncSession, events: Sequence[Message], clock: Clock, benefits: BenefitBook
+    session: Session, events: Sequence[Message], clock: Clock, benefits: BenefitBook
 ) -> None:
     """Keep each invoice's and credit note's software charges per reseller, and each run's totals;
     then make the statements of every month that is complete."""
@@ -635,19 +605,7 @@ async def record_billing_documents(
     await issue_due_statements(session, clock, benefits)
 
 
-class BillingIntake:
-    """The Kafka intake of invoicing's invoices, credit notes and run ends (P-08)."""
-
-    def __init__(self, clock: Clock, benefits: BenefitBook) -> None:
-        self._clock = clock
-        self._benefits = benefits
-
-    async def __call__(self, session: AsyncSession, events: Sequence[Message]) -> list[Rejection]:
-        await record_billing_documents(session, events, self._clock, self._benefits)
-        return []
-
-
-async def issue_due_statements(session: AsyncSession, clock: Clock, benefits: BenefitBook) -> list[str]:
+async def issue_due_statements(session: Session, clock: Clock, benefits: BenefitBook) -> list[str]:
     """Make the statements of each month whose run finished and whose documents have all arrived.
 
     Oldest first; a month still waiting for some of its documents holds back no other month (its
@@ -671,7 +629,7 @@ async def issue_due_statements(session: AsyncSession, clock: Clock, benefits: Be
 
 
 async def issue_statements(
-    session: AsyncSession, month: str, clock: Clock, benefits: BenefitBook, *, by: str
+    session: Session, month: str, clock: Clock, benefits: BenefitBook, *, by: str
 ) -> list[Statement]:
     """P-08: one statement per reseller partner in the program during `month`, once; published.
 
@@ -807,7 +765,7 @@ def statement_message(
 
 
 async def issue_month_now(
-    sessions: async_sessionmaker[AsyncSession], month: str, clock: Clock, benefits: BenefitBook, *, by: str
+    sessions: Sessions, month: str, clock: Clock, benefits: BenefitBook, *, by: str
 ) -> list[Statement]:
     """Operator: make `month`'s statements with what has arrived, without waiting for the run's totals.
 
@@ -839,7 +797,7 @@ class FirmOverview:
     today: dt.date
 
 
-async def firm_overview(session: AsyncSession, firm_id: str, clock: Clock) -> FirmOverview:
+async def firm_overview(session: Session, firm_id: str, clock: Clock) -> FirmOverview:
     """The firm's standing computed now from the stored facts (read only); unregistered firms too (P-03 counts)."""
     today = today_in_helsinki(clock)
     row = await FirmRepository(session).get(firm_id)
