@@ -38,6 +38,12 @@ def a_month() -> tuple[str, str]:
     return f"{year}-03", f"{year}-04"
 
 
+def run_day_after(month: str, day: int = 1) -> dt.date:
+    """A day of the month after `month` (December's is in January)."""
+    year, m = int(month[:4]), int(month[5:])
+    return dt.date(year + m // 12, m % 12 + 1, day)
+
+
 def invoice(number: int, month: str, nets: dict[str, str], *, total: str = "100.00") -> InvoiceIssuedV1:
     year, m = int(month[:4]), int(month[5:])
     payer = business_id(uuid.uuid4().int % 9_000_000 + 1_000_000)
@@ -67,8 +73,8 @@ def invoice(number: int, month: str, nets: dict[str, str], *, total: str = "100.
         billing_channel=BillingChannel.EMAIL,
         billing_email="laskut@example.fi",
         billing_period=month,
-        invoice_date=dt.date(year, m + 1, 1),
-        due_date=dt.date(year, m + 1, 11),
+        invoice_date=run_day_after(month),
+        due_date=run_day_after(month, 11),
         lines=[line],
         vat_totals=[
             VatTotal(vat_rate=D("25.5"), net=D(total), vat=(D(total) * D("0.255")).quantize(D("0.01")))
@@ -121,12 +127,11 @@ def credit_note(
 
 
 def finished(month: str, invoices: int, credit_notes: int, attempt: int = 1) -> BillingRunFinishedV1:
-    year, m = int(month[:4]), int(month[5:])
     return BillingRunFinishedV1(
         **envelope(producer="invoicing"),
         run_id=f"run-{month}",
         billing_period=month,
-        run_date=dt.date(year, m + 1, 1),
+        run_date=run_day_after(month),
         attempt=attempt,
         status="completed",
         invoices_issued=invoices,
