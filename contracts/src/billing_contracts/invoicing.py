@@ -346,22 +346,26 @@ class BillingRunFinishedV1(Message):
 
     run_id: str = Field(min_length=1, max_length=64, description="`run-YYYY-MM`: one run per billing period.")
     billing_period: YearMonth = Field(description="The month billed in arrears (B-04); the Kafka key.")
-    run_date: dt.date = Field(description="Invoice date of the run (B-03).")
-    attempt: int = Field(ge=1, description="Which attempt of this period's run finished.")
+    run_date: Date = Field(description="Invoice date of the run (B-03).")
+    attempt: int = Field(ge=1, le=INT32_MAX, description="Which attempt of this period's run finished.")
     status: str = Field(
         max_length=40, description="`completed`, or `completed_with_failures` when payers were set aside."
     )
     invoices_issued: int = Field(
         ge=0,
+        le=INT32_MAX,
         description=(
             "Invoices issued for the billing period so far, by every attempt: each was published as "
             "`InvoiceIssuedV1` with this `billing_period`."
         ),
     )
-    held: int = Field(ge=0, description="Payers of the period whose lines are held (B-15).")
-    failed: int = Field(ge=0, description="Payers of the period set aside with a failure, to be rerun.")
+    held: int = Field(ge=0, le=INT32_MAX, description="Payers of the period whose lines are held (B-15).")
+    failed: int = Field(
+        ge=0, le=INT32_MAX, description="Payers of the period set aside with a failure, to be rerun."
+    )
     credit_notes_issued: int = Field(
         ge=0,
+        le=INT32_MAX,
         description=(
             "Credit notes dated in the billing period's month, issued before the run finished; each "
             "was published as `CreditNoteIssuedV1` (P-08: they reduce that month's statement)."

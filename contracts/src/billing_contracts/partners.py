@@ -80,7 +80,7 @@ class CooperationAgreementEndedV1(_FirmMessage):
 
     message_type: ClassVar[str] = "partner-program.cooperation-agreement-ended"
 
-    ended_on: dt.date = Field(
+    ended_on: Date = Field(
         description="First day without an agreement; the firm has no tier and no benefits from this day on."
     )
     reason: str | None = Field(default=None, max_length=500, description="Why it ended, for the audit.")
@@ -155,7 +155,7 @@ class ExamResultWithdrawnV1(_FirmMessage):
             "online part also ends the authorization built on it)."
         )
     )
-    withdrawn_on: dt.date = Field(
+    withdrawn_on: Date = Field(
         description="Date of the withdrawal; every result of this kind passed on or before it stops counting."
     )
     reason: str = Field(min_length=1, max_length=500, description="Why it was withdrawn, for the audit.")
@@ -171,7 +171,7 @@ class ExpertJoinedFirmV1(_FirmMessage):
     message_type: ClassVar[str] = "partner-program.expert-joined-firm"
 
     expert_id: str = Field(min_length=1, max_length=100, description=_EXPERT_ID)
-    joined_on: dt.date = Field(description="First day at the firm.")
+    joined_on: Date = Field(description="First day at the firm.")
 
 
 class ExpertLeftFirmV1(_FirmMessage):
@@ -180,7 +180,7 @@ class ExpertLeftFirmV1(_FirmMessage):
     message_type: ClassVar[str] = "partner-program.expert-left-firm"
 
     expert_id: str = Field(min_length=1, max_length=100, description=_EXPERT_ID)
-    left_on: dt.date = Field(description="First day the person no longer works for the firm.")
+    left_on: Date = Field(description="First day the person no longer works for the firm.")
 
 
 class PartnerTierChangedV1(_FirmMessage):
@@ -269,6 +269,6 @@ class CommissionStatementIssuedV1(Message):
     commission_amount: Money = Field(
         description="`software_net_total` × rate / 100, rounded half up to cents."
     )
-    issued_on: dt.date | None = Field(
+    issued_on: Date | None = Field(
         default=None, description="Date the statement was made (Helsinki), after the month's billing run."
     )

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from billing_contracts.base import BusinessId, Message
+from billing_contracts.base import BusinessId, Date, Message
 from billing_contracts.partners import (
     AccountingFirmDetailsChangedV1,
     AccountingFirmRegisteredV1,
@@ -56,6 +56,7 @@ from partners.service import (
 )
 from service_runtime.clock import today_in_helsinki
 from service_runtime.host import ServiceHost
+from service_runtime.problems import RuleRefusedError
 
 FirmId = Annotated[str, Path(min_length=1, max_length=64, description="Id of the accounting firm.")]
 ExpertId = Annotated[
@@ -66,8 +67,13 @@ ExpertId = Annotated[
         description="Pseudonymous id of the person (never a personal identity code).",
     ),
 ]
-Month = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="A month, YYYY-MM.")]
-MonthQuery = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="A month, YYYY-MM.")]
+Month = Annotated[
+    str, Path(pattern=r"^20\d{2}-(0[1-9]|1[0-2])$", description="A month, YYYY-MM (2000-01 to 2099-12).")
+]
+MonthQuery = Annotated[
+    str | None,
+    Query(pattern=r"^20\d{2}-(0[1-9]|1[0-2])$", description="A month, YYYY-MM (2000-01 to 2099-12)."),
+]
 
 #: How long the public directory may be cached (P-09); tier changes reach it within this time.
 DIRECTORY_MAX_AGE_SECONDS = 300
@@ -97,11 +103,11 @@ class RegisterFirmRequest(_Input):
     firm_id: str = Field(min_length=1, max_length=64, description="Id of the accounting firm in the program.")
     business_id: BusinessId
     firm_name: str = Field(min_length=1, max_length=100)
-    agreement_signed_on: dt.date = Field(description="Day the cooperation agreement was signed (P-02).")
+    agreement_signed_on: Date = Field(description="Day the cooperation agreement was signed (P-02).")
 
 
 class EndAgreementRequest(_Input):
-    ended_on: dt.date = Field(description="First day without an agreement (P-02).")
+    ended_on: Date = Field(description="First day without an agreement (P-02).")
     reason: str | None = Field(default=None, max_length=500)
 
 
@@ -120,22 +126,22 @@ class FirmDetailsRequest(_Input):
 class ExamResultRequest(_Input):
     exam: ExamKind = Field(description="The certification, or a part of the authorization exam (P-04).")
     software: ExpertSoftware
-    passed_on: dt.date
+    passed_on: Date
 
 
 class WithdrawalRequest(_Input):
     exam: ExamKind
     software: ExpertSoftware
-    withdrawn_on: dt.date
+    withdrawn_on: Date
     reason: str = Field(min_length=1, max_length=500)
 
 
 class JoinedRequest(_Input):
-    joined_on: dt.date
+    joined_on: Date
 
 
 class LeftRequest(_Input):
-    left_on: dt.date
+    left_on: Date
 
 
 class Counts(BaseModel):
@@ -332,9 +338,9 @@ def _line_view(ln: StatementLine) -> StatementLineView:
     )
 
 
-def _refusal(exc: ProgramRefusedError) -> HTTPException:
-    status = 404 if isinstance(exc, UnknownFirmError) else 422
-    return HTTPException(status_code=status, detail=f"{exc.rule}: {exc.reason}")
+def _refusal(exc: ProgramRefusedError, *, status: int = 422) -> RuleRefusedError:
+    """A refused input as a problem detail with its rule: 404 for a firm never registered."""
+    return RuleRefusedError(exc.rule, exc.reason, status=404 if isinstance(exc, UnknownFirmError) else status)
 
 
 # ---------------------------------------------------------------- routes
@@ -702,15 +708,13 @@ def build_router(host: ServiceHost, benefits: BenefitBook) -> APIRouter:
     )
     async def issue_now(month: Month, request: Request) -> list[StatementSummary]:
         if month_bounds(month)[1] >= today_in_helsinki(clock):
-            raise HTTPException(
-                status_code=422, detail=f"P-08: {month} has not ended; its statements wait for its run"
-            )
+            raise RuleRefusedError("P-08", f"{month} has not ended; its statements wait for its run")
         try:
             made = await issue_month_now(
                 host.sessions, month, clock, benefits, by=f"operator:{caller_of(request)}"
             )
         except ProgramRefusedError as exc:
-            raise HTTPException(status_code=409, detail=f"{exc.rule}: {exc.reason}") from exc
+            raise _refusal(exc, status=409) from exc
         host.relay.wake()
         return [
             StatementSummary(

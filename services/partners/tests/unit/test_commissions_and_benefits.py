@@ -149,7 +149,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "src" / "partners" / "data" / "b
 def test_a_later_set_takes_over_from_its_first_day() -> None:
     text = SHIPPED.read_text(encoding="utf-8")
     sets = text.split("benefit_sets:\n", 1)[1]
-    later = sets.replace("valid_from: 2024-01-01", "valid_from: 2027-01-01").replace(
+    later = sets.replace("valid_from: 2000-01-01", "valid_from: 2027-01-01").replace(
         'own_use_discount_percent: "25"', 'own_use_discount_percent: "30"'
     )
     book = parse_benefit_book("benefit_sets:\n" + sets + later)
@@ -175,7 +175,7 @@ def test_percentages_must_be_quoted_so_no_float_reaches_the_money() -> None:
 
 def test_a_day_before_the_first_set_has_no_benefits() -> None:
     with pytest.raises(LookupError):
-        load_benefit_book().on(dt.date(2023, 12, 31))
+        load_benefit_book().on(dt.date(1999, 12, 31))
 
 
 def test_a_statement_serialised_directly_is_the_contracts_own_json() -> None:
