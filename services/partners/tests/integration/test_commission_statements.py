@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -32,9 +33,14 @@ D = Decimal
 STATEMENT_TOPIC = "partners.commission-statement-issued.v1"
 
 
+#: Years no other test bills, one per test (a month's statements are made once: two tests sharing
+#: a month would see each other's). Months go to 2099-12, the contracts' bound.
+_YEARS = itertools.count(2040 + uuid.uuid4().int % 40)
+
+
 def a_month() -> tuple[str, str]:
-    """A month of this test's own (the broker is shared: other tests' runs finish other months)."""
-    year = 2040 + uuid.uuid4().int % 59  # months go to 2099-12 (contracts' bound)
+    """A month of this test's own, and the month after it."""
+    year = next(_YEARS)
     return f"{year}-03", f"{year}-04"
 
 
