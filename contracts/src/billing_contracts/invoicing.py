@@ -331,3 +331,43 @@ class ChangeRequestRefusedV1(Message):
     reason: str = Field(
         min_length=1, max_length=1000, description="Human-readable reason, for the requester."
     )
+
+
+class BillingRunFinishedV1(Message):
+    """An attempt of a month's billing run finished; partners make that month's commission statements (P-08).
+
+    Sent at the end of every attempt (a rerun sends it again with the period's new totals). The
+    counts let a consumer know when it has received every invoice and credit note behind the
+    month, whatever order the topics are read in.
+    """
+
+    message_type: ClassVar[str] = "invoicing.billing-run-finished"
+    key_field: ClassVar[str | None] = "billing_period"
+
+    run_id: str = Field(min_length=1, max_length=64, description="`run-YYYY-MM`: one run per billing period.")
+    billing_period: YearMonth = Field(description="The month billed in arrears (B-04); the Kafka key.")
+    run_date: Date = Field(description="Invoice date of the run (B-03).")
+    attempt: int = Field(ge=1, le=INT32_MAX, description="Which attempt of this period's run finished.")
+    status: str = Field(
+        max_length=40, description="`completed`, or `completed_with_failures` when payers were set aside."
+    )
+    invoices_issued: int = Field(
+        ge=0,
+        le=INT32_MAX,
+        description=(
+            "Invoices issued for the billing period so far, by every attempt: each was published as "
+            "`InvoiceIssuedV1` with this `billing_period`."
+        ),
+    )
+    held: int = Field(ge=0, le=INT32_MAX, description="Payers of the period whose lines are held (B-15).")
+    failed: int = Field(
+        ge=0, le=INT32_MAX, description="Payers of the period set aside with a failure, to be rerun."
+    )
+    credit_notes_issued: int = Field(
+        ge=0,
+        le=INT32_MAX,
+        description=(
+            "Credit notes dated in the billing period's month, issued before the run finished; each "
+            "was published as `CreditNoteIssuedV1` (P-08: they reduce that month's statement)."
+        ),
+    )

@@ -20,6 +20,7 @@ from billing_contracts.contracts import (
 )
 from billing_contracts.deadletter import DeadLetterV1
 from billing_contracts.invoicing import (
+    BillingRunFinishedV1,
     ChangeRequestRefusedV1,
     ContractChangedV1,
     CreditNoteIssuedV1,
@@ -29,10 +30,15 @@ from billing_contracts.invoicing import (
 )
 from billing_contracts.metering import MonthClosedV1, UsageAdjustedV1, UsageFinalizedV1
 from billing_contracts.partners import (
+    AccountingFirmDetailsChangedV1,
     AccountingFirmRegisteredV1,
     CommissionStatementIssuedV1,
+    CooperationAgreementEndedV1,
+    ExamResultWithdrawnV1,
     ExpertAuthorizationPassedV1,
     ExpertCertifiedV1,
+    ExpertJoinedFirmV1,
+    ExpertLeftFirmV1,
     PartnerTierChangedV1,
 )
 from billing_contracts.procountor import (
@@ -140,10 +146,18 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     _topic(RefundRecordedV1, ("invoicing",), ("procountor-sync",)),
     _topic(ChangeRequestRefusedV1, ("invoicing",), _EXTERNAL),
+    _topic(BillingRunFinishedV1, ("invoicing",), ("partners",), partitions=1),
     # Partner program: facts about firms and experts in, tiers and commissions out.
+    # The partner managers' CRM (firms, agreements, directory data) and the training platform
+    # (exam results, people joining and leaving firms); keyed by firm, so a firm's facts stay in order.
     _topic(AccountingFirmRegisteredV1, _EXTERNAL, ("partners",)),
+    _topic(CooperationAgreementEndedV1, _EXTERNAL, ("partners",)),
+    _topic(AccountingFirmDetailsChangedV1, _EXTERNAL, ("partners",)),
     _topic(ExpertCertifiedV1, _EXTERNAL, ("partners",)),
     _topic(ExpertAuthorizationPassedV1, _EXTERNAL, ("partners",)),
+    _topic(ExamResultWithdrawnV1, _EXTERNAL, ("partners",)),
+    _topic(ExpertJoinedFirmV1, _EXTERNAL, ("partners",)),
+    _topic(ExpertLeftFirmV1, _EXTERNAL, ("partners",)),
     _topic(PartnerTierChangedV1, ("partners",), ("invoicing", "external")),
     _topic(CommissionStatementIssuedV1, ("partners",), _EXTERNAL, max_message_bytes=DOCUMENT_MAX_BYTES),
     # Procountor sync output.

@@ -4,7 +4,10 @@ Starts the embedded Kafka-protocol broker and PostgreSQL, the Procountor emulato
 services as their own processes (exactly the `<service> serve` command the images run), then
 plays a sample month: contracts and usage are published to Kafka as outside systems would,
 metering closes the month, invoicing runs the billing on the next month's first business day,
-procountor-sync delivers the invoices to the emulator. The invoices are printed as a table.
+procountor-sync delivers the invoices to the emulator. The invoices are printed as a table. The
+partner program runs alongside: the partner CRM registers the demo accounting firm and the training
+platform certifies one of its experts; partners computes its tier from the end customers invoicing
+announces, makes its commission statement after the run, and lists it in the public directory.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ from billing_contracts.contracts import (
     PackageCode,
     PayerKind,
     PostalAddress,
+)
+from billing_contracts.partners import (
+    AccountingFirmDetailsChangedV1,
+    AccountingFirmRegisteredV1,
+    ExpertCertifiedV1,
+    ExpertSoftware,
 )
 from billing_contracts.registry import TOPICS, all_topic_names
 from billing_contracts.usage import (
@@ -116,8 +125,42 @@ class Processes:
                 proc.kill()
 
 
+def partner_program(firm_business_id: str, at: dt.datetime) -> list[Message]:
+    """The partner CRM's and the training platform's facts about the demo accounting firm."""
+
+    def envelope(producer: str) -> dict[str, Any]:
+        return {"event_id": uuid.uuid4(), "occurred_at": at, "producer": producer}
+
+    return [
+        AccountingFirmRegisteredV1(
+            **envelope("partner-crm"),
+            firm_id="numero",
+            business_id=firm_business_id,
+            firm_name="Tilitoimisto Numero Oy",
+            agreement_signed_on=dt.date(2024, 1, 15),
+        ),
+        AccountingFirmDetailsChangedV1(
+            **envelope("partner-crm"),
+            firm_id="numero",
+            firm_name="Tilitoimisto Numero Oy",
+            business_id=firm_business_id,
+            city="Helsinki",
+            website="https://numero.example.fi",
+            presentation="Sähköisen taloushallinnon tilitoimisto Helsingin keskustassa.",
+            software=[ExpertSoftware.PROCOUNTOR],
+        ),
+        ExpertCertifiedV1(
+            **envelope("training"),
+            firm_id="numero",
+            expert_id="numero-expert-1",
+            software=ExpertSoftware.PROCOUNTOR,
+            passed_on=at.date() - dt.timedelta(days=3),
+        ),
+    ]
+
+
 def sample_month(year: int, month: int) -> list[Message]:
-    """A small but real month: four companies, an accounting firm, and what they did."""
+    """A small but real month: four companies, an accounting firm with its other clients, and what they did."""
     run = uuid.uuid4().hex[:4]
     firm_bid = business_id(3141592)
     mid = dt.datetime(year, month, 10, 9, 30, tzinfo=HELSINKI)
@@ -177,6 +220,26 @@ def sample_month(year: int, month: int) -> list[Message]:
                 )
             )
 
+    # The partner program (P-02…P-09): 21 more clients make numero's end customers 25 (P-03). It
+    # resold two of them the software (P-08); the other 19 keep their books in Tallennus, which the
+    # firm pays on its own invoice (B-17), so the demo bills two more invoices, not 21.
+    for n in range(21):
+        if n < 2:
+            company(
+                f"asiakas{n:02d}-{run}",
+                4000000 + 7 * n,
+                f"Asiakasyritys {n + 1} Oy",
+                PackageCode.KEVYT,
+                reseller_partner_id="numero",
+            )
+        else:
+            company(
+                f"asiakas{n:02d}-{run}",
+                4000000 + 7 * n,
+                f"Asiakasyritys {n + 1} Oy",
+                PackageCode.TALLENNUS,
+                payer=PayerKind.ACCOUNTING_FIRM,
+            )
     vouchers(aurinko, 23)
     void_at = dt.datetime(year, month, 20, tzinfo=HELSINKI)
     messages.append(
@@ -287,8 +350,13 @@ async def play_month(
     month_key = f"{year:04d}-{month:02d}"
     run_date = first_business_day(*((year + 1, 1) if month == 12 else (year, month + 1)))
     messages = sample_month(year, month)
+    program = partner_program(business_id(3141592), dt.datetime.now(HELSINKI))
+    say(
+        f"publishing {len(program)} partner-program facts: firm 'numero' registered, its details, a certified expert"
+    )
     say(f"publishing {len(messages)} contract and usage events for {month_key} to Kafka")
     async with Publisher(kafka) as publisher:
+        await publisher.publish(*program)
         await publisher.publish(*messages)
     async with httpx.AsyncClient(timeout=30, auth=operator) as http:
         envs = sorted({getattr(m, "environment_id", "") for m in messages} - {""})
@@ -339,10 +407,61 @@ async def play_month(
                 break
             await asyncio.sleep(0.5)
     print_invoices(invoices, sent)
-    partners = {}
-    async with httpx.AsyncClient(timeout=10, auth=operator) as http:
-        partners = (await http.get(f"{urls['partners']}/firms/numero")).json()
-    say(f"partners: accounting firm 'numero' has {partners['end_customers']} active end customers (P-03)")
+    await show_partner_program(urls["partners"], month_key, operator)
+
+
+async def show_partner_program(url: str, month_key: str, operator: httpx.Auth) -> None:
+    """The demo firm's tier and why, its commission statement of the month, the public directory."""
+    async with httpx.AsyncClient(base_url=url, timeout=10, auth=operator) as http:
+        deadline = time.monotonic() + 30
+        while True:
+            firm = (await http.get("/firms/numero")).json()
+            if firm["tier"] == "gold" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        counts = firm["counts"]
+        say(
+            f"partners: 'numero' is {firm['tier_name']} with {counts['end_customers']} end customers (P-03), "
+            f"{counts['certified_experts']} certified and {counts['authorized_experts']} authorized experts (P-02)"
+        )
+        say(f"  why: {firm['tier_reason']}")
+        if firm["next_tier"]:
+            say(f"  for {firm['next_tier']['tier']} it needs {'; '.join(firm['next_tier']['lacks'])}")
+        say(
+            f"  own-use discount {firm['benefits']['own_use_discount_percent']} % from this month's bill (P-07)"
+        )
+        deadline = time.monotonic() + 30
+        while True:  # made once invoicing says the run finished and every invoice of it has arrived
+            found = (
+                await http.get("/commission-statements", params={"month": month_key, "partner_id": "numero"})
+            ).json()
+            if found or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        if not found:
+            say(
+                f"partners: no commission statement for {month_key} yet (see GET /commission-months/{month_key})"
+            )
+        else:
+            statement = (await http.get(f"/commission-statements/{found[0]['statement_id']}")).json()
+            say(f"partners: commission statement {statement['statement_id']} (P-08)")
+            for ln in statement["invoices"]:
+                print(
+                    f"    {ln['kind']:<12} {ln['number']:>10}  {ln['payer_business_id']}  {ln['software_net']:>9} €"
+                )
+            print(
+                f"    {'software net total':<35} {statement['software_net_total']:>9} €\n"
+                f"    {'commission ' + statement['commission_rate_percent'] + ' %':<35} "
+                f"{statement['commission_amount']:>9} €   (CSV for finance: {url}/commission-statements/"
+                f"{statement['statement_id']}/csv)"
+            )
+        directory = (await http.get("/directory", auth=None)).json()  # public: no token (P-09)
+        say(f"partners: public directory (P-09), {directory['total']} firm(s) listed (Silver and up)")
+        for entry in directory["items"]:
+            print(
+                f"    {entry['firm_name']:<30} {entry['tier_name']:<20} {entry['city'] or '':<12} "
+                f"presentation: {entry['presentation_level']}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,15 +1,18 @@
-"""Rehearse billing months: a YAML scenario through the real metering and invoicing rules, with a test clock.
+"""Rehearse billing months: a YAML scenario through the real metering, invoicing and partners rules, with a test clock.
 
     python -m devstack.rehearsal run scenario.yaml [--out result.json]
     python -m devstack.rehearsal schema            # the JSON Schema of the output
     python -m devstack.rehearsal serve [--port 8090]   # POST /rehearsals (YAML body) → the same JSON
 
-It lives in devstack because it needs both services' code in one process — metering's counting
-(SQL over its own tables) and invoicing's billing run — and services never import each other
-(import-linter). Nothing is faked: usage events go through `metering.consumers.UsageEventIntake`,
-months close with `metering.service.close_month`, metering's outbox is handed to invoicing's
-`UsageIntake` as Kafka would, contract commands go through `ContractIntake`, and the runs are
-`invoicing.billing.service.run_billing`. It works in a scratch PostgreSQL database of its own
+It lives in devstack because it needs the services' code in one process — metering's counting
+(SQL over its own tables), invoicing's billing run and partners' tiers and commissions — and
+services never import each other (import-linter). Nothing is faked: usage events go through
+`metering.consumers.UsageEventIntake`, months close with `metering.service.close_month`, metering's
+outbox is handed to invoicing's `UsageIntake` as Kafka would, contract commands go through
+`ContractIntake`, and the runs are `invoicing.billing.service.run_billing`. Partner inputs go
+through partners' `ProgramIntake`; invoicing's contract states, invoices and run ends are handed
+to partners' intakes, and partners' tier changes to invoicing's `PartnerTierIntake`, as Kafka
+would. It works in a scratch PostgreSQL database of its own
 (`POSTGRES_ADMIN_URL`, Docker, 127.0.0.1:5432 or an embedded server; see `devstack.infra`),
 dropped afterwards. Scenario format: docs/rehearsal.md.
 """
@@ -35,8 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_contracts.base import Message
 from billing_contracts.contracts import ContractSignedV1
-from billing_contracts.invoicing import InvoiceIssuedV1
-from billing_contracts.partners import PartnerTierChangedV1
+from billing_contracts.invoicing import ContractChangedV1, InvoiceIssuedV1
+from billing_contracts.partners import CommissionStatementIssuedV1, PartnerTierChangedV1
 from billing_contracts.registry import TOPICS
 from invoicing import tables as invoicing_tables
 from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
@@ -52,6 +55,11 @@ from metering import tables as metering_tables
 from metering.consumers import USAGE_CONTRACTS, UsageEventIntake
 from metering.repository import ItemKind, list_items
 from metering.service import close_month
+from partners import tables as partners_tables
+from partners.benefits import load_benefit_book
+from partners.consumers import BillingIntake, ProgramIntake
+from partners.consumers import ContractIntake as PartnersContractIntake
+from partners.service import BILLING_INPUTS, PROGRAM_INPUTS, refresh_standings
 from service_runtime.clock import FixedClock
 from service_runtime.database import create_engine, session_factory
 from service_runtime.logging import configure_logging
@@ -125,8 +133,26 @@ class RefusalResult(BaseModel):
     reason: str
 
 
+class TierChangeResult(BaseModel):
+    """A tier change partners computed from the scenario's partner inputs and contracts (P-05)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: dt.datetime = Field(description="When on the test clock partners recognised it.")
+    firm_id: str
+    old_tier: str | None
+    new_tier: str
+    in_program: bool = Field(description="False when the agreement ended (the firm left the program).")
+    effective_month: str = Field(description="First month billed with it (P-07).")
+    reason: str
+    end_customers: int
+    certified_experts: int
+    authorized_experts: int
+
+
 class RehearsalResult(BaseModel):
-    """The output of a rehearsal: every run, every invoice issued, what is held, what was refused."""
+    """The output of a rehearsal: every run, every invoice issued, what is held, what was refused,
+    the tier changes and commission statements of the partner program."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -140,6 +166,16 @@ class RehearsalResult(BaseModel):
     )
     held: list[HeldResult] = Field(description="Payers with held lines, ever (released ones included).")
     refusals: list[RefusalResult]
+    tier_changes: list[TierChangeResult] = Field(
+        default_factory=list, description="Tier changes computed by partners, in the order they happened."
+    )
+    commission_statements: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "Commission statements partners made after each month's run (P-08): "
+            "`CommissionStatementIssuedV1` (contracts/schemas/partners.commission-statement-issued.v1.json)."
+        ),
+    )
 
 
 def result_schema() -> dict[str, Any]:
@@ -147,6 +183,9 @@ def result_schema() -> dict[str, Any]:
     schema["$id"] = "https://billing.procountor.fi/schemas/rehearsal-result.json"
     schema["properties"]["invoices"]["items"] = {
         "$ref": "../contracts/schemas/invoicing.invoice-issued.v1.json"
+    }
+    schema["properties"]["commission_statements"]["items"] = {
+        "$ref": "../contracts/schemas/partners.commission-statement-issued.v1.json"
     }
     return schema
 
@@ -158,7 +197,7 @@ def result_schema() -> dict[str, Any]:
 class _Step:
     at: dt.datetime
     order: int
-    kind: str = field(compare=False)  # "command", "usage", "tier", "run"
+    kind: str = field(compare=False)  # "command", "usage", "tier", "partner", "run"
     message: Message | None = field(default=None, compare=False)
     run_date: dt.date | None = field(default=None, compare=False)
 
@@ -227,6 +266,7 @@ def parse_scenario(text: str) -> Scenario:
         "contracts",
         "changes",
         "tiers",
+        "partners",
         "usage",
         "runs",
         "expect",
@@ -289,6 +329,8 @@ def parse_scenario(text: str) -> Scenario:
     for i, c in enumerate(raw.get("tiers") or []):
         message, at = _message(c, where=f"tiers[{i}]", contract=PartnerTierChangedV1, index=i, start=start)
         add(_Step(at, 0, "tier", message))
+    for step in _partner_steps(raw, start):
+        add(step)
     for i, u in enumerate(raw.get("usage") or []):
         message, at = _message(u, where=f"usage[{i}]", contract=None, index=i, start=start)
         if type(message) not in USAGE_CONTRACTS:
@@ -334,30 +376,35 @@ class _Closer:
 
 
 async def rehearse_in(database_url: str, scenario: Scenario) -> RehearsalResult:
-    """Play the scenario on a database migrated for metering and invoicing (and otherwise empty)."""
+    """Play the scenario on a database migrated for metering, invoicing and partners (and otherwise empty)."""
     engine = create_engine(database_url, pool_size=4)
     sessions = session_factory(engine)
     clock = FixedClock(scenario.steps[0].at)
     closer = _Closer(scenario.first_month)
     runs: list[RunResult] = []
     refusals: list[RefusalResult] = []
+    program = _PartnerProgram()
     try:
         for step in scenario.steps:
             clock.set(step.at)
             await closer.close_due(sessions, clock)
             await _relay_metering_to_invoicing(sessions, clock)
+            await program.relay(sessions, clock)
             if step.kind in ("run", "daily") and step.run_date is not None:
                 day = step.run_date
                 # The CronJob's trigger: business days from the month's first one (B-03).
                 if step.kind == "daily" and (day < run_day(YearMonth.of(day)) or not is_business_day(day)):
                     continue
                 await refresh_contracts(sessions, clock)
+                await program.relay(sessions, clock)  # contract states of today, tiers of today
                 runs.append(await _run(sessions, clock, scenario.price_book, day))
+                await program.relay(sessions, clock)  # the run's invoices and its end: statements
                 continue
             assert step.message is not None
             use_case: Any = {
                 "command": ContractIntake(clock),
                 "tier": PartnerTierIntake(),
+                "partner": ProgramIntake(clock),
                 "usage": UsageEventIntake(clock),
             }[step.kind]
             async with sessions.begin() as session:
@@ -366,6 +413,7 @@ async def rehearse_in(database_url: str, scenario: Scenario) -> RehearsalResult:
                 RefusalResult(at=step.at, type=type(step.message).__name__, reason=r.reason) for r in rejected
             ]
             await _relay_metering_to_invoicing(sessions, clock)
+            await program.relay(sessions, clock)
         async with sessions() as session:
             # Re-read through the contract, so that the JSON keeps the contract's field order.
             invoices = [
@@ -378,7 +426,120 @@ async def rehearse_in(database_url: str, scenario: Scenario) -> RehearsalResult:
             held = [HeldResult(**await held_of_payer(session, p)) for p in payers]
     finally:
         await engine.dispose()
-    return RehearsalResult(scenario=scenario.name, runs=runs, invoices=invoices, held=held, refusals=refusals)
+    return RehearsalResult(
+        scenario=scenario.name,
+        runs=runs,
+        invoices=invoices,
+        held=held,
+        refusals=refusals,
+        tier_changes=program.tier_changes,
+        commission_statements=program.statements,
+    )
+
+
+# --- the partner program (issue 10): partners' own code between invoicing's outbox and its tier intake ---
+
+_PARTNER_INPUTS = {c.__name__: c for c in PROGRAM_INPUTS} | {c.message_type: c for c in PROGRAM_INPUTS}
+
+
+def _partner_steps(raw: Mapping[str, Any], start: dt.datetime) -> list[_Step]:
+    """The `partners` section: partner-program inputs (`type` = a partner-program contract), each at
+    its `occurred_at` (or `arrives_at`), else at the scenario's start. Refused: tiers given in
+    `tiers` for a firm whose tier the partner inputs compute."""
+    steps = []
+    for i, item in enumerate(raw.get("partners") or []):
+        type_name = item.get("type") if isinstance(item, dict) else None
+        if type_name not in _PARTNER_INPUTS:
+            raise ScenarioError(
+                f"partners[{i}]: `type` must name a partner-program input, one of "
+                f"{sorted(c.__name__ for c in PROGRAM_INPUTS)}; got {type_name!r}"
+            )
+        message, at = _message(item, where=f"partners[{i}]", contract=None, index=i, start=start)
+        steps.append(_Step(at, 0, "partner", message))
+    computed = {getattr(s.message, "firm_id", None) for s in steps}
+    given = {t.get("firm_id") for t in raw.get("tiers") or [] if isinstance(t, dict)}
+    if computed & given:
+        raise ScenarioError(
+            f"tiers: {sorted(str(f) for f in computed & given)} get their tiers from the partner inputs; "
+            "give a firm's tier in `tiers` or compute it from `partners`, not both"
+        )
+    return steps
+
+
+@dataclass
+class _PartnerProgram:
+    """Carries invoicing's outbox to partners and partners' tier changes back, as the broker would."""
+
+    invoicing_seen: int = 0
+    partners_seen: int = 0
+    tier_changes: list[TierChangeResult] = field(default_factory=list)
+    statements: list[dict[str, Any]] = field(default_factory=list)
+
+    async def relay(self, sessions: async_sessionmaker[AsyncSession], clock: FixedClock) -> None:
+        contracts = {spec.name: spec.contract for spec in TOPICS}
+        benefits = load_benefit_book()
+        await refresh_standings(sessions, clock)  # dated facts (an agreement ending) take effect
+        while True:
+            outbox = invoicing_tables.runtime_tables.outbox
+            async with sessions.begin() as session:
+                rows = (
+                    await session.execute(
+                        select(outbox.c.id, outbox.c.topic, outbox.c.value)
+                        .where(outbox.c.id > self.invoicing_seen)
+                        .order_by(outbox.c.id)
+                    )
+                ).all()
+                for row in rows:
+                    contract = contracts[row.topic]
+                    if contract is ContractChangedV1:
+                        await PartnersContractIntake(clock)(
+                            session, [contract.model_validate_json(row.value)]
+                        )
+                    elif contract in BILLING_INPUTS:
+                        await BillingIntake(clock, benefits)(
+                            session, [contract.model_validate_json(row.value)]
+                        )
+                if rows:
+                    self.invoicing_seen = rows[-1].id
+            outbox = partners_tables.runtime_tables.outbox
+            async with sessions.begin() as session:
+                rows = (
+                    await session.execute(
+                        select(outbox.c.id, outbox.c.topic, outbox.c.value)
+                        .where(outbox.c.id > self.partners_seen)
+                        .order_by(outbox.c.id)
+                    )
+                ).all()
+                for row in rows:
+                    published = contracts.get(row.topic)
+                    if published is PartnerTierChangedV1:
+                        change = PartnerTierChangedV1.model_validate_json(row.value)
+                        await PartnerTierIntake()(session, [change])
+                        self.tier_changes.append(_tier_change_result(change))
+                    elif published is CommissionStatementIssuedV1:
+                        statement = CommissionStatementIssuedV1.model_validate_json(row.value)
+                        self.statements.append(
+                            statement.model_dump(mode="json", exclude={"event_id", "occurred_at", "producer"})
+                        )
+                if rows:
+                    self.partners_seen = rows[-1].id
+            if not rows:
+                return  # tier changes may have made invoicing announce nothing new: settled
+
+
+def _tier_change_result(change: PartnerTierChangedV1) -> TierChangeResult:
+    return TierChangeResult(
+        at=change.occurred_at,
+        firm_id=change.firm_id,
+        old_tier=change.old_tier.value if change.old_tier else None,
+        new_tier=change.new_tier.value,
+        in_program=change.in_program,
+        effective_month=change.effective_month,
+        reason=change.reason,
+        end_customers=change.end_customers,
+        certified_experts=change.certified_experts,
+        authorized_experts=change.authorized_experts,
+    )
 
 
 @dataclass
@@ -442,6 +603,7 @@ async def rehearse(text: str, *, admin_url: str | None = None) -> RehearsalResul
         try:
             await migrate(url, "metering:migrations")
             await migrate(url, "invoicing:migrations")
+            await migrate(url, "partners:migrations")
             return await rehearse_in(url, scenario)
         finally:
             await asyncio.to_thread(drop_database, admin, name)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from billing_contracts.invoicing import InvoiceIssuedV1
+from billing_contracts.invoicing import BillingRunFinishedV1, InvoiceIssuedV1
 from invoicing import tables as t
 from invoicing.billing.service import (
     AdvanceBillingError,
@@ -89,6 +89,35 @@ async def test_issued_invoices_go_to_the_outbox_in_the_same_transaction(billing:
     ]
     assert sorted(i.invoice_number for i in issued) == ["100001", "100002"]
     assert {i.invoice_number: i.total_gross for i in issued} == {"100001": D("68.55"), "100002": D("48.95")}
+
+
+async def test_every_finished_run_announces_the_periods_totals_after_its_invoices(billing: Billing) -> None:
+    # P-08: partners make the month's commission statements when they have every invoice it counts.
+    await october_with_two_payers(billing)
+    await billing.run(NOV_2)
+    await billing.run(NOV_2)
+
+    async with billing.sessions() as session:
+        rows = (
+            await session.execute(
+                select(t.runtime_tables.outbox.c.topic, t.runtime_tables.outbox.c.value).order_by(
+                    t.runtime_tables.outbox.c.id
+                )
+            )
+        ).all()
+    topics = [topic for topic, _ in rows]
+    finished = [
+        BillingRunFinishedV1.model_validate_json(v)
+        for topic, v in rows
+        if topic == "invoicing.billing-run-finished.v1"
+    ]
+    assert [(f.billing_period, f.attempt, f.invoices_issued, f.credit_notes_issued) for f in finished] == [
+        ("2026-10", 1, 2, 0),
+        ("2026-10", 2, 2, 0),
+    ]
+    assert topics.index("invoicing.billing-run-finished.v1") > max(
+        i for i, topic in enumerate(topics) if topic == "invoicing.invoice-issued.v1"
+    )
 
 
 async def test_running_the_same_date_twice_bills_nobody_twice(billing: Billing) -> None:

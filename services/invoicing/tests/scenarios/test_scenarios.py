@@ -42,13 +42,14 @@ async def _admin(admin_url: str, sql: str) -> None:
 
 @pytest.fixture(scope="module")
 def rehearsal_template(postgres_admin_url: str) -> Iterator[str]:
-    """Metering and invoicing migrated once; each scenario plays on a copy."""
+    """Metering, invoicing and partners migrated once; each scenario plays on a copy."""
     name = f"tmpl_rehearsal_{uuid.uuid4().hex[:10]}"
     asyncio.run(_admin(postgres_admin_url, f'CREATE DATABASE "{name}"'))
     try:
         url = async_url(database_url(postgres_admin_url, name))
         asyncio.run(migrate(url, "metering:migrations"))
         asyncio.run(migrate(url, "invoicing:migrations"))
+        asyncio.run(migrate(url, "partners:migrations"))  # the rehearsal computes tiers with partners' code
         yield name
     finally:
         drop_database(postgres_admin_url, name)

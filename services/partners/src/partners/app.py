@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from billing_contracts.invoicing import ContractChangedV1
-from billing_contracts.registry import topic_for
 from partners.api import build_router
+from partners.benefits import load_benefit_book
+from partners.consumers import subscribe_consumers
 from partners.policies import ROUTE_POLICIES
-from partners.service import follow_contracts
+from partners.service import keep_standings_current
 from partners.settings import PartnersSettings
 from partners.tables import runtime_tables
 from service_runtime.clock import Clock
@@ -17,11 +17,18 @@ from service_runtime.host import ServiceHost, create_service_app
 
 def create_app(settings: PartnersSettings, clock: Clock) -> FastAPI:
     host = ServiceHost(name="partners", settings=settings, clock=clock, tables=runtime_tables)
-    host.consume({topic_for(ContractChangedV1): ContractChangedV1}, follow_contracts)
+    benefits = load_benefit_book(settings.benefits_file)
+    subscribe_consumers(host, clock, benefits)
+    host.run_in_background(
+        lambda: keep_standings_current(host.sessions, clock, every_seconds=settings.refresh_every_seconds)
+    )
     return create_service_app(
         host,
         title="Partners",
-        description="The accounting-firm partner program: tiers, benefits, commissions, directory.",
-        routers=[build_router(host)],
+        description=(
+            "The accounting-firm partner program (P-01…P-09): tiers computed from contract state, "
+            "agreements and exam results; benefits; commission statements; the public directory."
+        ),
+        routers=[build_router(host, benefits)],
         policies=ROUTE_POLICIES,
     )

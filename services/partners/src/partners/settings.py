@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from service_runtime.settings import ServiceSettings
@@ -9,3 +12,21 @@ from service_runtime.settings import ServiceSettings
 
 class PartnersSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="PARTNERS_", extra="ignore", frozen=True)
+
+    kafka_consumer_max_records: int = Field(
+        default=2000,
+        ge=1,
+        description="Contract states and invoices arrive in bulk (a month's run, a replay): large batches, "
+        "so that each firm's tier is recomputed once per batch rather than once per event.",
+    )
+
+    benefits_file: Path | None = Field(
+        default=None,
+        description="P-06 benefit book (YAML, effective-dated); default: the seed's table shipped with the service.",
+    )
+    refresh_every_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How often firms not yet computed for today are recomputed, so that dated facts "
+        "(an agreement ending, a person joining on a later day) take effect on their day.",
+    )

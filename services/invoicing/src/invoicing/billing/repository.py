@@ -132,6 +132,14 @@ class SqlAlchemyBillingRepository:
         )
         return counts, failures
 
+    async def credit_notes_dated_in(self, month: YearMonth) -> int:
+        """Credit notes dated in `month` (P-08: they reduce that month's commission statements)."""
+        c = t.credit_notes.c
+        found = await self._s.scalar(
+            select(func.count()).where(c.credit_date >= month.first_day, c.credit_date <= month.last_day)
+        )
+        return int(found or 0)
+
     async def counts(self, month: YearMonth) -> RunTally:
         rows = await self._s.execute(
             select(_O.outcome, func.count()).where(_O.billing_period == str(month)).group_by(_O.outcome)

@@ -11,13 +11,14 @@ import asyncio
 import datetime as dt
 import gc
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
-from billing_contracts.invoicing import InvoiceIssuedV1
+from billing_contracts.invoicing import BillingRunFinishedV1, InvoiceIssuedV1
 from billing_contracts.registry import topic_for
 from invoicing import tables as t
 from invoicing.billing.domain import (
@@ -42,6 +43,7 @@ from invoicing.billing.run import (
 )
 from invoicing.billing.specification import ItemSource
 from invoicing.billing.wire import (
+    PRODUCER,
     IssuedInvoice,
     check_against_contract,
     held_message,
@@ -432,9 +434,27 @@ async def _finish(
         plan_seconds=max(p.plan_seconds for p in parts),
     )
     async with sessions.begin() as session:
-        totals, period_failures = await SqlAlchemyBillingRepository(session).finish_run(
+        repo = SqlAlchemyBillingRepository(session)
+        totals, period_failures = await repo.finish_run(
             period.run_id, period.month, already_billed=merged.already_billed, now=clock.now()
         )
+        # P-08: partners make the month's commission statements once they have all of it; the
+        # announcement commits with the run's end, after every invoice it counts.
+        finished = BillingRunFinishedV1(
+            event_id=uuid.uuid4(),
+            occurred_at=clock.now(),
+            producer=PRODUCER,
+            run_id=period.run_id,
+            billing_period=str(period.month),
+            run_date=period.run_date,
+            attempt=merged.attempt,
+            status="completed_with_failures" if period_failures else "completed",
+            invoices_issued=totals.issued,
+            held=totals.held,
+            failed=len(period_failures),
+            credit_notes_issued=await repo.credit_notes_dated_in(period.month),
+        )
+        await enqueue(session, t.runtime_tables.outbox, [outgoing(finished)], clock)
     merged.status = "completed_with_failures" if period_failures else "completed"
     merged.totals = {
         "issued": totals.issued,

@@ -38,7 +38,8 @@ class UsageRepository:
         )
 
     async def save_tier_change(self, event: PartnerTierChangedV1) -> None:
-        """A firm's tier from its effective month; of two changes for one month, the later one wins."""
+        """A firm's tier from its effective month; of two changes for one month, the later one wins
+        (at the same instant, the one that arrived later: a firm's changes share its partition)."""
         stmt = insert(t.partner_tiers).values(
             firm_id=event.firm_id,
             effective_month=event.effective_month,
@@ -56,6 +57,6 @@ class UsageRepository:
                     "reason": stmt.excluded.reason,
                     "event_id": stmt.excluded.event_id,
                 },
-                where=stmt.excluded.changed_at > t.partner_tiers.c.changed_at,
+                where=stmt.excluded.changed_at >= t.partner_tiers.c.changed_at,
             )
         )

@@ -1,0 +1,73 @@
+"""Partners' Kafka intake: each subscription decodes its topics and hands the batch to one use case."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from billing_contracts.base import Message
+from billing_contracts.invoicing import ContractChangedV1
+from billing_contracts.registry import topic_for
+from partners.domain import BenefitBook
+from partners.service import (
+    BILLING_INPUTS,
+    DEFAULT_PARKING,
+    PROGRAM_INPUTS,
+    follow_contracts,
+    record_billing_documents,
+    record_program_facts,
+)
+from service_runtime.clock import Clock
+from service_runtime.consumer import Rejection
+from service_runtime.database import Session
+from service_runtime.host import ServiceHost
+
+
+class ProgramIntake:
+    """The Kafka intake of the partner-program topics: `record_program_facts`; refusals are dead-lettered
+    with the reason (and parked, see there)."""
+
+    def __init__(self, clock: Clock, parking: dt.timedelta = DEFAULT_PARKING) -> None:
+        self._clock = clock
+        self._parking = parking
+
+    async def __call__(self, session: Session, events: Sequence[Message]) -> list[Rejection]:
+        refused = await record_program_facts(session, events, self._clock, parking=self._parking)
+        return [r.rejection() for r in refused]
+
+
+class ContractIntake:
+    """The Kafka intake of `invoicing.contract-changed.v1` (P-03)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    async def __call__(self, session: Session, events: Sequence[ContractChangedV1]) -> list[Rejection]:
+        await follow_contracts(session, events, self._clock)
+        return []
+
+
+class BillingIntake:
+    """The Kafka intake of invoicing's invoices, credit notes and run ends (P-08)."""
+
+    def __init__(self, clock: Clock, benefits: BenefitBook) -> None:
+        self._clock = clock
+        self._benefits = benefits
+
+    async def __call__(self, session: Session, events: Sequence[Message]) -> list[Rejection]:
+        await record_billing_documents(session, events, self._clock, self._benefits)
+        return []
+
+
+def subscribe_consumers(host: ServiceHost, clock: Clock, benefits: BenefitBook) -> None:
+    """The three intakes, each its own consumer group, so that one's backlog never delays another."""
+    # P-02, P-04, P-09: the partner managers' CRM and the training platform.
+    host.consume({topic_for(c): c for c in PROGRAM_INPUTS}, ProgramIntake(clock), group="partners-program")
+    # P-03: end customers from invoicing's contract state.
+    host.consume(
+        {topic_for(ContractChangedV1): ContractChangedV1}, ContractIntake(clock), group="partners-contracts"
+    )
+    # P-08: invoices, credit notes and the end of each month's billing run.
+    host.consume(
+        {topic_for(c): c for c in BILLING_INPUTS}, BillingIntake(clock, benefits), group="partners-billing"
+    )
