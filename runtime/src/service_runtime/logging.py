@@ -95,7 +95,7 @@ def _drop_color_message(_: object, __: str, event: structlog.types.EventDict) ->
 
 @contextlib.contextmanager
 def bound_message(*, message_id: str, topic: str | None = None) -> Iterator[None]:
-    """Bind a consumed message's id (and topic) to every log line written inside; phase 2 uses it in the consumer."""
+    """Bind a consumed message's id (and topic) to every log line written inside (the consumer, a replay)."""
     values = {"message_id": message_id} | ({"topic": topic} if topic else {})
     with structlog.contextvars.bound_contextvars(**values):
         yield

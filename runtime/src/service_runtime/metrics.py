@@ -221,7 +221,7 @@ def _histogram(
 
 
 class BillingRunMetrics:
-    """The billing run's metrics (invoicing; filled in phase 2)."""
+    """The billing run's metrics (invoicing: the attempt's outcome and time; gauges from the database)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.runs = _counter(BILLING_RUNS, registry)
