@@ -32,7 +32,7 @@ CUSTOM_KINDS = {
 }
 SECRET_LOOKING = ("DATABASE_URL", "SECRET", "PASSWORD", "API_KEY", "CLIENT_ID", "TOKEN")
 #: Names that contain a secret-looking word but hold none.
-NOT_SECRET = ("OAUTH_TOKEN_URL",)
+NOT_SECRET = ("OAUTH_TOKEN_URL", "AUTH_DOCS_CLIENT_ID")  # a URL; the id of a public (PKCE) client
 UID = 10001
 
 
