@@ -589,3 +589,102 @@ async def test_every_line_logged_while_a_batch_is_handled_names_its_message(
     assert {e["message_id"] for e in logs if e["event"] == "batch_failed_retrying_one_by_one"} == {batch_id}
     (rejected,) = [e for e in logs if e["event"] == "message_dead_lettered" and e["failure"] == "rejected"]
     assert rejected["message_id"] == str(poison.event_id)
+
+
+async def test_a_dead_letter_replayed_after_the_fix_is_applied_once_and_a_refused_replay_leaves_nothing(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    from service_runtime.dead_letters import (
+        DeadLetterRepository,
+        DeadLetterResolvedError,
+        ReplayRefusedError,
+        replay_dead_letter,
+    )
+
+    records = Records()
+    poison = voucher(f"{unique_name}-p")
+    broken = consumer(service, CountVouchers(service, poison=poison.voucher_id), unique_name)
+    await broken.process([records.of(poison)])
+    async with service.sessions() as session:
+        page = await DeadLetterRepository(session, service.tables).page(consumer_group=unique_name)
+    (letter,) = page.letters
+    assert (letter.failure, letter.status) == ("rejected", "new")
+
+    # Not fixed yet: refused again; the claim of the first attempt is back, nothing counted.
+    with pytest.raises(ReplayRefusedError, match="cannot count"):
+        await replay_dead_letter(
+            service.sessions,
+            service.tables,
+            [broken],
+            letter.id,
+            actor="olli.operator",
+            clock=FixedClock(NOW),
+        )
+    assert await service.count_of(poison.voucher_id) == 0
+    await broken.process([records.of(poison)])  # redelivered: still a duplicate of its claim
+    assert await service.count_of(poison.voucher_id) == 0
+
+    fixed = consumer(service, CountVouchers(service), unique_name)
+    replayed, _ = await replay_dead_letter(
+        service.sessions, service.tables, [fixed], letter.id, actor="olli.operator", clock=FixedClock(NOW)
+    )
+    assert (replayed.status, replayed.resolved_by) == ("replayed", "olli.operator")
+    assert await service.count_of(poison.voucher_id) == 1
+    with pytest.raises(DeadLetterResolvedError):
+        await replay_dead_letter(
+            service.sessions, service.tables, [fixed], letter.id, actor="olli.operator", clock=FixedClock(NOW)
+        )
+    await fixed.process([records.of(poison)])  # the event id is claimed by the replay: counted once
+    assert await service.count_of(poison.voucher_id) == 1
+    async with service.sessions() as session:
+        actions = await DeadLetterRepository(session, service.tables).actions(letter.id)
+    assert [(a.action, a.outcome, a.actor) for a in actions] == [
+        ("replay", "refused", "olli.operator"),
+        ("replay", "applied", "olli.operator"),
+    ]
+
+
+async def test_a_letter_kept_only_in_part_or_of_a_group_not_served_here_cannot_be_replayed(
+    service: RuntimeTestService, unique_name: str
+) -> None:
+    from service_runtime.dead_letters import CannotReplayError, replay_dead_letter
+
+    table = service.tables.dead_letters
+    async with service.sessions.begin() as session:
+        ids = (
+            (
+                await session.execute(
+                    table.insert()
+                    .values(
+                        [
+                            {
+                                "consumer_group": unique_name,
+                                "topic": TOPIC,
+                                "partition": 0,
+                                "offset": offset,
+                                "key": b"env-1",
+                                "value": b"{",
+                                "value_size": 2_000_000,
+                                "value_truncated": truncated,
+                                "failure": "schema_violation",
+                                "reason": "<size>: too large",
+                                "created_at": NOW,
+                            }
+                            for offset, truncated in ((1, True), (2, False))
+                        ]
+                    )
+                    .returning(table.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    here = consumer(service, CountVouchers(service), unique_name)
+    with pytest.raises(CannotReplayError, match="only the first 1 of 2,000,000 bytes were kept"):
+        await replay_dead_letter(
+            service.sessions, service.tables, [here], ids[0], actor="o", clock=FixedClock(NOW)
+        )
+    with pytest.raises(CannotReplayError, match=f"no consumer of group {unique_name} runs in this service"):
+        await replay_dead_letter(
+            service.sessions, service.tables, [], ids[1], actor="o", clock=FixedClock(NOW)
+        )
