@@ -125,7 +125,7 @@ INVOICE: dict[str, Any] = {
     "type": "SALES_INVOICE",
     "date": "2025-01-31",
     "counterParty": {
-        "identifier": "1234567-8",
+        "identifier": "1234567-1",
         "counterPartyAddress": {
             "name": "Asiakas Oy",
             "street": "Katu 1",
@@ -402,12 +402,12 @@ async def test_partners_are_found_by_business_id_and_patched_with_their_version(
         "type": "CUSTOMER",
         "address": {"name": "Asiakas Oy", "street": "Katu 1", "zip": "00100", "city": "Helsinki"},
         "paymentInfo": {"paymentMethod": "BANK_TRANSFER"},
-        "invoicingInfo": {"identifier": "1234567-8"},
+        "invoicingInfo": {"identifier": "1234567-1"},
     }
     async with procountor(emulator) as client:
-        assert await client.find_business_partner_by_identifier("1234567-8") is None
+        assert await client.find_business_partner_by_identifier("1234567-1") is None
         created = await client.create_business_partner(partner)
-        found = await client.find_business_partner_by_identifier("1234567-8")
+        found = await client.find_business_partner_by_identifier("1234567-1")
         assert found is not None
         patched = await client.patch_business_partner(found["id"], {"name": "Uusi Nimi Oy"}, found["version"])
         with pytest.raises(ProcountorError) as stale:
