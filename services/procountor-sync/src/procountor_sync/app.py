@@ -27,7 +27,8 @@ WEBHOOK_EVENTS = ["INVOICE_PAYMENT_CREATED"]
 
 def create_app(settings: ProcountorSyncSettings, clock: Clock) -> FastAPI:
     host = ServiceHost(name="procountor-sync", settings=settings, clock=clock, tables=runtime_tables)
-    consumers.subscribe(host, clock)
+    if settings.run_consumers:
+        consumers.subscribe(host, clock)
     client_id = settings.procountor_client_id.get_secret_value()
     keys = ApiKeys(
         host.sessions,

@@ -16,6 +16,10 @@ SAMPLE_SELLER_IBAN = "FI2112345600000785"
 class ProcountorSyncSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="PROCOUNTOR_SYNC_", extra="ignore", frozen=True)
 
+    run_consumers: bool = Field(
+        default=True,
+        description="False: this replica only delivers and polls (more delivery capacity, no Kafka intake).",
+    )
     procountor_base_url: str = Field(
         default="http://127.0.0.1:8090/api",
         description="Procountor API base, e.g. https://api.procountor.com/api.",

@@ -1,0 +1,232 @@
+"""procountor-sync over a real broker and PostgreSQL, the Procountor emulator in a process of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy import update
+
+from billing_contracts.contracts import BillingChannel, EInvoiceAddress, PayerKind, PostalAddress
+from billing_contracts.invoicing import InvoiceIssuedV1, InvoiceLine, VatTotal
+from billing_contracts.registry import TOPICS, all_topic_names
+from devstack.broker import free_port
+from devstack.infra import KafkaTarget, async_url, create_database, drop_database, ensure_topics
+from devstack.procountor import API_KEY, CLIENT_ID, CLIENT_SECRET, EmulatorProcess
+from devstack.testing import Publisher, migrate, running, wait_until
+from procountor_sync import tables
+from procountor_sync.app import create_app
+from procountor_sync.service import ProcountorSync
+from procountor_sync.settings import ProcountorSyncSettings
+from service_runtime.clock import SystemClock
+
+WEBHOOK_SECRET = "webhook-secret-of-the-tests-0042"
+CREDENTIAL_KEY = "bqTcbTtWhzPfKHBqxrMRz5gBeo2KKCZBuV8eqMfXcyg="
+CENT = Decimal("0.01")
+
+
+def unique_business_id() -> str:
+    """A valid business ID no other test uses (7-digit base with its Y-tunnus check digit)."""
+    start = uuid.uuid4().int % 10_000_000
+    for base in range(start, start + 11):
+        digits = f"{base % 10_000_000:07d}"
+        remainder = sum(int(d) * w for d, w in zip(digits, (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
+        if remainder != 1:
+            return f"{digits}-{0 if remainder == 0 else 11 - remainder}"
+    raise AssertionError("unreachable")
+
+
+def reference_for(number: int) -> str:
+    base = str(number)
+    total = sum(int(d) * (7, 3, 1)[i % 3] for i, d in enumerate(reversed(base)))
+    return base + str((10 - total % 10) % 10)
+
+
+def invoice(
+    *,
+    business_id: str | None = None,
+    prices: list[tuple[str, Decimal, Decimal]] | None = None,
+    channel: BillingChannel = BillingChannel.EINVOICE,
+    country: str = "FI",
+    operator: str = "003721291126",
+    occurred_at: dt.datetime | None = None,
+) -> InvoiceIssuedV1:
+    """An issued invoice with consistent totals; `prices` are (product code, quantity, unit price)."""
+    number = 10_000_000 + uuid.uuid4().int % 80_000_000
+    bid = business_id or unique_business_id()
+    rows = prices or [
+        ("KEVYT-MONTHLY", Decimal(1), Decimal("39.00")),
+        ("EXTRA-VOUCHER", Decimal(3), Decimal("1.79")),
+    ]
+    lines = [
+        InvoiceLine(
+            line_no=n,
+            environment_id=f"env-{bid}",
+            product_code=code,
+            description=f"{code.title()} 10/2026",
+            period_start=dt.date(2026, 10, 1),
+            period_end=dt.date(2026, 10, 31),
+            quantity=qty,
+            unit="month" if code.endswith("MONTHLY") else "piece",
+            unit_price=price,
+            net=(qty * price).quantize(CENT, rounding=ROUND_HALF_UP),
+            vat_rate=Decimal("25.5"),
+            charge_kind="monthly_fee" if code.endswith("MONTHLY") else "extra_voucher",
+        )
+        for n, (code, qty, price) in enumerate(rows, start=1)
+    ]
+    net = sum((ln.net for ln in lines), Decimal(0))
+    vat = (net * Decimal("0.255")).quantize(CENT, rounding=ROUND_HALF_UP)
+    return InvoiceIssuedV1(
+        event_id=uuid.uuid4(),
+        occurred_at=occurred_at or dt.datetime.now(dt.UTC),
+        producer="invoicing",
+        invoice_id=f"INV-{number}",
+        invoice_number=str(number),
+        reference_number=reference_for(number),
+        payer_id=bid,
+        payer_kind=PayerKind.COMPANY,
+        payer_business_id=bid,
+        payer_name=f"Asiakas {bid} Oy",
+        billing_address=PostalAddress(street="Mannerheimintie 1", postal_code="00100", city="Helsinki",
+                                      country_code=country),
+        billing_channel=channel,
+        einvoice_address=EInvoiceAddress(address="0037" + bid.replace("-", ""), operator=operator),
+        billing_email="laskut@example.fi",
+        billing_period="2026-10",
+        invoice_date=dt.date(2026, 11, 2),
+        due_date=dt.date(2026, 11, 12),
+        lines=lines,
+        vat_totals=[VatTotal(vat_rate=Decimal("25.5"), net=net, vat=vat)],
+        total_net=net,
+        total_vat=vat,
+        total_gross=net + vat,
+    )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def serve_on(app: Any, port: int) -> AsyncIterator[str]:
+    """Serve an app whose lifespan already runs over real HTTP on `port` (the emulator pushes webhooks)."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_until(_started(server), within=10, interval=0.02, what="HTTP server start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def _started(server: uvicorn.Server) -> Any:
+    async def check() -> bool:
+        return bool(server.started)
+
+    return check
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorProcess]:
+    # A generous limit: these tests are about behaviour; the shared limit has its own test and benchmark.
+    with EmulatorProcess(rate_limit=200) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def sync_database(postgres_admin_url: str) -> Iterator[str]:
+    """A database of this module's own: procountor-sync's caches never meet another emulator's ids."""
+    name = f"sync_{uuid.uuid4().hex[:10]}"
+    url = async_url(create_database(postgres_admin_url, name))
+    yield url
+    drop_database(postgres_admin_url, name)
+
+
+def settings_for(
+    database_url: str, kafka: KafkaTarget, emulator: EmulatorProcess, **overrides: Any
+) -> ProcountorSyncSettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka.bootstrap_servers,
+        "kafka_enable_idempotence": kafka.enable_idempotence,
+        "database_url": SecretStr(database_url),
+        "outbox_idle_seconds": 0.1,
+        "procountor_base_url": emulator.api_url,
+        "procountor_client_id": SecretStr(CLIENT_ID),
+        "procountor_client_secret": SecretStr(CLIENT_SECRET),
+        "procountor_api_key": SecretStr(API_KEY),
+        "rate_limit_per_second": 150,
+        "delivery_lease_seconds": 2.0,
+        "delivery_interval_seconds": 0.1,
+        "retry_initial_seconds": 0.2,
+        "retry_max_seconds": 1.0,
+        "request_attempts": 2,
+        "request_backoff_max_seconds": 0.2,
+        "poll_interval_seconds": 0.5,
+        "webhook_secret": SecretStr(WEBHOOK_SECRET),
+        "credential_key": SecretStr(CREDENTIAL_KEY),
+        "log_format": "console",
+    }
+    return ProcountorSyncSettings(**(values | overrides))
+
+
+@dataclass
+class SyncStack:
+    http: httpx.AsyncClient
+    url: str
+    emulator: EmulatorProcess
+    sync: ProcountorSync
+    publisher: Publisher
+    kafka: KafkaTarget
+    database_url: str
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stack(
+    kafka: KafkaTarget, sync_database: str, emulator: EmulatorProcess
+) -> AsyncIterator[SyncStack]:
+    partitions = {t.name: t.partitions for t in TOPICS}
+    await ensure_topics(kafka.bootstrap_servers, {n: partitions.get(n, 1) for n in all_topic_names()})
+    await migrate(sync_database, "procountor_sync:migrations")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = settings_for(
+        sync_database, kafka, emulator, webhook_public_url=f"{url}/webhooks/procountor",
+        keylogin_redirect_uri=f"{url}/procountor/key-login/callback",
+    )  # fmt: skip
+    app = create_app(settings, SystemClock())
+    async with running(app) as http, serve_on(app, port), Publisher(kafka) as publisher:
+        await wait_until(
+            _webhook_registered(emulator), within=30, what="the webhook subscription at Procountor"
+        )
+        yield SyncStack(http, url, emulator, app.state.sync, publisher, kafka, sync_database)
+        # Nothing of this module is left for another procountor-sync to pick up.
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(sync_database)
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(tables.deliveries)
+                .where(tables.deliveries.c.status == "pending")
+                .values(status="cancelled")
+            )
+        await engine.dispose()
+
+
+def _webhook_registered(emulator: EmulatorProcess) -> Any:
+    async def check() -> bool:
+        return bool(emulator.api("GET", "/webhooks")["results"])
+
+    return check
