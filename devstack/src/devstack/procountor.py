@@ -48,10 +48,13 @@ class EmulatorProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, within: float = 20.0) -> EmulatorProcess:
+        # Every start hands out ids of its own: a restarted emulator reuses none (Procountor never does).
+        first_id = 1000 + int(time.time() * 1000) % 1_000_000_000
+        args = [*self._args, "--first-id", str(first_id)]
         if self._log_path is not None:
             self._log = self._log_path.open("ab")
         self._process = subprocess.Popen(
-            self._args,
+            args,
             env=self._env,
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
@@ -105,7 +108,11 @@ class EmulatorProcess:
             timeout=10,
         ).json()["access_token"]  # fmt: skip
         response = httpx.request(
-            method, f"{self.api_url}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+            method,
+            f"{self.api_url}{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
         )
         response.raise_for_status()
         return response.json()

@@ -73,6 +73,8 @@ class EmulatorConfig:
     vat_rates: tuple[Decimal, ...] = DEFAULT_VAT_RATES
     vat_statuses: tuple[VatStatus, ...] = DEFAULT_VAT_STATUSES
     company_name: str = "Emulated Company Oy"
+    first_id: int = 1000
+    """Ids are handed out after this one; a restarted emulator given another never reuses an id."""
     latency_seconds: float = 0.0
     """Added to every authorised API call (after admission), e.g. 0.05 for a realistic 50 ms."""
     webhook_attempts: int = 3

@@ -73,7 +73,8 @@ class EmulatorState:
         self.windows: dict[str, deque[float]] = {}
         self.faults: list[Fault] = []
         self.stats = Stats()
-        self._next_id = 1000
+        # Ids keep counting across a reset: like Procountor, the emulator never hands one out twice.
+        self._next_id = getattr(self, "_next_id", self.config.first_id)
         self._next_invoice_number = 1
         self._last_version = ""
 
