@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -12,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import update
 
@@ -20,7 +17,7 @@ from billing_contracts.registry import TOPICS, all_topic_names
 from devstack.broker import free_port
 from devstack.infra import KafkaTarget, async_url, create_database, drop_database, ensure_topics
 from devstack.procountor import API_KEY, CLIENT_ID, CLIENT_SECRET, EmulatorProcess
-from devstack.testing import Publisher, migrate, running, wait_until
+from devstack.testing import Publisher, migrate, running, serve_http, wait_until
 from procountor_sync import tables
 from procountor_sync.app import create_app
 from procountor_sync.service import ProcountorSync
@@ -33,30 +30,6 @@ __all__ = ["invoice", "unique_business_id"]
 
 WEBHOOK_SECRET = "webhook-secret-of-the-tests-0042"
 CREDENTIAL_KEY = "bqTcbTtWhzPfKHBqxrMRz5gBeo2KKCZBuV8eqMfXcyg="
-
-
-@contextlib.asynccontextmanager
-async def serve_on(app: Any, port: int) -> AsyncIterator[str]:
-    """Serve an app whose lifespan already runs over real HTTP on `port` (the emulator pushes webhooks)."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        await wait_until(_started(server), within=10, interval=0.02, what="HTTP server start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-def _started(server: uvicorn.Server) -> Any:
-    async def check() -> bool:
-        return bool(server.started)
-
-    return check
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +100,7 @@ async def stack(
         keylogin_redirect_uri=f"{url}/procountor/key-login/callback",
     )  # fmt: skip
     app = create_app(settings, SystemClock())
-    async with running(app) as http, serve_on(app, port), Publisher(kafka) as publisher:
+    async with running(app) as http, serve_http(app, port=port), Publisher(kafka) as publisher:
         await wait_until(
             _webhook_registered(emulator), within=30, what="the webhook subscription at Procountor"
         )
