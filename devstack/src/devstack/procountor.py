@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -116,3 +118,72 @@ class EmulatorProcess:
         )
         response.raise_for_status()
         return response.json()
+
+
+class SyncReplica:
+    """One `procountor-sync serve` process that only delivers and polls (no Kafka intake).
+
+    Real replicas for tests that kill one (SIGKILL) and for the benchmark; `settings` are
+    `PROCOUNTOR_SYNC_*` values without the prefix, e.g. `{"DELIVERY_LEASE_SECONDS": "2"}`.
+    """
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        bootstrap_servers: str,
+        enable_idempotence: bool,
+        emulator: EmulatorProcess,
+        log: Path,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROCOUNTOR_SYNC_")}
+        values = {
+            "RUN_CONSUMERS": "false",
+            "DATABASE_URL": database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+            "KAFKA_ENABLE_IDEMPOTENCE": str(enable_idempotence).lower(),
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(self.port),
+            "PROCOUNTOR_BASE_URL": emulator.api_url,
+            "PROCOUNTOR_CLIENT_ID": CLIENT_ID,
+            "PROCOUNTOR_CLIENT_SECRET": CLIENT_SECRET,
+            "PROCOUNTOR_API_KEY": API_KEY,
+            "LOG_FORMAT": "json",
+            **(settings or {}),
+        }
+        env |= {f"PROCOUNTOR_SYNC_{k}": v for k, v in values.items()}
+        self._log = log.open("ab")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "procountor-sync"), "serve"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"procountor-sync exited with {self.process.returncode}; see {log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError("procountor-sync did not become ready")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no lease released, the HTTP connection to Procountor just drops."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()

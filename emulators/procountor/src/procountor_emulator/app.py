@@ -803,6 +803,30 @@ async def inspect_partners(state: State) -> ProcountorJSONResponse:
     return ok(list(state.partners.values()))
 
 
+@inspection.post("/businesspartners")
+async def seed_partners(request: Request, state: State) -> ProcountorJSONResponse:
+    """`[partner, …]`: customers that exist already (benchmarks seed thousands without the rate limit)."""
+    body = loads(await request.body())
+    if not isinstance(body, list):
+        raise ApiError.single(400, "Request body must be a JSON array of business partners.")
+    created = []
+    for partner in body:
+        raise_if(rules.validate_business_partner(partner))
+        created.append(store_partner(state, partner, state.new_id()))
+    return ok(created)
+
+
+@inspection.get("/invoice-numbers")
+async def inspect_invoice_numbers(state: State) -> ProcountorJSONResponse:
+    """Every invoice as `{id, originalInvoiceNumber, status}`: duplicates are counted from it."""
+    return ok(
+        [
+            {"id": i["id"], "originalInvoiceNumber": i.get("originalInvoiceNumber"), "status": i["status"]}
+            for i in state.invoices.values()
+        ]
+    )
+
+
 @inspection.get("/products")
 async def inspect_products(state: State) -> ProcountorJSONResponse:
     return ok(list(state.products.values()))

@@ -7,25 +7,19 @@ Kafka intake), so a kill is a real SIGKILL; deliveries are queued by the intake 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from billing_contracts.invoicing import InvoiceIssuedV1
-from devstack.broker import free_port
 from devstack.infra import KafkaTarget, async_url, create_database, drop_database
-from devstack.procountor import API_KEY, CLIENT_ID, CLIENT_SECRET, EmulatorProcess
+from devstack.procountor import CLIENT_ID, EmulatorProcess, SyncReplica
 from devstack.testing import migrate, wait_until
 from procountor_sync import tables
 from procountor_sync.service import DeliveryIntake
@@ -52,72 +46,27 @@ def emulator() -> Iterator[EmulatorProcess]:
         yield process
 
 
-class Replica:
-    """One `procountor-sync serve` process: delivery workers and pollers, no Kafka intake."""
-
-    def __init__(self, database: str, kafka: KafkaTarget, emulator: EmulatorProcess, log: Path) -> None:
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PROCOUNTOR_SYNC_")}
-        env |= {
-            "PROCOUNTOR_SYNC_RUN_CONSUMERS": "false",
-            "PROCOUNTOR_SYNC_DATABASE_URL": database,
-            "PROCOUNTOR_SYNC_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "PROCOUNTOR_SYNC_KAFKA_ENABLE_IDEMPOTENCE": str(kafka.enable_idempotence).lower(),
-            "PROCOUNTOR_SYNC_HTTP_HOST": "127.0.0.1",
-            "PROCOUNTOR_SYNC_HTTP_PORT": str(self.port),
-            "PROCOUNTOR_SYNC_PROCOUNTOR_BASE_URL": emulator.api_url,
-            "PROCOUNTOR_SYNC_PROCOUNTOR_CLIENT_ID": CLIENT_ID,
-            "PROCOUNTOR_SYNC_PROCOUNTOR_CLIENT_SECRET": CLIENT_SECRET,
-            "PROCOUNTOR_SYNC_PROCOUNTOR_API_KEY": API_KEY,
-            "PROCOUNTOR_SYNC_DELIVERY_LEASE_SECONDS": str(LEASE_SECONDS),
-            "PROCOUNTOR_SYNC_DELIVERY_INTERVAL_SECONDS": "0.1",
-            "PROCOUNTOR_SYNC_RETRY_INITIAL_SECONDS": "0.2",
-            "PROCOUNTOR_SYNC_RETRY_MAX_SECONDS": "1.0",
-            "PROCOUNTOR_SYNC_REQUEST_ATTEMPTS": "2",
-            "PROCOUNTOR_SYNC_REQUEST_BACKOFF_MAX_SECONDS": "0.2",
-            "PROCOUNTOR_SYNC_POLL_INTERVAL_SECONDS": "3600",
-            "PROCOUNTOR_SYNC_LOG_FORMAT": "json",
-        }
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "procountor-sync"), "serve"],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"procountor-sync exited with {self.process.returncode}; see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError("procountor-sync did not become ready")
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up, no lease released, the HTTP connection to Procountor just drops."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
-
-
 @pytest.fixture
 def replicas(database: str, kafka: KafkaTarget, emulator: EmulatorProcess, tmp_path: Path) -> Iterator[Any]:
-    started: list[Replica] = []
+    started: list[SyncReplica] = []
 
-    def start() -> Replica:
-        replica = Replica(database, kafka, emulator, tmp_path / f"replica-{len(started)}.log")
+    def start() -> SyncReplica:
+        replica = SyncReplica(
+            database_url=database,
+            bootstrap_servers=kafka.bootstrap_servers,
+            enable_idempotence=kafka.enable_idempotence,
+            emulator=emulator,
+            log=tmp_path / f"replica-{len(started)}.log",
+            settings={
+                "DELIVERY_LEASE_SECONDS": str(LEASE_SECONDS),
+                "DELIVERY_INTERVAL_SECONDS": "0.1",
+                "RETRY_INITIAL_SECONDS": "0.2",
+                "RETRY_MAX_SECONDS": "1.0",
+                "REQUEST_ATTEMPTS": "2",
+                "REQUEST_BACKOFF_MAX_SECONDS": "0.2",
+                "POLL_INTERVAL_SECONDS": "3600",
+            },
+        )
         started.append(replica)
         return replica
 
