@@ -36,6 +36,8 @@ def create_app(settings: ProcountorSyncSettings, clock: Clock) -> FastAPI:
         encryption_key=settings.credential_key,
         clock=clock,
     )
+    # One limit for every replica (20 requests/s per API client), in PostgreSQL.
+    throttle = PostgresThrottle(host.engine, client_id=client_id, limit=settings.rate_limit_per_second)
     client = ProcountorClient(
         ProcountorClientConfig(
             base_url=settings.procountor_base_url,
@@ -46,8 +48,7 @@ def create_app(settings: ProcountorSyncSettings, clock: Clock) -> FastAPI:
             max_attempts=settings.request_attempts,
             backoff_max_seconds=settings.request_backoff_max_seconds,
         ),
-        # One limit for every replica (20 requests/s per API client), in PostgreSQL.
-        throttle=PostgresThrottle(host.sessions, client_id=client_id, limit=settings.rate_limit_per_second),
+        throttle=throttle,
         api_key=keys.current,
     )
     sync = ProcountorSync(
@@ -84,6 +85,7 @@ def create_app(settings: ProcountorSyncSettings, clock: Clock) -> FastAPI:
             await sync.run_deliveries()
         finally:
             await client.aclose()
+            await throttle.close()
 
     async def register_webhook() -> None:
         """Subscribe our receiver at Procountor (once, kept current); retried until Procountor answers."""

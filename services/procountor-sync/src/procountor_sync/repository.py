@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Row, and_, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from procountor_sync import tables as t
 
@@ -533,41 +533,72 @@ class PostgresThrottle:
     `window` after its answer, on the database's clock. Two uses of one slot therefore reach
     Procountor at least `window` apart, so no `window` ever sees more than `limit` requests, however
     late the network delivers them. A slot of a replica that died mid-request frees itself after
-    `in_flight_seconds`. In a replica one coroutine at a time asks the database; the others wait
-    their turn in process.
+    `in_flight_seconds`. In a replica one coroutine at a time asks the database for a slot; taking
+    and giving back are one autocommit statement each, on connections of their own (the rate
+    limit is on the hot path of every request).
     """
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         *,
         client_id: str,
         limit: int,
         window: float = 1.0,
         in_flight_seconds: float = 60.0,
     ) -> None:
-        self._sessions = sessions
+        self._engine = engine
         self._client_id = client_id
         self._limit = limit
         self._window = window
         self._in_flight = in_flight_seconds
         self._turn = asyncio.Lock()
+        self._giving_back = asyncio.Lock()
+        self._connections: dict[str, AsyncConnection] = {}
         self._ready = False
 
+    async def _connection(self, role: str) -> AsyncConnection:
+        connection = self._connections.get(role)
+        if connection is None or connection.closed:
+            connection = await (await self._engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
+            self._connections[role] = connection
+        return connection
+
+    async def _run(self, role: str, statement: Any, params: Mapping[str, Any]) -> Any:
+        connection = await self._connection(role)
+        try:
+            return await connection.execute(statement, params)
+        except Exception:
+            # A broken connection is replaced on the next call; the request fails and is retried.
+            self._connections.pop(role, None)
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+
     async def ensure_slots(self) -> None:
-        s = t.rate_limit_slots.c
-        async with self._sessions.begin() as session:
-            await session.execute(
-                insert(t.rate_limit_slots)
-                .values(
-                    [{"client_id": self._client_id, "slot": n, "free_at": _NOW} for n in range(self._limit)]
-                )
-                .on_conflict_do_nothing()
+        async with self._turn:
+            await self._run(
+                "acquire",
+                text(
+                    "INSERT INTO procountor_sync.rate_limit_slots (client_id, slot, free_at)"
+                    " SELECT :client, n, now() FROM generate_series(0, :limit - 1) AS n ON CONFLICT DO NOTHING"
+                ),
+                {"client": self._client_id, "limit": self._limit},
             )
-            await session.execute(
-                delete(t.rate_limit_slots).where(s.client_id == self._client_id, s.slot >= self._limit)
+            await self._run(
+                "acquire",
+                text(
+                    "DELETE FROM procountor_sync.rate_limit_slots WHERE client_id = :client AND slot >= :limit"
+                ),
+                {"client": self._client_id, "limit": self._limit},
             )
         self._ready = True
+
+    async def close(self) -> None:
+        for connection in list(self._connections.values()):
+            with contextlib.suppress(Exception):
+                await connection.close()
+        self._connections.clear()
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -583,36 +614,32 @@ class PostgresThrottle:
     async def _acquire(self) -> int:
         async with self._turn:
             while True:
-                async with self._sessions.begin() as session:
-                    row = (
-                        await session.execute(
-                            text(
-                                "WITH free AS (SELECT slot FROM procountor_sync.rate_limit_slots"
-                                " WHERE client_id = :client AND free_at <= clock_timestamp()"
-                                " ORDER BY free_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                                " UPDATE procountor_sync.rate_limit_slots AS s"
-                                " SET free_at = clock_timestamp() + make_interval(secs => :hold)"
-                                " FROM free WHERE s.client_id = :client AND s.slot = free.slot"
-                                " RETURNING s.slot, NULL::float AS wait"
-                            ),
-                            {"client": self._client_id, "hold": self._in_flight},
-                        )
-                    ).first()
-                    if row is None:
-                        wait = await session.scalar(
-                            text(
-                                "SELECT EXTRACT(EPOCH FROM min(free_at) - clock_timestamp())"
-                                " FROM procountor_sync.rate_limit_slots WHERE client_id = :client"
-                            ),
-                            {"client": self._client_id},
-                        )
-                if row is not None:
+                row = (
+                    await self._run(
+                        "acquire",
+                        text(
+                            "WITH free AS (SELECT slot FROM procountor_sync.rate_limit_slots"
+                            " WHERE client_id = :client AND free_at <= clock_timestamp()"
+                            " ORDER BY free_at LIMIT 1 FOR UPDATE SKIP LOCKED),"
+                            " taken AS (UPDATE procountor_sync.rate_limit_slots AS s"
+                            " SET free_at = clock_timestamp() + make_interval(secs => :hold)"
+                            " FROM free WHERE s.client_id = :client AND s.slot = free.slot RETURNING s.slot)"
+                            " SELECT (SELECT slot FROM taken) AS slot,"
+                            " (SELECT EXTRACT(EPOCH FROM min(free_at) - clock_timestamp())"
+                            "  FROM procountor_sync.rate_limit_slots WHERE client_id = :client) AS wait"
+                        ),
+                        {"client": self._client_id, "hold": self._in_flight},
+                    )
+                ).first()
+                if row is not None and row.slot is not None:
                     return int(row.slot)
-                await asyncio.sleep(min(max(float(wait or 0.01), 0.002), 1.0))
+                wait = float(row.wait) if row is not None and row.wait is not None else 0.01
+                await asyncio.sleep(min(max(wait, 0.002), 1.0))
 
     async def _release(self, slot: int) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
+        async with self._giving_back:
+            await self._run(
+                "release",
                 text(
                     "UPDATE procountor_sync.rate_limit_slots"
                     " SET free_at = clock_timestamp() + make_interval(secs => :window)"
