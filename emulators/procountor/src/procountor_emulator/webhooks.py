@@ -116,7 +116,8 @@ def redeliver(state: EmulatorState, delivery: JsonObject, *, same_signature: boo
 
 
 def _unix(at: Any) -> str:
-    return str(int(at.replace(tzinfo=HELSINKI).timestamp()))
+    """Unix seconds with milliseconds: two pushes of one event never share a timestamp."""
+    return f"{at.replace(tzinfo=HELSINKI).timestamp():.3f}"
 
 
 def _start(state: EmulatorState, hook: JsonObject, delivery: JsonObject, timestamp: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Row, and_, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from procountor_sync import tables as t
 

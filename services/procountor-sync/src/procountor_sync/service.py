@@ -476,8 +476,13 @@ class ProcountorSync:
         hold: str | None,
         partner_id: int,
         document: InvoiceIssuedV1 | CreditNoteIssuedV1,
+        before_done: Callable[[JsonObject], Awaitable[None]] | None = None,
     ) -> JsonObject:
-        """POST (once, across crashes) → compare totals → approve → read the status → send."""
+        """POST (once, across crashes) → compare totals → approve → read the status → send.
+
+        `before_done` runs once the invoice is sent and before the delivery is recorded as done,
+        so that a crash between them repeats it (a credit note's settlement, idempotent itself).
+        """
         p = self.procountor
         number = str(body["originalInvoiceNumber"])
         invoice: JsonObject | None = None
@@ -520,6 +525,8 @@ class ProcountorSync:
             raise DeliveryRefusedError(
                 f"invoice {number} is {status} in Procountor (id {pid}) and cannot be sent"
             )
+        if before_done is not None:
+            await before_done(invoice)
         await self._delivered(row, document, invoice)
         return invoice
 
@@ -816,9 +823,13 @@ class ProcountorSync:
             policy=self.policy,
         )
         ours = Totals(-note.total_net, -note.total_vat, -note.total_gross)
-        invoice = await self._hand_over(row, body, ours=ours, hold=None, partner_id=partner_id, document=note)
-        if str(invoice["status"]) in domain.SENT_STATUSES:
-            await self._settle_credit(note, int(original.procountor_invoice_id), int(invoice["id"]), original)
+
+        async def settle(credit: JsonObject) -> None:
+            await self._settle_credit(note, int(original.procountor_invoice_id), int(credit["id"]), original)
+
+        await self._hand_over(
+            row, body, ours=ours, hold=None, partner_id=partner_id, document=note, before_done=settle
+        )
 
     async def _settle_credit(
         self, note: CreditNoteIssuedV1, original_id: int, credit_id: int, original: Row[Any]
