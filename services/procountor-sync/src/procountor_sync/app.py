@@ -87,11 +87,9 @@ def create_app(settings: ProcountorSyncSettings, clock: Clock) -> FastAPI:
             await client.aclose()
             await throttle.close()
 
-    async def register_webhook() -> None:
-        """Subscribe our receiver at Procountor (once, kept current); retried until Procountor answers."""
+    async def keep_webhook_registered() -> None:
+        """Our receiver subscribed at Procountor, checked again every hour (a lost one is put back)."""
         url = settings.webhook_public_url
-        if not url or not settings.webhook_secret.get_secret_value():
-            return
         body = {
             "url": url,
             "authenticationType": "HMAC",
@@ -107,15 +105,17 @@ def create_app(settings: ProcountorSyncSettings, clock: Clock) -> FastAPI:
                 else:
                     await client.create_webhook(body)
                 log.info("webhook_registered", url=url)
-                return
+                delay = 1.0
+                await asyncio.sleep(3600)
             except Exception as exc:
                 log.warning("webhook_registration_failed", error=type(exc).__name__, retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
-    host.run_in_background(deliver_forever)
-    host.run_in_background(sync.run_polling)
-    host.run_in_background(register_webhook)
+    host.run_in_background(deliver_forever, name="procountor-deliveries")
+    host.run_in_background(sync.run_polling, name="procountor-polling")
+    if settings.webhook_public_url and settings.webhook_secret.get_secret_value():
+        host.run_in_background(keep_webhook_registered, name="procountor-webhook")
     app = create_service_app(
         host,
         title="Procountor sync",
