@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
 import json
+import sys
 import time
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +36,7 @@ from billing_contracts.procountor import (
     ProductChangedInProcountorV1,
 )
 from billing_contracts.registry import topic_for
+from billing_contracts.usage import HourEntryRecordedV1
 from devstack.infra import KafkaTarget
 from devstack.testing import wait_until
 
@@ -83,13 +87,11 @@ async def read_all(kafka: KafkaTarget, topic: str) -> list[dict[str, Any]]:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        # Until a fetch brings nothing: Tansu's end offsets cannot be trusted (docs/benchmarks.md).
         found: list[dict[str, Any]] = []
-        behind = set(partitions)
-        while behind:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
+        while batch := await consumer.getmany(timeout_ms=300):
+            for records in batch.values():
                 found.extend(json.loads(r.value) for r in records)
-            behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
         return found
     finally:
         await consumer.stop()
@@ -373,3 +375,49 @@ async def test_the_key_login_flow_stores_the_api_key_encrypted_and_never_shows_i
     assert "api_key" not in result.text
     assert replay.status_code == 400
     assert b"local-api-key" not in stored
+
+
+async def test_hour_entries_from_kafka_come_out_as_the_payroll_file_by_the_cli(
+    stack: SyncStack, tmp_path: Any
+) -> None:
+    employee = f"P-{uuid.uuid4().hex[:6]}"
+    entries = [
+        HourEntryRecordedV1(
+            event_id=uuid.uuid4(),
+            occurred_at=dt.datetime(2026, 9, day, 16, tzinfo=dt.UTC),
+            producer="erp",
+            environment_id="env-hours",
+            entry_id=f"{employee}-{day}",
+            employee_id=employee,
+            service_product_code="CONSULTING",
+            work_date=dt.date(2026, 9, day),
+            hours=Decimal(hours),
+            billable=True,
+            recorded_at=dt.datetime(2026, 9, day, 16, tzinfo=dt.UTC),
+        )
+        for day, hours in ((7, "7.5"), (8, "2.25"))
+    ]
+    await stack.publisher.publish(*entries)
+    out = tmp_path / "payroll.csv"
+
+    async def exported() -> str | None:
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "procountor-sync"),
+            "export-payroll",
+            "--url",
+            stack.url,
+            "--period",
+            "2026-09",
+            "--out",
+            str(out),
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        assert await process.wait() == 0
+        text = out.read_bytes().decode("cp1252")
+        return text if employee in text else None
+
+    text = await wait_until(
+        exported, within=30, interval=0.5, what="the employee's hours in the payroll file"
+    )
+
+    assert f"E;{employee};1004;;9,75;\r\n" in text  # I-04: one record, hours summed, decimal comma
