@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
 from billing_contracts.invoicing import InvoiceIssuedV1
-from procountor_sync import transfer_files
+from procountor_sync import domain, transfer_files
 from procountor_sync.keylogin import ApiKeys, KeyLoginError
 from procountor_sync.procountor_client import ProcountorClient, ProcountorError
 from procountor_sync.repository import (
@@ -290,7 +290,7 @@ def build_router(
                     invoice_number=r.invoice_number,
                     procountor_invoice_id=r.procountor_invoice_id,
                     due_date=r.due_date,
-                    days_overdue=(day - r.due_date).days,
+                    days_overdue=domain.overdue_days(r.due_date, day),
                     total=r.total_gross,
                     open_amount=open_amount,
                     payment_status=r.payment_status,

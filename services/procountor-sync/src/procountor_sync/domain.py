@@ -421,15 +421,12 @@ CUSTOMER_FIELD_GROUPS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def customer_of_invoice(
-    invoice: InvoiceIssuedV1 | CreditNoteIssuedV1, address: Address | None = None
-) -> CustomerData:
-    if isinstance(invoice, CreditNoteIssuedV1):
-        raise TypeError("a credit note carries no customer data; use the credited invoice's")
+def customer_of_invoice(invoice: InvoiceIssuedV1) -> CustomerData:
+    """The payer as invoicing holds it on an issued invoice (our side of I-02)."""
     a = invoice.billing_address
     return CustomerData(
         name=invoice.payer_name,
-        address=address or Address(a.street, a.postal_code, a.city, a.country_code),
+        address=Address(a.street, a.postal_code, a.city, a.country_code),
         channel=invoice.billing_channel,
         einvoice_address=invoice.einvoice_address.address if invoice.einvoice_address else None,
         einvoice_operator=invoice.einvoice_address.operator if invoice.einvoice_address else None,

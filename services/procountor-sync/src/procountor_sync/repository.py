@@ -36,8 +36,9 @@ class DeliveryRepository:
 
     async def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """New deliveries, due now; one already known (a redelivered event) is left as it is."""
-        if rows:
-            values = [{**r, "next_attempt_at": _NOW} for r in rows]
+        # In chunks: PostgreSQL takes at most 32,767 parameters a statement.
+        for start in range(0, len(rows), 1000):
+            values = [{**r, "next_attempt_at": _NOW} for r in rows[start : start + 1000]]
             await self._session.execute(insert(t.deliveries).values(values).on_conflict_do_nothing())
 
     async def lease(self, *, replica: str, limit: int, lease_seconds: float) -> list[Row[Any]]:
@@ -290,18 +291,6 @@ class PaymentRepository:
             )
         )
         return Decimal(value or 0)
-
-    async def offsets(self, procountor_invoice_id: str) -> list[Row[Any]]:
-        return list(
-            (
-                await self._session.execute(
-                    select(t.payments).where(
-                        t.payments.c.procountor_invoice_id == procountor_invoice_id,
-                        t.payments.c.own.is_(True),
-                    )
-                )
-            ).all()
-        )
 
 
 class CustomerRepository:

@@ -1292,7 +1292,8 @@ class ProcountorSync:
         async with self._sessions.begin() as session:
             return await DeliveryRepository(session).requeue(delivery_id, by=by, at=self._clock.now())
 
-    def today(self) -> Any:
+    def today(self) -> date:
+        """The calendar day in Helsinki on the injected clock (the overdue view's default)."""
         return today_in_helsinki(self._clock)
 
 
