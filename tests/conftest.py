@@ -120,4 +120,6 @@ async def stack(kafka: KafkaTarget, database_url: str) -> AsyncIterator[Stack]:
             httpx.AsyncClient(base_url=emulator.url) as procountor,
             Publisher(kafka) as publisher,
         ):
-            yield Stack(metering, invoicing, partners, sync, procountor, publisher, clock, kafka, apps, emulator)
+            yield Stack(
+                metering, invoicing, partners, sync, procountor, publisher, clock, kafka, apps, emulator
+            )

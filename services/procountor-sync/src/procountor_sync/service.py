@@ -69,6 +69,7 @@ from procountor_sync.tables import runtime_tables
 from service_runtime.clock import Clock, today_in_helsinki
 from service_runtime.consumer import Rejection
 from service_runtime.outbox import enqueue, outgoing
+from service_runtime.ratelimit import RateLimitedLog
 
 log = structlog.get_logger(__name__)
 
@@ -297,6 +298,8 @@ class ProcountorSync:
         self._wake_relay = on_outbox_written
         self._webhook_secret = webhook_secret
         self.replica = f"replica-{uuid.uuid4().hex[:12]}"
+        # During an outage the loops fail every second: one line a minute, not one a second.
+        self._warnings = RateLimitedLog(log)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._handlers: dict[str, Callable[[Row[Any]], Awaitable[None]]] = {
             "invoice": self._deliver_invoice,
@@ -314,8 +317,9 @@ class ProcountorSync:
             while True:
                 try:
                     await self._fill()
+                    self._warnings.recovered("delivery_lease_failed")
                 except Exception:
-                    log.exception("delivery_lease_failed")
+                    self._warnings.warning("delivery_lease_failed", exc_info=True)
                 waiting: set[asyncio.Future[Any]] = set(self._in_flight.values())
                 sleeper = asyncio.ensure_future(asyncio.sleep(self.options.idle_seconds))
                 await asyncio.wait(waiting | {sleeper}, return_when=asyncio.FIRST_COMPLETED)
@@ -387,8 +391,8 @@ class ProcountorSync:
             jitter=random.random(),
             retry_after=None if retry_after is None else timedelta(seconds=float(retry_after)),
         )
-        log.warning(
-            "delivery_retrying",
+        self._warnings.warning(
+            f"delivery_retrying:{row.kind}",
             delivery_id=row.delivery_id,
             attempts=row.attempts,
             reason=reason[:300],
@@ -1105,8 +1109,9 @@ class ProcountorSync:
         while True:
             try:
                 await self.poll_once()
+                self._warnings.recovered("poll_failed")
             except Exception:
-                log.exception("poll_failed")
+                self._warnings.warning("poll_failed", exc_info=True)
             await asyncio.sleep(self.options.poll_seconds)
 
     async def poll_once(self) -> None:
