@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from cryptography.fernet import Fernet
 
 from billing_contracts.contracts import BillingChannel
 from billing_contracts.invoicing import (
@@ -38,9 +39,10 @@ from billing_contracts.procountor import (
 from billing_contracts.registry import topic_for
 from billing_contracts.usage import HourEntryRecordedV1
 from devstack.infra import KafkaTarget
+from devstack.procountor import CLIENT_ID, CLIENT_SECRET
 from devstack.testing import wait_until
 
-from .conftest import WEBHOOK_SECRET, SyncStack, invoice
+from .conftest import CREDENTIAL_KEY, WEBHOOK_SECRET, SyncStack, invoice
 
 pytestmark = pytest.mark.integration
 
@@ -369,12 +371,24 @@ async def test_the_key_login_flow_stores_the_api_key_encrypted_and_never_shows_i
     async with engine.connect() as connection:
         stored = (await connection.execute(select(credentials.c.ciphertext))).scalar_one()
     await engine.dispose()
+    api_key = Fernet(CREDENTIAL_KEY.encode()).decrypt(stored)
+    token = await asyncio.to_thread(
+        httpx.post,
+        f"{stack.emulator.api_url}/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "api_key": api_key.decode(),
+        },
+    )
 
     assert result.status_code == 200, result.text
     assert result.json()["stored"] is True
-    assert "api_key" not in result.text
-    assert replay.status_code == 400
-    assert b"local-api-key" not in stored
+    assert api_key not in result.content  # never shown
+    assert replay.status_code == 400  # an unknown state (CSRF) is refused
+    assert api_key not in stored  # encrypted at rest
+    assert token.status_code == 200  # the fetched key works at Procountor
 
 
 async def test_hour_entries_from_kafka_come_out_as_the_payroll_file_by_the_cli(
