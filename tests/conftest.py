@@ -16,8 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from billing_contracts.registry import TOPICS, all_topic_names
+from devstack.broker import free_port
 from devstack.infra import KafkaTarget, ensure_topics
 from devstack.issuer import DevIssuer
+from devstack.procountor import EmulatorProcess
 from devstack.testing import Publisher, migrate, running, serve_http
 from invoicing.app import create_app as create_invoicing
 from invoicing.calendar import HELSINKI
@@ -26,8 +28,7 @@ from metering.app import create_app as create_metering
 from metering.settings import MeteringSettings
 from partners.app import create_app as create_partners
 from partners.settings import PartnersSettings
-from procountor_emulator.app import create_app as create_emulator
-from procountor_emulator.config import LOCAL_API_KEY, LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET, EmulatorConfig
+from procountor_emulator.config import LOCAL_API_KEY, LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET
 from procountor_sync.app import create_app as create_sync
 from procountor_sync.settings import ProcountorSyncSettings
 from service_runtime.clock import FixedClock
@@ -45,8 +46,14 @@ class Stack:
     kafka: KafkaTarget
     #: The running apps by service name, for tests that need more than HTTP (fuzzers: consumers, OpenAPI).
     apps: dict[str, FastAPI]
+    emulator: EmulatorProcess
     #: The dev issuer the services trust; the clients above send a token holding every role.
     issuer: DevIssuer
+
+    def set_clock(self, at: datetime) -> None:
+        """Move every service's clock, and the emulator's (its webhooks are signed with its time)."""
+        self.clock.set(at)
+        self.emulator.inspect("POST", "/clock", {"now": at.isoformat()})
 
 
 async def _own_invoice_numbers(database_url: str) -> None:
@@ -85,14 +92,25 @@ async def stack(kafka: KafkaTarget, database_url: str, oidc_issuer: DevIssuer) -
         "auth_issuer": oidc_issuer.url,
         "auth_docs_client_id": "billing-dev",
     }
-    async with serve_http(create_emulator(EmulatorConfig())) as procountor_url:
+    # The emulator runs as a process of its own (as Procountor does); procountor-sync is served over
+    # real HTTP too, since the emulator pushes payment webhooks to it.
+    sync_port = free_port()
+    with EmulatorProcess() as emulator:
+        emulator.inspect("POST", "/clock", {"now": clock.now().isoformat()})
         sync_settings = ProcountorSyncSettings(
             **common,
-            procountor_base_url=f"{procountor_url}/api",
+            procountor_base_url=emulator.api_url,
             procountor_client_id=SecretStr(LOCAL_CLIENT_ID),
             procountor_client_secret=SecretStr(LOCAL_CLIENT_SECRET),
             procountor_api_key=SecretStr(LOCAL_API_KEY),
             delivery_interval_seconds=0.2,
+            retry_initial_seconds=0.5,
+            retry_max_seconds=2.0,
+            poll_interval_seconds=0.5,
+            webhook_secret=SecretStr("e2e-webhook-secret-0123456789"),
+            webhook_public_url=f"http://127.0.0.1:{sync_port}/webhooks/procountor",
+            # The test clock stands still while the emulator's runs on: a wide replay window.
+            webhook_tolerance_seconds=3600,
         )
         apps = {
             "metering": create_metering(MeteringSettings(**common, auto_close=False), clock),
@@ -106,9 +124,20 @@ async def stack(kafka: KafkaTarget, database_url: str, oidc_issuer: DevIssuer) -
             running(apps["invoicing"], auth=everything) as invoicing,
             running(apps["partners"], auth=everything) as partners,
             running(apps["procountor-sync"], auth=everything) as sync,
-            httpx.AsyncClient(base_url=procountor_url) as procountor,
+            serve_http(apps["procountor-sync"], port=sync_port),
+            httpx.AsyncClient(base_url=emulator.url) as procountor,
             Publisher(kafka) as publisher,
         ):
             yield Stack(
-                metering, invoicing, partners, sync, procountor, publisher, clock, kafka, apps, oidc_issuer
+                metering,
+                invoicing,
+                partners,
+                sync,
+                procountor,
+                publisher,
+                clock,
+                kafka,
+                apps,
+                emulator,
+                oidc_issuer,
             )

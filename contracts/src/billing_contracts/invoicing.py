@@ -371,3 +371,19 @@ class BillingRunFinishedV1(Message):
             "was published as `CreditNoteIssuedV1` (P-08: they reduce that month's statement)."
         ),
     )
+
+
+class InvoiceDueDateMovedV1(Message):
+    """Support moved an open invoice's due date (B-23); procountor-sync moves it in Procountor too.
+
+    Published only for an accepted move, after the audit row was written.
+    """
+
+    message_type: ClassVar[str] = "invoicing.invoice-due-date-moved"
+    key_field: ClassVar[str | None] = "invoice_id"
+
+    invoice_id: str = Field(min_length=1, max_length=64, description="Id of the invoice; the Kafka key.")
+    invoice_number: str = Field(min_length=1, max_length=40, description="Number of the invoice (B-18).")
+    old_due_date: Date = Field(description="The due date before the move.")
+    new_due_date: Date = Field(description="The due date reminders use from now on (B-23).")
+    reason: str = Field(min_length=1, max_length=500, description="Why the due date moved (audit).")

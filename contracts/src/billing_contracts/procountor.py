@@ -5,9 +5,19 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from billing_contracts.base import INT32_MAX, BusinessId, Date, Message, Money, ReferenceNumber, Timestamp
+from billing_contracts.base import (
+    INT32_MAX,
+    BusinessId,
+    Date,
+    Message,
+    Money,
+    Quantity,
+    ReferenceNumber,
+    Timestamp,
+    UnitPrice,
+)
 from billing_contracts.contracts import BillingChannel, EInvoiceAddress, PostalAddress
 
 
@@ -115,3 +125,101 @@ class PaymentReceivedV1(Message):
     reference_number: ReferenceNumber | None = Field(
         default=None, description="Reference number the payer used, if any."
     )
+
+
+class ProcountorPaymentStatus(StrEnum):
+    """Payment state of one of our invoices as Procountor holds it (I-03)."""
+
+    OPEN = "open"
+    PARTLY_PAID = "partly_paid"
+    PAID = "paid"
+    INVALIDATED = "invalidated"
+
+
+class InvoicePaymentStatusChangedV1(Message):
+    """Procountor's payment state of one of our invoices changed: paid, partly paid or invalidated (I-03).
+
+    Published once per change seen, after the payments that caused it (`PaymentReceivedV1`).
+    """
+
+    message_type: ClassVar[str] = "procountor.invoice-payment-status-changed"
+    key_field: ClassVar[str | None] = "invoice_id"
+
+    invoice_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Id of the invoice (or credit note) in invoicing; the Kafka key.",
+    )
+    procountor_invoice_id: str = Field(
+        min_length=1, max_length=64, description="Id of the invoice in Procountor."
+    )
+    status: ProcountorPaymentStatus = Field(description="The state in Procountor now.")
+    procountor_status: str = Field(
+        min_length=1, max_length=40, description="Procountor's own status name, e.g. `PARTLY_PAID`."
+    )
+    paid_amount: Money = Field(
+        description="Everything settled on the invoice in Procountor: payments and credit-note offsets."
+    )
+    open_amount: Money = Field(description="What the payer still owes on it in Procountor (never below 0).")
+    changed_at: Timestamp = Field(description="When procountor-sync saw the change.")
+
+
+class TotalsFigures(BaseModel):
+    """Net, VAT and gross of one invoice."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    net: Money = Field(description="Total before VAT.")
+    vat: Money = Field(description="Total VAT.")
+    gross: Money = Field(description="Total to pay.")
+
+
+class InvoiceTotalsMismatchedV1(Message):
+    """Procountor computed other totals for an invoice than invoicing did; it is held for finance (I-01).
+
+    The invoice stays unapproved in Procountor until finance approves it there (or an operator
+    cancels its delivery); never sent silently with an amount our books do not hold.
+    """
+
+    message_type: ClassVar[str] = "procountor.invoice-totals-mismatched"
+    key_field: ClassVar[str | None] = "invoice_id"
+
+    invoice_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Id of the invoice or credit note in invoicing; the Kafka key.",
+    )
+    invoice_number: str = Field(min_length=1, max_length=40, description="Our invoice number.")
+    procountor_invoice_id: str = Field(
+        min_length=1, max_length=64, description="Id of the invoice in Procountor."
+    )
+    ours: TotalsFigures = Field(description="Totals as invoicing issued them (B-18).")
+    procountor: TotalsFigures = Field(description="Totals as Procountor computed them (`invoiceSumInfo`).")
+    detected_at: Timestamp = Field(description="When procountor-sync compared them.")
+
+
+class ProductChangedInProcountorV1(Message):
+    """A product of our price lists was changed in Procountor's product register (I-02).
+
+    For the price-list owners: it never changes a price by itself (B-07, prices are
+    effective-dated data); a person decides whether a new price list follows.
+    """
+
+    message_type: ClassVar[str] = "procountor.product-changed"
+    key_field: ClassVar[str | None] = "product_code"
+
+    product_code: str = Field(
+        min_length=1, max_length=40, description="Our product code (Procountor's `code`); the Kafka key."
+    )
+    procountor_product_id: str = Field(
+        min_length=1, max_length=64, description="Id of the product in Procountor."
+    )
+    name: str = Field(min_length=1, max_length=100, description="Product name in Procountor now.")
+    unit_price: UnitPrice = Field(description="Default unit price in Procountor now (net).")
+    unit: str = Field(min_length=1, max_length=40, description="Procountor unit, e.g. `MONTH`, `PIECE`.")
+    vat_rate: Quantity | None = Field(default=None, description="VAT percent in Procountor, if set.")
+    active: bool = Field(description="Whether the product is active in Procountor.")
+    changed_fields: list[str] = Field(
+        description="Which of name, unit_price, unit, vat_rate, active differ from what we last knew."
+    )
+    changed_at: Timestamp = Field(description="Procountor's version time of the change, else when seen.")

@@ -24,6 +24,7 @@ from billing_contracts.invoicing import (
     ChangeRequestRefusedV1,
     ContractChangedV1,
     CreditNoteIssuedV1,
+    InvoiceDueDateMovedV1,
     InvoiceHeldV1,
     InvoiceIssuedV1,
     RefundRecordedV1,
@@ -45,7 +46,10 @@ from billing_contracts.procountor import (
     CustomerChangedInProcountorV1,
     InvoiceDeliveredV1,
     InvoiceDeliveryFailedV1,
+    InvoicePaymentStatusChangedV1,
+    InvoiceTotalsMismatchedV1,
     PaymentReceivedV1,
+    ProductChangedInProcountorV1,
 )
 from billing_contracts.usage import (
     EInvoiceReceivedV1,
@@ -112,7 +116,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     _topic(EInvoiceReceivedV1, _EXTERNAL, ("metering",), partitions=12),
     _topic(UserRolesChangedV1, _EXTERNAL, ("metering",)),
     _topic(SignatureCompletedV1, _EXTERNAL, ("metering",)),
-    _topic(HourEntryRecordedV1, _EXTERNAL, ("metering",)),
+    _topic(HourEntryRecordedV1, _EXTERNAL, ("metering", "procountor-sync")),
     # Contract lifecycle commands (sales, CRM, support) into invoicing.
     _topic(ContractSignedV1, _EXTERNAL, ("invoicing",)),
     _topic(ProductionStartedV1, _EXTERNAL, ("invoicing",)),
@@ -145,6 +149,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         max_message_bytes=DOCUMENT_MAX_BYTES,
     ),
     _topic(RefundRecordedV1, ("invoicing",), ("procountor-sync",)),
+    _topic(InvoiceDueDateMovedV1, ("invoicing",), ("procountor-sync",)),
     _topic(ChangeRequestRefusedV1, ("invoicing",), _EXTERNAL),
     _topic(BillingRunFinishedV1, ("invoicing",), ("partners",), partitions=1),
     # Partner program: facts about firms and experts in, tiers and commissions out.
@@ -165,6 +170,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     _topic(InvoiceDeliveredV1, ("procountor-sync",), ("invoicing",)),
     _topic(InvoiceDeliveryFailedV1, ("procountor-sync",), ("invoicing",)),
     _topic(PaymentReceivedV1, ("procountor-sync",), ("invoicing",)),
+    _topic(InvoicePaymentStatusChangedV1, ("procountor-sync",), ("invoicing",)),
+    _topic(InvoiceTotalsMismatchedV1, ("procountor-sync",), _EXTERNAL),
+    # For the price-list owners (people and their tools): never applied to prices by itself (B-07).
+    _topic(ProductChangedInProcountorV1, ("procountor-sync",), _EXTERNAL),
 )
 
 DEAD_LETTER_CONTRACT = DeadLetterV1

@@ -2,9 +2,11 @@
 
 Starts the embedded Kafka-protocol broker and PostgreSQL, the Procountor emulator and the four
 services as their own processes (exactly the `<service> serve` command the images run), then
-plays a sample month: contracts and usage are published to Kafka as outside systems would,
-metering closes the month, invoicing runs the billing on the next month's first business day,
-procountor-sync delivers the invoices to the emulator. The invoices are printed as a table. The
+plays two sample months: contracts and usage are published to Kafka as outside systems would,
+metering closes the first month, invoicing runs its billing on the next month's first business day,
+procountor-sync delivers the invoices to the emulator. Then Procountor's side: the emulator pays
+one invoice and overpays another (a refund follows, B-06), and a customer's billing address is
+changed there (B-22); the second month's invoice carries the new address. Invoices are printed. The
 partner program runs alongside: the partner CRM registers the demo accounting firm and the training
 platform certifies one of its experts; partners computes its tier from the end customers invoicing
 announces, makes its commission statement after the run, and lists it in the public directory.
@@ -343,71 +345,166 @@ def print_invoices(invoices: list[dict[str, Any]], procountor: dict[str, dict[st
         print(line)
 
 
-async def play_month(
-    urls: dict[str, str], kafka: KafkaTarget, year: int, month: int, operator: httpx.Auth
+async def wait_for_usage(
+    http: httpx.AsyncClient, urls: dict[str, str], envs: list[str], month_key: str
 ) -> None:
-    """`operator`: a billing operator's token (dev user olli.operator, who is a viewer too)."""
+    """Usage is in when every environment's figures stop changing."""
+    deadline = time.monotonic() + 60
+    while True:
+        seen = [
+            (await http.get(f"{urls['metering']}/environments/{e}/usage/{month_key}")).json()["usage"]
+            for e in envs
+        ]
+        await asyncio.sleep(1.0)
+        again = [
+            (await http.get(f"{urls['metering']}/environments/{e}/usage/{month_key}")).json()["usage"]
+            for e in envs
+        ]
+        if (seen == again and any(u["vouchers"] for u in seen)) or time.monotonic() > deadline:
+            return
+
+
+async def bill_month(
+    http: httpx.AsyncClient, urls: dict[str, str], year: int, month: int
+) -> list[dict[str, Any]]:
+    """Close the month in metering, run its billing, wait until procountor-sync sent every invoice."""
     month_key = f"{year:04d}-{month:02d}"
     run_date = first_business_day(*((year + 1, 1) if month == 12 else (year, month + 1)))
-    messages = sample_month(year, month)
+    say(f"closing {month_key} in metering (final usage per environment goes to invoicing)")
+    closed = (await http.post(f"{urls['metering']}/months/{month_key}/close")).json()
+    say(f"  {closed}")
+    say(f"billing run for {run_date.isoformat()}, the first Finnish business day after {month_key} (B-03)")
+    deadline = time.monotonic() + 60
+    while True:
+        response = await http.post(
+            f"{urls['invoicing']}/billing-runs", json={"run_date": run_date.isoformat()}
+        )
+        if response.status_code == 200:
+            run = response.json()
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"billing run not accepted: {response.text}")
+        await asyncio.sleep(0.5)
+    say(
+        f"  payers {run['payers']}, issued {run['invoices_issued']}, already billed {run['already_billed']}, "
+        f"failures {run['failures']}"
+    )
+    invoices: list[dict[str, Any]] = (
+        await http.get(f"{urls['invoicing']}/invoices", params={"period": month_key})
+    ).json()
+    numbers = {i["invoice_number"] for i in invoices}
+    say("waiting for procountor-sync to create, approve and send them in Procountor (the emulator)")
+    deadline = time.monotonic() + 60
+    while True:
+        sent = {
+            i["originalInvoiceNumber"]: i
+            for i in (await http.get(f"{urls['procountor']}/_emulator/invoices")).json()
+        }
+        if all(sent.get(n, {}).get("status") == "SENT" for n in numbers) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    print_invoices(invoices, sent)
+    return [i | {"procountor": sent.get(i["invoice_number"], {})} for i in invoices]
+
+
+async def money_back(http: httpx.AsyncClient, urls: dict[str, str], invoices: list[dict[str, Any]]) -> str:
+    """Procountor both ways (I-03, B-06, B-22): one invoice paid, one overpaid, one customer's address
+    changed in Procountor. Returns the business ID whose address moved."""
+    companies = [i for i in invoices if i.get("procountor", {}).get("id")]
+    paid, overpaid = companies[0], companies[1]
+    emulator = urls["procountor"]
+    say(
+        f"the emulator: {paid['payer_name']} pays invoice {paid['invoice_number']} ({paid['total_gross']} €), "
+        f"{overpaid['payer_name']} pays 25.00 € too much on {overpaid['invoice_number']}"
+    )
+    await http.post(
+        f"{emulator}/_emulator/invoices/{paid['procountor']['id']}/payments",
+        json={"amount": paid["total_gross"]},
+    )
+    extra = Decimal(overpaid["total_gross"]) + Decimal("25.00")
+    await http.post(
+        f"{emulator}/_emulator/invoices/{overpaid['procountor']['id']}/payments", json={"amount": str(extra)}
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        views = [
+            (await http.get(f"{urls['invoicing']}/invoices/{i['invoice_id']}")).json()
+            for i in (paid, overpaid)
+        ]
+        refunds = (await http.get(f"{urls['procountor-sync']}/refunds")).json()
+        noted = refunds and all(r["noted_in_procountor"] for r in refunds)
+        if (all(v["status"] == "paid" for v in views) and noted) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    for view in views:
+        say(
+            f"  invoicing: invoice {view['invoice_number']} {view['status']}, paid {view['paid_amount']} €, "
+            f"open {view['open_amount']} €, in Procountor {view['delivery_status']}"
+        )
+    for refund in refunds:
+        say(
+            f"  refund {refund['refund_id']}: {refund['amount']} € back to {refund['payer_business_id']} "
+            f"({refund['reason']}); on procountor-sync's finance list, noted in Procountor: {refund['noted_in_procountor']}"
+        )
+    moved = paid["payer_business_id"]
+    partners = (await http.get(f"{emulator}/_emulator/businesspartners")).json()
+    partner = next(p for p in partners if p["invoicingInfo"]["identifier"] == moved)
+    say(
+        f"the emulator: {paid['payer_name']}'s billing address is changed in Procountor to Hämeenkatu 3, Tampere"
+    )
+    await http.patch(
+        f"{emulator}/_emulator/businesspartners/{partner['id']}",
+        json={
+            "billingAddress": {
+                "name": paid["payer_name"],
+                "street": "Hämeenkatu 3",
+                "zip": "33100",
+                "city": "Tampere",
+            }
+        },
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        contracts = (await http.get(f"{urls['invoicing']}/contracts", params={"payer_id": moved})).json()
+        if contracts and all(c["billing_address"]["city"] == "Tampere" for c in contracts):
+            say("  invoicing took it from Procountor (CustomerChangedInProcountorV1, B-22)")
+            break
+        await asyncio.sleep(0.3)
+    return str(moved)
+
+
+async def play_months(
+    urls: dict[str, str], kafka: KafkaTarget, year: int, month: int, operator: httpx.Auth
+) -> None:
+    """Two months: the first billed, paid and changed in Procountor; the second carries the change."""
+    first_year, first_month = (year - 1, 12) if month == 1 else (year, month - 1)
+    messages = sample_month(first_year, first_month)
+    later = usage_again(messages, year, month)
+    say(
+        f"publishing {len(messages) + len(later)} contract and usage events for "
+        f"{first_year:04d}-{first_month:02d} and {year:04d}-{month:02d} to Kafka"
+    )
     program = partner_program(business_id(3141592), dt.datetime.now(HELSINKI))
     say(
         f"publishing {len(program)} partner-program facts: firm 'numero' registered, its details, a certified expert"
     )
-    say(f"publishing {len(messages)} contract and usage events for {month_key} to Kafka")
     async with Publisher(kafka) as publisher:
         await publisher.publish(*program)
-        await publisher.publish(*messages)
+        await publisher.publish(*messages, *later)
+    envs = sorted({getattr(m, "environment_id", "") for m in messages} - {""})
     async with httpx.AsyncClient(timeout=30, auth=operator) as http:
-        envs = sorted({getattr(m, "environment_id", "") for m in messages} - {""})
-        deadline = time.monotonic() + 60
-        while True:  # usage is in when every environment's October figures stop changing
-            seen = [
-                (await http.get(f"{urls['metering']}/environments/{e}/usage/{month_key}")).json()["usage"]
-                for e in envs
-            ]
-            await asyncio.sleep(1.0)
-            again = [
-                (await http.get(f"{urls['metering']}/environments/{e}/usage/{month_key}")).json()["usage"]
-                for e in envs
-            ]
-            if (seen == again and any(u["vouchers"] for u in seen)) or time.monotonic() > deadline:
-                break
-        say(f"closing {month_key} in metering (final usage per environment goes to invoicing)")
-        closed = (await http.post(f"{urls['metering']}/months/{month_key}/close")).json()
-        say(f"  {closed}")
+        await wait_for_usage(http, urls, envs, f"{first_year:04d}-{first_month:02d}")
+        first = await bill_month(http, urls, first_year, first_month)
+        moved = await money_back(http, urls, first)
+        await wait_for_usage(http, urls, envs, f"{year:04d}-{month:02d}")
+        second = await bill_month(http, urls, year, month)
+        carried = next(i for i in second if i["payer_business_id"] == moved)
+        address = carried.get("procountor", {}).get("counterParty", {}).get("counterPartyAddress", {})
         say(
-            f"billing run for {run_date.isoformat()}, the first Finnish business day after {month_key} (B-03)"
+            f"the next invoice {carried['invoice_number']} of {carried['payer_name']} went to Procountor addressed "
+            f"to {address.get('street')}, {address.get('zip')} {address.get('city')}"
         )
-        deadline = time.monotonic() + 60
-        while True:
-            response = await http.post(
-                f"{urls['invoicing']}/billing-runs", json={"run_date": run_date.isoformat()}
-            )
-            if response.status_code == 200:
-                run = response.json()
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"billing run not accepted: {response.text}")
-            await asyncio.sleep(0.5)
-        say(
-            f"  payers {run['payers']}, issued {run['invoices_issued']}, already billed {run['already_billed']}, "
-            f"failures {run['failures']}"
-        )
-        invoices = (await http.get(f"{urls['invoicing']}/invoices", params={"period": month_key})).json()
-        numbers = {i["invoice_number"] for i in invoices}
-        say("waiting for procountor-sync to create, approve and send them in Procountor (the emulator)")
-        deadline = time.monotonic() + 60
-        while True:
-            sent = {
-                i["originalInvoiceNumber"]: i
-                for i in (await http.get(f"{urls['procountor']}/_emulator/invoices")).json()
-            }
-            if all(sent.get(n, {}).get("status") == "SENT" for n in numbers) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
-    print_invoices(invoices, sent)
-    await show_partner_program(urls["partners"], month_key, operator)
+    await show_partner_program(urls["partners"], f"{year:04d}-{month:02d}", operator)
 
 
 async def show_partner_program(url: str, month_key: str, operator: httpx.Auth) -> None:
@@ -464,12 +561,35 @@ async def show_partner_program(url: str, month_key: str, operator: httpx.Auth) -
             )
 
 
+def usage_again(messages: list[Message], year: int, month: int) -> list[Message]:
+    """The same environments' usage once more, in another month (new ids, same days)."""
+    times = ("created_at", "voided_at", "calculated_at", "sent_at", "received_at", "changed_at")
+    again: list[Message] = []
+    for m in messages:
+        if isinstance(m, ContractSignedV1):
+            continue
+        update: dict[str, Any] = {"event_id": uuid.uuid4()}
+        for name in times:
+            value = getattr(m, name, None)
+            if isinstance(value, dt.datetime):
+                update[name] = value.replace(year=year, month=month, day=min(value.day, 28))
+        update["occurred_at"] = update.get(next((t for t in times if t in update), ""), m.occurred_at)
+        for name in ("voucher_id", "payslip_id"):
+            if getattr(m, name, None):
+                update[name] = f"{getattr(m, name)}-{month:02d}"
+        again.append(m.model_copy(update=update))
+    return again
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="make run", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("--keep-running", action="store_true", help="keep everything up until Ctrl-C")
-    parser.add_argument("--month", help="month to bill, YYYY-MM (default: last month in Helsinki)")
+    parser.add_argument(
+        "--month",
+        help="the second month billed, YYYY-MM (default: last month in Helsinki); the one before it first",
+    )
     parser.add_argument(
         "--data-dir", type=Path, default=ROOT / ".local", help="where PostgreSQL keeps its data"
     )
@@ -553,6 +673,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"{prefix}PROCOUNTOR_BASE_URL": f"{urls['procountor']}/api",
                     f"{prefix}PROCOUNTOR_CLIENT_SECRET": "local-client-secret",
                     f"{prefix}PROCOUNTOR_API_KEY": "local-api-key",
+                    # Payments come back by webhook (HMAC), customers by polling (Procountor has no
+                    # webhook for them); both quick here so that the demo shows them.
+                    f"{prefix}WEBHOOK_SECRET": "local-webhook-secret-0123456789",
+                    f"{prefix}WEBHOOK_PUBLIC_URL": f"{urls[name]}/webhooks/procountor",
+                    f"{prefix}POLL_INTERVAL_SECONDS": "1",
+                    f"{prefix}DELIVERY_INTERVAL_SECONDS": "0.2",
+                    f"{prefix}CREDENTIAL_KEY": "bqTcbTtWhzPfKHBqxrMRz5gBeo2KKCZBuV8eqMfXcyg=",
                 }
             procs.start(
                 name,
@@ -563,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         say("starting the Procountor emulator and the four services (logs in .local/logs/)")
         asyncio.run(wait_ready({k: v for k, v in urls.items() if k not in ("procountor", "issuer")}, procs))
         # Everything below calls the APIs as a billing operator would, with a token (issue 12).
-        asyncio.run(play_month(urls, kafka, year, month, issuer.user_auth("olli.operator")))
+        asyncio.run(play_months(urls, kafka, year, month, issuer.user_auth("olli.operator")))
         print("\nAPI docs (OpenAPI):")
         for name, url in urls.items():
             if name != "issuer":

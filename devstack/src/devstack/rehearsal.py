@@ -40,17 +40,20 @@ from billing_contracts.base import Message
 from billing_contracts.contracts import ContractSignedV1
 from billing_contracts.invoicing import ContractChangedV1, InvoiceIssuedV1
 from billing_contracts.partners import CommissionStatementIssuedV1, PartnerTierChangedV1
+from billing_contracts.procountor import CustomerChangedInProcountorV1, PaymentReceivedV1
 from billing_contracts.registry import TOPICS
 from invoicing import tables as invoicing_tables
 from invoicing.billing.consumers import PartnerTierIntake, UsageIntake
 from invoicing.billing.service import MonthNotClosedError, run_billing
 from invoicing.billing.views import held_of_payer, list_invoice_views
 from invoicing.calendar import HELSINKI, YearMonth, is_business_day, run_day
-from invoicing.contracts.consumers import ContractIntake
+from invoicing.contracts.consumers import ContractIntake, ProcountorCustomerIntake
 from invoicing.contracts.service import CONTRACT_COMMANDS
 from invoicing.contracts.upkeep import refresh_contracts
 from invoicing.prices.domain import PriceBook
 from invoicing.prices.loader import parse_price_book, sample_price_book
+from invoicing.receivables.consumers import ReceivablesIntake
+from invoicing.references import reference_for_invoice_number
 from metering import tables as metering_tables
 from metering.consumers import USAGE_CONTRACTS, UsageEventIntake
 from metering.repository import ItemKind, list_items
@@ -150,6 +153,34 @@ class TierChangeResult(BaseModel):
     authorized_experts: int
 
 
+# --- money coming back (procountor-sync's side: payments, refunds; B-06) ---
+
+
+class PaymentResult(BaseModel):
+    """A payment the scenario made, and where invoicing put it (B-06)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: str = Field(description="`procountor_payment_id` of the payment (rehearsal-N).")
+    payer_business_id: str
+    amount: str = Field(description="Paid, in euros.")
+    payment_date: dt.date
+    allocations: list[dict[str, str]] = Field(description="Each invoice it paid: invoice_id, amount.")
+    refunded: str = Field(description="What was left for a refund (B-06), in euros.")
+
+
+class RefundResult(BaseModel):
+    """Money to return to a payer: a payment that found no open invoice to take it (B-06)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    refund_id: str
+    payer_business_id: str
+    amount: str
+    payment_date: dt.date
+    reason: str
+
+
 class RehearsalResult(BaseModel):
     """The output of a rehearsal: every run, every invoice issued, what is held, what was refused,
     the tier changes and commission statements of the partner program."""
@@ -176,6 +207,8 @@ class RehearsalResult(BaseModel):
             "`CommissionStatementIssuedV1` (contracts/schemas/partners.commission-statement-issued.v1.json)."
         ),
     )
+    payments: list[PaymentResult] = Field(default_factory=list, description="Payments, in the order made.")
+    refunds: list[RefundResult] = Field(default_factory=list, description="Refunds recorded (B-06).")
 
 
 def result_schema() -> dict[str, Any]:
@@ -197,7 +230,7 @@ def result_schema() -> dict[str, Any]:
 class _Step:
     at: dt.datetime
     order: int
-    kind: str = field(compare=False)  # "command", "usage", "tier", "partner", "run"
+    kind: str = field(compare=False)  # "command", "usage", "tier", "partner", "run", "payment", "procountor"
     message: Message | None = field(default=None, compare=False)
     run_date: dt.date | None = field(default=None, compare=False)
 
@@ -270,6 +303,8 @@ def parse_scenario(text: str) -> Scenario:
         "usage",
         "runs",
         "expect",
+        "payments",
+        "procountor_changes",
     }
     if unknown:
         raise ScenarioError(f"unknown keys {sorted(unknown)}")
@@ -336,11 +371,84 @@ def parse_scenario(text: str) -> Scenario:
         if type(message) not in USAGE_CONTRACTS:
             raise ScenarioError(f"usage[{i}]: {type(message).__name__} is not a usage event")
         add(_Step(at, 0, "usage", message))
+    for step in _money_steps(raw, start):
+        add(step)
     for run_date, daily in runs:
         at = dt.datetime.combine(run_date, dt.time(RUN_HOUR), tzinfo=HELSINKI)
         add(_Step(at, 0, "daily" if daily else "run", run_date=run_date))
     steps.sort()
     return Scenario(str(raw.get("name", "scenario")), book, steps, first_month)
+
+
+def _money_steps(raw: Mapping[str, Any], start: dt.datetime) -> list[_Step]:
+    """Payments and Procountor-side customer changes at a moment on the clock (procountor-sync's inputs).
+
+    A payment is `{at, payer, amount, payment_date?, invoice_number?}`: what procountor-sync would
+    publish as `PaymentReceivedV1` when Procountor reports it; `invoice_number` names the invoice it
+    was paid to (its reference), else invoicing applies it to the payer's oldest open invoices.
+    A Procountor change is `CustomerChangedInProcountorV1`'s fields with `at` (B-22).
+    """
+    steps: list[_Step] = []
+    for i, entry in enumerate(raw.get("payments") or []):
+        where = f"payments[{i}]"
+        if not isinstance(entry, dict) or not {"at", "payer", "amount"} <= set(entry):
+            raise ScenarioError(f"{where}: a payment needs at, payer and amount")
+        at = _aware(entry["at"], where)
+        number = entry.get("invoice_number")
+        data = {
+            "procountor_payment_id": f"rehearsal-{i + 1}",
+            "procountor_invoice_id": "rehearsal",
+            "payer_business_id": entry["payer"],
+            "amount": str(entry["amount"]),
+            "payment_date": str(entry.get("payment_date") or at.date().isoformat()),
+            "reference_number": None if number is None else reference_for_invoice_number(int(number)),
+            "occurred_at": at.isoformat(),
+        }
+        message, _ = _message(data, where=where, contract=PaymentReceivedV1, index=i, start=start)
+        steps.append(_Step(at, 0, "payment", message))
+    for i, entry in enumerate(raw.get("procountor_changes") or []):
+        where = f"procountor_changes[{i}]"
+        data = dict(entry)
+        at = _aware(data.pop("at", None) or start, where)
+        data.setdefault("payer_id", data.get("business_id"))
+        data.setdefault("procountor_customer_id", "rehearsal")
+        data.setdefault("changed_at", at.isoformat())
+        data.setdefault("occurred_at", at.isoformat())
+        message, _ = _message(data, where=where, contract=CustomerChangedInProcountorV1, index=i, start=start)
+        steps.append(_Step(at, 0, "procountor", message))
+    return steps
+
+
+async def _money_results(session: AsyncSession) -> tuple[list[PaymentResult], list[RefundResult]]:
+    p, r = invoicing_tables.payments.c, invoicing_tables.refunds.c
+    payments = [
+        PaymentResult(
+            payment_id=row.procountor_payment_id,
+            payer_business_id=row.payer_business_id,
+            amount=format(row.amount, "f"),
+            payment_date=row.payment_date,
+            allocations=list(row.allocations),
+            refunded=format(row.refunded, "f"),
+        )
+        for row in (
+            await session.execute(
+                select(invoicing_tables.payments).order_by(p.received_at, p.procountor_payment_id)
+            )
+        )
+    ]
+    refunds = [
+        RefundResult(
+            refund_id=row.refund_id,
+            payer_business_id=row.payer_business_id,
+            amount=format(row.amount, "f"),
+            payment_date=row.payment_date,
+            reason=row.reason,
+        )
+        for row in (
+            await session.execute(select(invoicing_tables.refunds).order_by(r.created_at, r.refund_id))
+        )
+    ]
+    return payments, refunds
 
 
 # --- running it ---
@@ -406,6 +514,8 @@ async def rehearse_in(database_url: str, scenario: Scenario) -> RehearsalResult:
                 "tier": PartnerTierIntake(),
                 "partner": ProgramIntake(clock),
                 "usage": UsageEventIntake(clock),
+                "payment": ReceivablesIntake(clock),
+                "procountor": ProcountorCustomerIntake(clock),
             }[step.kind]
             async with sessions.begin() as session:
                 rejected = await use_case(session, [step.message])
@@ -424,6 +534,7 @@ async def rehearse_in(database_url: str, scenario: Scenario) -> RehearsalResult:
             h = invoicing_tables.held_lines.c
             payers = sorted(set((await session.execute(select(h.payer_id))).scalars()))
             held = [HeldResult(**await held_of_payer(session, p)) for p in payers]
+            payments, refunds = await _money_results(session)
     finally:
         await engine.dispose()
     return RehearsalResult(
@@ -432,6 +543,8 @@ async def rehearse_in(database_url: str, scenario: Scenario) -> RehearsalResult:
         invoices=invoices,
         held=held,
         refusals=refusals,
+        payments=payments,
+        refunds=refunds,
         tier_changes=program.tier_changes,
         commission_statements=program.statements,
     )

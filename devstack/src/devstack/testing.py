@@ -114,13 +114,16 @@ async def read_topic(
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Serve an ASGI app over real HTTP on a free loopback port, in this event loop; yield its base URL."""
+async def serve_http(app: Any, *, host: str = "127.0.0.1", port: int | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on a loopback port (free, or the one given), in this event loop.
+
+    The app's lifespan is not run here: `running(app)` runs it, when the app has one.
+    """
     import uvicorn
 
     from devstack.broker import free_port
 
-    port = free_port(host)
+    port = port or free_port(host)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
     )

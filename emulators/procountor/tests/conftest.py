@@ -116,10 +116,12 @@ def customer(**overrides: Any) -> dict[str, Any]:
         "address": {"name": "Asiakas Oy", "street": "Katu 1", "zip": "00100", "city": "Helsinki"},
         "paymentInfo": {"paymentMethod": "BANK_TRANSFER", "paymentTermDays": "14"},
         "invoicingInfo": {
-            "identifier": "1234567-8",
+            "identifier": "1234567-1",
             "identifierType": "BUSINESS_ID",
             "customerNumber": "C-1",
             "invoiceChannel": "ELECTRONIC_INVOICE",
+            "einvoiceAddress": "003712345671",
+            "einvoiceOperator": "003721291126",
         },
     }
     body.update(overrides)
@@ -130,7 +132,7 @@ SALES_INVOICE: dict[str, Any] = {
     "type": "SALES_INVOICE",
     "date": "2025-01-31",
     "counterParty": {
-        "identifier": "1234567-8",
+        "identifier": "1234567-1",
         "counterPartyAddress": {
             "name": "Asiakas Oy",
             "street": "Katu 1",

@@ -15,7 +15,7 @@ async def test_creating_a_customer_answers_200_with_the_full_object(
     assert partner["id"] > 0
     assert partner["version"]
     assert partner["registryInfo"]["active"] is True
-    assert partner["invoicingInfo"]["identifier"] == "1234567-8"
+    assert partner["invoicingInfo"]["identifier"] == "1234567-1"
     fetched = await emulator.ok("GET", f"/api/businesspartners/{partner['id']}")
     assert fetched == partner
 
@@ -36,15 +36,15 @@ async def test_a_customer_without_name_payment_method_or_address_is_invalid(
 async def test_identifier_and_name_are_searched_by_http_header(emulator: Any, make_customer: Any) -> None:
     await emulator.ok("POST", "/api/businesspartners", make_customer())
     other = make_customer(name="Toinen Oy")
-    other["invoicingInfo"] = {"identifier": "7654321-0", "customerNumber": "C-2"}
+    other["invoicingInfo"] = {"identifier": "7654321-2", "customerNumber": "C-2"}
     await emulator.ok("POST", "/api/businesspartners", other)
 
-    by_identifier = await emulator.ok("GET", "/api/businesspartners", headers={"identifier": "7654321-0"})
+    by_identifier = await emulator.ok("GET", "/api/businesspartners", headers={"identifier": "7654321-2"})
     by_name = await emulator.ok("GET", "/api/businesspartners", headers={"name": "asiakas"})
-    by_query = await emulator.ok("GET", "/api/businesspartners", params={"identifier": "7654321-0"})
+    by_query = await emulator.ok("GET", "/api/businesspartners", params={"identifier": "7654321-2"})
 
     assert [p["name"] for p in by_identifier["results"]] == ["Toinen Oy"]
-    assert by_identifier["results"][0]["invoicingInfo"]["identifier"] == "7654321-0"
+    assert by_identifier["results"][0]["invoicingInfo"]["identifier"] == "7654321-2"
     assert [p["name"] for p in by_name["results"]] == ["Asiakas Oy"]
     # A query parameter is not a filter: the sensitive filters live in headers only.
     assert by_query["meta"]["totalCount"] == 2

@@ -265,7 +265,7 @@ async def test_markpaid_records_events_and_moves_to_partly_paid_then_paid(
         "amount": Decimal("400.00"),
         "currency": "EUR",
         "description": "Osasuoritus",
-        "paymentMethodType": "BANK_TRANSFER",
+        "paymentMethodType": "BANK_STATEMENT",
     }
 
     too_early = await emulator.call("PUT", f"{path}/paymentevents/markpaid", payment)
@@ -280,7 +280,8 @@ async def test_markpaid_records_events_and_moves_to_partly_paid_then_paid(
     assert too_early.status_code == 403
     assert partly["status"] == "PARTLY_PAID"
     assert paid["status"] == "PAID"
-    assert [e["amount"] for e in events] == [Decimal("400.00"), Decimal("494.19")]
+    assert [e["amount"] for e in events["results"]] == [Decimal("400.00"), Decimal("494.19")]
+    assert {e["type"] for e in events["results"]} == {"JOURNAL_TO_INVOICE"}
 
 
 async def test_a_simulated_customer_payment_pays_the_invoice(emulator: Any, make_invoice: Any) -> None:
@@ -296,7 +297,7 @@ async def test_a_simulated_customer_payment_pays_the_invoice(emulator: Any, make
 
     assert response.status_code == 200
     assert response.json()["status"] == "PAID"
-    assert events[0]["paymentMethodType"] == "REFERENCE_PAYMENT"
+    assert events["results"][0]["type"] == "REFERENCEPAYMENT_TO_INVOICE"
     assert [i["status"] for i in everything] == ["PAID"]
 
 

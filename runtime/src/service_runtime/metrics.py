@@ -142,15 +142,34 @@ BILLING_RUN_LAST_COMPLETED = MetricSpec(
 PROCOUNTOR_DELIVERIES = MetricSpec(
     "procountor_deliveries",
     "counter",
-    ("state",),
-    "Invoice deliveries to Procountor by resulting state: delivered, retrying, failed",
+    ("kind", "state"),
+    "Delivery attempts to Procountor by kind and outcome: delivered, retrying (failed, tried again), "
+    "refused (failed for good until an operator requeues it)",
     filled_by="procountor-sync",
 )
 PROCOUNTOR_DELIVERIES_PENDING = MetricSpec(
     "procountor_deliveries_pending",
     "gauge",
     ("state",),
-    "Deliveries waiting, by state (queued, retrying, failed awaiting requeue)",
+    "Deliveries not done, by state, from the table: queued, retrying (last attempt failed), "
+    "refused (awaiting an operator), awaiting_approval",
+    filled_by="procountor-sync",
+)
+PROCOUNTOR_TOTALS_MISMATCHES = MetricSpec(
+    "procountor_totals_mismatches",
+    "counter",
+    (),
+    "Invoices whose totals Procountor computed otherwise",
+    filled_by="procountor-sync",
+)
+PROCOUNTOR_PAYMENTS = MetricSpec(
+    "procountor_payments_published", "counter", (), "PaymentReceivedV1 published", filled_by="procountor-sync"
+)
+PROCOUNTOR_WEBHOOKS_REFUSED = MetricSpec(
+    "procountor_webhooks_refused",
+    "counter",
+    ("reason",),
+    "Procountor webhook requests refused, by reason (forged, unsigned, stale, replay)",
     filled_by="procountor-sync",
 )
 PROCOUNTOR_THROTTLED = MetricSpec(
@@ -192,6 +211,9 @@ CATALOG: tuple[MetricSpec, ...] = (
     PROCOUNTOR_DELIVERIES_PENDING,
     PROCOUNTOR_THROTTLED,
     PROCOUNTOR_RATE_LIMIT_WAIT,
+    PROCOUNTOR_TOTALS_MISMATCHES,
+    PROCOUNTOR_PAYMENTS,
+    PROCOUNTOR_WEBHOOKS_REFUSED,
 )
 
 #: Sample-name prefixes of the standard collectors every registry has (process, Python, GC).
@@ -243,6 +265,9 @@ class ProcountorMetrics:
         self.rate_limit_wait = _histogram(
             PROCOUNTOR_RATE_LIMIT_WAIT, registry, buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60)
         )
+        self.totals_mismatches = _counter(PROCOUNTOR_TOTALS_MISMATCHES, registry)
+        self.payments = _counter(PROCOUNTOR_PAYMENTS, registry)
+        self.webhooks_refused = _counter(PROCOUNTOR_WEBHOOKS_REFUSED, registry)
 
 
 class ServiceMetrics:

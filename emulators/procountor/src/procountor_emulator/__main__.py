@@ -22,7 +22,12 @@ ENV_PREFIX = "PROCOUNTOR_EMULATOR_"
 
 
 def config_from_environment(
-    environ: Mapping[str, str], *, token_lifetime: int, rate_limit: int
+    environ: Mapping[str, str],
+    *,
+    token_lifetime: int,
+    rate_limit: int,
+    latency_ms: float = 0.0,
+    first_id: int = 1000,
 ) -> EmulatorConfig:
     """Credentials come from the environment, never from argv, which `ps` shows to everyone."""
     client = ApiClientRegistration(
@@ -32,7 +37,11 @@ def config_from_environment(
         redirect_uri=environ.get(f"{ENV_PREFIX}REDIRECT_URI") or None,
     )
     return EmulatorConfig(
-        clients=(client,), token_lifetime_seconds=token_lifetime, rate_limit_requests=rate_limit
+        clients=(client,),
+        token_lifetime_seconds=token_lifetime,
+        rate_limit_requests=rate_limit,
+        latency_seconds=latency_ms / 1000,
+        first_id=first_id,
     )
 
 
@@ -45,11 +54,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--token-lifetime", type=int, default=3600, help="seconds")
     parser.add_argument("--rate-limit", type=int, default=20, help="requests per second")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="added to every API call, e.g. 50 for a realistic one"
+    )
+    parser.add_argument("--first-id", type=int, default=1000, help="ids are handed out after this one")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     config = config_from_environment(
-        os.environ, token_lifetime=args.token_lifetime, rate_limit=args.rate_limit
+        os.environ,
+        token_lifetime=args.token_lifetime,
+        rate_limit=args.rate_limit,
+        latency_ms=args.latency_ms,
+        first_id=args.first_id,
     )
     # uvicorn's access log prints query strings; the app logs paths only.
     uvicorn.run(

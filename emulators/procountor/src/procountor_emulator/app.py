@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Annotated, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
-from procountor_emulator import rules
+from procountor_emulator import rules, webhooks
 from procountor_emulator.config import EmulatorConfig
 from procountor_emulator.state import EmulatorState, Fault
 from procountor_emulator.wire import (
@@ -32,6 +33,12 @@ EMULATOR_VERSION = "0.1.0"
 PROCOUNTOR_VERSION = "26.04"
 TOKEN_FORM_FIELDS = frozenset({"grant_type", "client_id", "client_secret", "api_key", "redirect_uri"})
 PAYABLE_STATUSES = frozenset({"NOT_SENT", "SENT", "PARTLY_PAID"})
+#: Statuses whose due date can still be moved (`paymentInfo.newDueDate`, see README).
+DUE_DATE_MOVABLE_STATUSES = frozenset({"NOT_SENT", "SENT", "PARTLY_PAID"})
+#: Payment event `type` by how the payment came: a customer's bank payment, a manual mark, a credit offset.
+REFERENCE_PAYMENT = "REFERENCEPAYMENT_TO_INVOICE"
+MANUAL_PAYMENT = "JOURNAL_TO_INVOICE"
+CREDIT_OFFSET = "INVOICE_TO_INVOICE"
 SENDABLE_STATUSES = frozenset({"NOT_SENT", "SENT"})
 INVALIDATABLE_STATUSES = frozenset({"UNFINISHED", "NOT_SENT", "SENT", "PARTLY_PAID"})
 PARTNER_PATCHABLE = ("name", "type", "address", "invoicingInfo", "paymentInfo")
@@ -47,8 +54,14 @@ State = Annotated[EmulatorState, Depends(get_state)]
 
 def apply_faults(request: Request, state: State) -> None:
     fault = state.take_fault(request.method, request.url.path)
-    if fault is not None:
-        raise ApiError.single(fault.status, "Injected fault (emulator).")
+    if fault is None:
+        return
+    if fault.status == 0:
+        # Handled normally, but the answer is held back: the client times out or dies waiting.
+        request.state.delay_after = fault.delay_seconds
+        return
+    headers = {"Retry-After": str(int(fault.delay_seconds))} if fault.delay_seconds else None
+    raise ApiError.single(fault.status, "Injected fault (emulator).", headers=headers)
 
 
 async def authorize(request: Request, state: State) -> str:
@@ -58,6 +71,11 @@ async def authorize(request: Request, state: State) -> str:
         raise ApiError.single(401, "Missing bearer access token.")
     client_id = state.client_for_token(token.strip())
     state.admit(client_id)
+    route = request.scope.get("route")
+    name = f"{request.method} {getattr(route, 'path', request.url.path)}"
+    state.stats.requests_by_route[name] = state.stats.requests_by_route.get(name, 0) + 1
+    if state.config.latency_seconds > 0:
+        await asyncio.sleep(state.config.latency_seconds)
     return client_id
 
 
@@ -134,6 +152,18 @@ def paginate(request: Request, items: list[JsonObject]) -> JsonObject:
     }
 
 
+def version_window(request: Request) -> Callable[[JsonObject], bool]:
+    """`versionStartDate`/`versionEndDate` (naive Helsinki datetimes, inclusive) as a filter."""
+    start = request.query_params.get("versionStartDate")
+    end = request.query_params.get("versionEndDate")
+
+    def inside(item: JsonObject) -> bool:
+        version = str(item.get("version") or "")
+        return (not start or version >= start) and (not end or version <= end)
+
+    return inside
+
+
 def raise_if(errors: list[FieldError]) -> None:
     if errors:
         raise ApiError(400, errors)
@@ -184,10 +214,15 @@ async def issue_token(request: Request, state: State) -> ProcountorJSONResponse:
     if form["grant_type"] != "client_credentials":
         raise ApiError.single(400, "Unsupported grant_type.", "grant_type")
     registration = state.config.client(form["client_id"])
+    keys = (
+        []
+        if registration is None
+        else [registration.api_key, *state.issued_api_keys.get(registration.client_id, ())]
+    )
     authentic = (
         registration is not None
         and secrets.compare_digest(registration.client_secret, form["client_secret"])
-        and secrets.compare_digest(registration.api_key, form["api_key"])
+        and any(secrets.compare_digest(key, form["api_key"]) for key in keys)
     )
     if registration is None or not authentic:
         # Never echo what was sent: it may be a secret that was pasted into the wrong field.
@@ -199,6 +234,38 @@ async def issue_token(request: Request, state: State) -> ProcountorJSONResponse:
     token, lifetime = state.issue_token(registration.client_id)
     log.info("token issued client_id=%s expires_in=%d", registration.client_id, lifetime)
     return ok({"access_token": token, "token_type": "bearer", "expires_in": lifetime})
+
+
+@token_router.post("/oauth/key")
+async def exchange_login_code(request: Request, state: State) -> ProcountorJSONResponse:
+    """The key-login flow's second half (ref §2.2): a `code` from `/keylogin` becomes an API key."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise ApiError.single(400, "Content-Type must be application/x-www-form-urlencoded.")
+    form = {
+        k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8"), keep_blank_values=True).items()
+    }
+    raise_if(
+        [
+            rules.blank(name)
+            for name in ("grant_type", "client_id", "client_secret", "redirect_uri", "code")
+            if not form.get(name)
+        ]
+    )
+    if form["grant_type"] != "authorization_code":
+        raise ApiError.single(400, "Unsupported grant_type.", "grant_type")
+    registration = state.config.client(form["client_id"])
+    if registration is None or not secrets.compare_digest(registration.client_secret, form["client_secret"]):
+        raise ApiError.single(401, "Invalid client credentials.")
+    issued = state.login_codes.pop(form["code"], None)
+    if issued is None or issued[0] != registration.client_id or state.config.monotonic() > issued[2]:
+        raise ApiError.single(400, "Invalid or expired code.", "code")
+    if issued[1] != form["redirect_uri"]:
+        raise ApiError.single(400, "redirect_uri does not match the one of the login.", "redirect_uri")
+    api_key = secrets.token_urlsafe(32)
+    state.issued_api_keys.setdefault(registration.client_id, set()).add(api_key)
+    log.info("api key issued by key login client_id=%s", registration.client_id)
+    return ok({"api_key": api_key})
 
 
 @token_router.get("/status")
@@ -230,6 +297,52 @@ async def default_vats(state: State) -> ProcountorJSONResponse:
             ],
         }
     )
+
+
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+@api.get("/webhooks")
+async def list_webhooks(request: Request, state: State) -> ProcountorJSONResponse:
+    return ok(paginate_uuid(request, list(state.webhooks.values())))
+
+
+def paginate_uuid(request: Request, items: list[JsonObject]) -> JsonObject:
+    return {
+        "results": items,
+        "meta": {
+            "pageNumber": 0,
+            "pageSize": len(items),
+            "resultCount": len(items),
+            "totalCount": len(items),
+        },
+    }
+
+
+@api.post("/webhooks")
+async def create_webhook(request: Request, state: State) -> ProcountorJSONResponse:
+    body = await json_object(request)
+    raise_if(webhooks.validate(body))
+    hook = webhooks.stored(body)
+    state.webhooks[hook["uuid"]] = hook
+    return ok({"status": 200, "uuid": hook["uuid"]})
+
+
+@api.put("/webhooks/{uuid}")
+async def replace_webhook(uuid: str, request: Request, state: State) -> ProcountorJSONResponse:
+    if uuid not in state.webhooks:
+        raise ApiError.single(404, f"Webhook {uuid} not found.", "uuid")
+    body = await json_object(request)
+    raise_if(webhooks.validate(body))
+    state.webhooks[uuid] = webhooks.stored(body, uuid)
+    return message(f"Webhook {uuid} updated.")
+
+
+@api.delete("/webhooks/{uuid}")
+async def delete_webhook(uuid: str, state: State) -> Response:
+    if state.webhooks.pop(uuid, None) is None:
+        raise ApiError.single(404, f"Webhook {uuid} not found.", "uuid")
+    return Response(status_code=204)
 
 
 # --- business partners -------------------------------------------------------------------------
@@ -290,8 +403,10 @@ async def search_partners(request: Request, state: State) -> ProcountorJSONRespo
             and (identifier is None or invoicing.get("identifier") == identifier)
             and (name is None or name.casefold() in str(p["name"]).casefold())
             and bool(p["registryInfo"].get("active", True)) == active
+            and in_window(p)
         )
 
+    in_window = version_window(request)
     found = [partner_basic_info(p) for p in state.partners.values() if wanted(p)]
     return ok(paginate(request, found))
 
@@ -355,8 +470,10 @@ async def search_products(request: Request, state: State) -> ProcountorJSONRespo
             and (name is None or name.casefold() in str(p["name"]).casefold())
             and (code is None or code.casefold() in str(p.get("code") or "").casefold())
             and (active is None or bool(p["active"]) == (active.lower() == "true"))
+            and in_window(p)
         )
 
+    in_window = version_window(request)
     return ok(paginate(request, [p for p in state.products.values() if wanted(p)]))
 
 
@@ -429,6 +546,7 @@ def invoice_list_item(invoice: JsonObject) -> JsonObject:
         "invoiceChannel": invoice["invoiceChannel"],
         "date": invoice["date"],
         "dueDate": invoice["paymentInfo"]["dueDate"],
+        "newDueDate": invoice["paymentInfo"].get("newDueDate"),
         "created": invoice["created"],
         "version": invoice["version"],
         "invoiceSumInfo": invoice["invoiceSumInfo"],
@@ -477,8 +595,10 @@ async def search_invoices(request: Request, state: State) -> ProcountorJSONRespo
             and (partner_id is None or i.get("partnerId") == partner_id)
             and (invoice_number is None or i["invoiceNumber"] == invoice_number)
             and (original is None or i.get("originalInvoiceNumber") == original)
+            and in_window(i)
         )
 
+    in_window = version_window(request)
     found = [invoice_list_item(i) for i in state.invoices.values() if wanted(i)]
     return ok(paginate(request, found))
 
@@ -491,9 +611,9 @@ async def get_invoice(invoice_id: int, state: State) -> ProcountorJSONResponse:
 @api.put("/invoices/{invoice_id}")
 async def update_invoice(invoice_id: int, request: Request, state: State) -> ProcountorJSONResponse:
     current = state.invoice(invoice_id)
-    if current["status"] != "UNFINISHED":
-        raise ApiError.single(403, f"Cannot edit an invoice in status {current['status']}.", "status")
     body = await json_object(request)
+    if current["status"] != "UNFINISHED":
+        return move_due_date(state, current, body)
     check_version(current, body.get("version"), required=True)
     body["partnerId"] = current.get("partnerId")  # not editable by PUT
     validate_invoice(state, body)
@@ -502,6 +622,43 @@ async def update_invoice(invoice_id: int, request: Request, state: State) -> Pro
     invoice["created"] = current["created"]
     state.invoices[invoice_id] = invoice
     return ok(invoice)
+
+
+def move_due_date(state: EmulatorState, current: JsonObject, body: JsonObject) -> ProcountorJSONResponse:
+    """A sent invoice takes one change only: `paymentInfo.newDueDate` (the emulator's decision, README).
+
+    The body is the invoice as read, with the current `version`; reminders then use the new date.
+    """
+    if current["status"] not in DUE_DATE_MOVABLE_STATUSES:
+        raise ApiError.single(403, f"Cannot edit an invoice in status {current['status']}.", "status")
+    payment = body.get("paymentInfo")
+    new_due = payment.get("newDueDate") if isinstance(payment, dict) else None
+    changed = {
+        k
+        for k in set(body) | set(current)
+        if k not in ("version", "paymentInfo") and body.get(k) != current.get(k)
+    }
+    changed |= {
+        f"paymentInfo.{k}"
+        for k in set(payment or {}) | set(current["paymentInfo"])
+        if k != "newDueDate" and (payment or {}).get(k) != current["paymentInfo"].get(k)
+    }
+    if changed or not new_due:
+        raise ApiError.single(
+            403,
+            f"Only paymentInfo.newDueDate can change on an invoice in status {current['status']}"
+            + (f"; also changed: {', '.join(sorted(changed))}" if changed else ""),
+            "paymentInfo.newDueDate",
+        )
+    check_version(current, body.get("version"), required=True)
+    check = rules.Checker()
+    moved = check.day(payment or {}, "newDueDate", "paymentInfo.newDueDate", required=True)
+    raise_if(check.errors)
+    if moved is not None and moved.isoformat() < current["date"]:
+        raise ApiError.single(400, "DUE_DATE_BEFORE_BILL_DATE", "paymentInfo.newDueDate")
+    current["paymentInfo"]["newDueDate"] = new_due
+    current["version"] = state.new_version()
+    return ok(current)
 
 
 @api.put("/invoices/{invoice_id}/approve")
@@ -532,44 +689,105 @@ async def reopen_invoice(invoice_id: int, state: State) -> ProcountorJSONRespons
     return message(f"Invoice {invoice_id} returned to unfinished.")
 
 
-def record_payment(
-    state: EmulatorState, invoice_id: int, body: JsonObject, *, default_method: str
-) -> JsonObject:
+def open_amount(state: EmulatorState, invoice: JsonObject) -> Decimal:
+    """What is left to settle: the total less every payment event (negative for a credit invoice)."""
+    total = Decimal(invoice["invoiceSumInfo"][0]["invoiceSumTotal"])
+    paid = sum((Decimal(e["amount"]) for e in state.payment_events.get(invoice["id"], [])), Decimal(0))
+    return total - paid
+
+
+def record_payment(state: EmulatorState, invoice_id: int, body: JsonObject, *, event_type: str) -> JsonObject:
+    """Add a payment event; PAID once settled, else PARTLY_PAID; push `INVOICE_PAYMENT_CREATED`.
+
+    A payment beyond the open amount is recorded as paid (an overpayment: the customer paid more).
+    A credit invoice (negative total) is settled only with negative `CREDIT_NOTE` amounts, and a
+    `CREDIT_NOTE` offset on an ordinary invoice may not exceed what is open on it.
+    """
     invoice = state.invoice(invoice_id)
     if invoice["status"] not in PAYABLE_STATUSES:
         raise ApiError.single(403, f"Cannot mark paid an invoice in status {invoice['status']}.", "status")
-    raise_if(rules.validate_payment(body))
     sums = invoice["invoiceSumInfo"][0]
+    credit_invoice = Decimal(sums["invoiceSumTotal"]) < 0
+    raise_if(rules.validate_payment(body, credit_invoice=credit_invoice))
     if body["currency"] != sums["currency"]:
         raise rules_error("currency", f"the invoice is in {sums['currency']}")
+    amount = Decimal(body["amount"])
+    left = open_amount(state, invoice)
+    if body.get("paymentMethodType") == "CREDIT_NOTE" and abs(amount) > abs(left):
+        raise rules_error("amount", f"a credit note offset cannot exceed the open amount {left}")
     event = {
         "id": state.new_id(),
+        "invoiceId": invoice_id,
+        "type": CREDIT_OFFSET if body.get("paymentMethodType") == "CREDIT_NOTE" else event_type,
         "paymentDate": body["paymentDate"],
-        "amount": Decimal(body["amount"]),
+        "status": "MARKED_PAID",
+        "amount": amount,
         "currency": body["currency"],
         "description": body.get("description"),
-        "paymentMethodType": body.get("paymentMethodType") or default_method,
-        "created": state.now_text(),
+        "paidAmount": amount,
+        "paidCurrency": body["currency"],
     }
-    events = state.payment_events.setdefault(invoice_id, [])
-    events.append(event)
-    paid = sum((Decimal(e["amount"]) for e in events), Decimal(0))
-    invoice["status"] = "PAID" if paid >= Decimal(sums["invoiceSumTotal"]) else "PARTLY_PAID"
+    state.payment_events.setdefault(invoice_id, []).append(event)
+    settled = open_amount(state, invoice) * (-1 if credit_invoice else 1) <= 0
+    invoice["status"] = "PAID" if settled else "PARTLY_PAID"
+    invoice["paymentDate"] = body["paymentDate"]
     invoice["version"] = state.new_version()
-    return invoice
+    webhooks.push(state, "INVOICE_PAYMENT_CREATED", event)
+    return event
 
 
 @api.put("/invoices/{invoice_id}/paymentevents/markpaid")
 async def mark_paid(invoice_id: int, request: Request, state: State) -> ProcountorJSONResponse:
     body = await json_object(request)
-    invoice = record_payment(state, invoice_id, body, default_method="BANK_TRANSFER")
-    return message(f"Invoice {invoice_id} marked paid; status {invoice['status']}.")
+    return ok(record_payment(state, invoice_id, body, event_type=MANUAL_PAYMENT))
 
 
 @api.get("/invoices/{invoice_id}/paymentevents")
-async def payment_events(invoice_id: int, state: State) -> ProcountorJSONResponse:
+async def payment_events(invoice_id: int, request: Request, state: State) -> ProcountorJSONResponse:
     state.invoice(invoice_id)
-    return ok(state.payment_events.get(invoice_id, []))
+    return ok(paginate(request, list(state.payment_events.get(invoice_id, []))))
+
+
+@api.put("/invoices/{invoice_id}/notes")
+async def invoice_notes(invoice_id: int, request: Request, state: State) -> ProcountorJSONResponse:
+    """Notes change whatever the status (not printed); finance reads them in Procountor."""
+    invoice = state.invoice(invoice_id)
+    body = await json_object(request)
+    check = rules.Checker()
+    check.unknown(body, {"notes"})
+    check.text(body, "notes", "notes", required=True, max_length=10000)
+    raise_if(check.errors)
+    invoice["notes"] = body["notes"]
+    invoice["version"] = state.new_version()
+    return message(f"Invoice {invoice_id} notes updated.")
+
+
+# --- key login (ref §2.2): served at the host root, like https://api.procountor.com/keylogin ------
+
+
+keylogin_router = APIRouter()
+
+
+@keylogin_router.get("/keylogin")
+async def key_login(request: Request, state: State) -> Response:
+    """The user logs in and consents (emulated: at once) and is sent back with a one-time `code`."""
+    params = request.query_params
+    registration = state.config.client(params.get("client_id", ""))
+    redirect_uri = params.get("redirect_uri")
+    if params.get("response_type") != "code" or registration is None or not redirect_uri:
+        raise ApiError.single(
+            400, "response_type=code, a registered client_id and redirect_uri are required."
+        )
+    if registration.redirect_uri and redirect_uri != registration.redirect_uri:
+        raise ApiError.single(400, "redirect_uri does not match the registered one.", "redirect_uri")
+    code = secrets.token_urlsafe(24)
+    lifetime = state.config.login_code_lifetime_seconds
+    state.login_codes[code] = (registration.client_id, redirect_uri, state.config.monotonic() + lifetime)
+    query = {"code": code, "expires_in": str(lifetime)}
+    if params.get("state"):
+        query["state"] = params["state"]
+    separator = "&" if "?" in redirect_uri else "?"
+    return RedirectResponse(f"{redirect_uri}{separator}{urlencode(query)}", status_code=302)
 
 
 # --- emulator-only inspection ------------------------------------------------------------------
@@ -583,6 +801,30 @@ async def inspect_invoices(state: State) -> ProcountorJSONResponse:
 @inspection.get("/businesspartners")
 async def inspect_partners(state: State) -> ProcountorJSONResponse:
     return ok(list(state.partners.values()))
+
+
+@inspection.post("/businesspartners")
+async def seed_partners(request: Request, state: State) -> ProcountorJSONResponse:
+    """`[partner, …]`: customers that exist already (benchmarks seed thousands without the rate limit)."""
+    body = loads(await request.body())
+    if not isinstance(body, list):
+        raise ApiError.single(400, "Request body must be a JSON array of business partners.")
+    created = []
+    for partner in body:
+        raise_if(rules.validate_business_partner(partner))
+        created.append(store_partner(state, partner, state.new_id()))
+    return ok(created)
+
+
+@inspection.get("/invoice-numbers")
+async def inspect_invoice_numbers(state: State) -> ProcountorJSONResponse:
+    """Every invoice as `{id, originalInvoiceNumber, status}`: duplicates are counted from it."""
+    return ok(
+        [
+            {"id": i["id"], "originalInvoiceNumber": i.get("originalInvoiceNumber"), "status": i["status"]}
+            for i in state.invoices.values()
+        ]
+    )
 
 
 @inspection.get("/products")
@@ -599,6 +841,9 @@ async def inspect_stats(state: State) -> ProcountorJSONResponse:
             "rateLimited": state.stats.rate_limited,
             "unauthorized": state.stats.unauthorized,
             "requestsByClient": state.stats.requests_by_client,
+            "maxRequestsInWindow": state.stats.max_in_window,
+            "requestsByRoute": state.stats.requests_by_route,
+            "webhookDeliveries": len(state.webhook_deliveries),
             "sends": state.stats.sends,
         }
     )
@@ -624,9 +869,10 @@ async def inject_fault(request: Request, state: State) -> ProcountorJSONResponse
     times = check.integer(body, "times", "times", required=False)
     method = check.text(body, "method", "method", required=False)
     prefix = check.text(body, "pathPrefix", "pathPrefix", required=False)
+    delay = check.number(body, "delaySeconds", "delaySeconds", required=False)
     raise_if(check.errors)
     assert status_code is not None
-    state.faults.append(Fault(status_code, times or 1, method, prefix))
+    state.faults.append(Fault(status_code, times or 1, method, prefix, float(delay or 0)))
     return message("Fault injected.")
 
 
@@ -638,10 +884,71 @@ async def simulate_customer_payment(
     body = await json_object(request)
     invoice = state.invoice(invoice_id)
     body.setdefault("currency", invoice["invoiceSumInfo"][0]["currency"])
-    body.setdefault("paymentDate", state.config.now().date().isoformat())
+    body.setdefault("paymentDate", state.now().date().isoformat())
     body.setdefault("description", "Reference payment (emulated)")
-    invoice = record_payment(state, invoice_id, body, default_method="REFERENCE_PAYMENT")
-    return ok(invoice)
+    if isinstance(body.get("amount"), float | str):
+        body["amount"] = Decimal(str(body["amount"]))  # a test's convenience; the API itself wants numbers
+    record_payment(state, invoice_id, body, event_type=REFERENCE_PAYMENT)
+    return ok(state.invoice(invoice_id))
+
+
+@inspection.patch("/businesspartners/{partner_id}")
+async def edit_partner_in_procountor(
+    partner_id: int, request: Request, state: State
+) -> ProcountorJSONResponse:
+    """A person edits a customer in Procountor's UI: merged one level deep, new `version`."""
+    partner = copy.deepcopy(state.partner(partner_id))
+    for key, value in (await json_object(request)).items():
+        if isinstance(value, dict) and isinstance(partner.get(key), dict):
+            partner[key] = {**partner[key], **value}
+        else:
+            partner[key] = value
+    raise_if(rules.validate_business_partner(partner))
+    return ok(store_partner(state, partner, partner_id))
+
+
+@inspection.patch("/products/{product_id}")
+async def edit_product_in_procountor(
+    product_id: int, request: Request, state: State
+) -> ProcountorJSONResponse:
+    """A person edits a product in Procountor's UI: new `version`."""
+    product = {**state.product(product_id), **(await json_object(request))}
+    raise_if(rules.validate_product(product))
+    return ok(store_product(state, product, product_id))
+
+
+@inspection.post("/clock")
+async def set_clock(request: Request, state: State) -> ProcountorJSONResponse:
+    """`{"now": "2026-11-02T06:00:00+02:00"}`: the emulator's wall clock (versions, webhooks) from then on."""
+    from datetime import datetime
+
+    body = await json_object(request)
+    at = datetime.fromisoformat(str(body["now"]))
+    if at.tzinfo is not None:
+        from procountor_emulator.config import HELSINKI
+
+        at = at.astimezone(HELSINKI).replace(tzinfo=None)
+    state.clock_offset = at - state.config.now()
+    return message(f"Emulator clock set to {at.isoformat()}.")
+
+
+@inspection.get("/webhooks/deliveries")
+async def inspect_webhook_deliveries(state: State) -> ProcountorJSONResponse:
+    """Every push the emulator made: event, URL, answer status, attempts (bodies included)."""
+    return ok(state.webhook_deliveries)
+
+
+@inspection.post("/webhooks/redeliver")
+async def redeliver_webhook(request: Request, state: State) -> ProcountorJSONResponse:
+    """`{"index": -1, "sameSignature": false}`: push an earlier event again (a duplicate delivery)."""
+    body = await json_object(request, optional=True)
+    index = int(body.get("index", -1))
+    try:
+        delivery = state.webhook_deliveries[index]
+    except IndexError:
+        raise ApiError.single(404, "No such webhook delivery.") from None
+    webhooks.redeliver(state, delivery, same_signature=bool(body.get("sameSignature", False)))
+    return message("Webhook event pushed again.")
 
 
 # --- the application ---------------------------------------------------------------------------
@@ -679,6 +986,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     )
     app.state.emulator = EmulatorState(config or EmulatorConfig())
     app.include_router(token_router)
+    app.include_router(keylogin_router)
     app.include_router(api)
     app.include_router(inspection)
     app.add_exception_handler(ApiError, api_error_handler)
@@ -688,6 +996,9 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     @app.middleware("http")
     async def log_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
+        delay = getattr(request.state, "delay_after", 0)
+        if delay:
+            await asyncio.sleep(delay)
         # The path only: a misbehaving client may have put credentials in the query string.
         log.info("%s %s -> %d", request.method, request.url.path, response.status_code)
         return response

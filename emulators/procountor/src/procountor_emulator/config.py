@@ -73,6 +73,14 @@ class EmulatorConfig:
     vat_rates: tuple[Decimal, ...] = DEFAULT_VAT_RATES
     vat_statuses: tuple[VatStatus, ...] = DEFAULT_VAT_STATUSES
     company_name: str = "Emulated Company Oy"
+    first_id: int = 1000
+    """Ids are handed out after this one; a restarted emulator given another never reuses an id."""
+    latency_seconds: float = 0.0
+    """Added to every authorised API call (after admission), e.g. 0.05 for a realistic 50 ms."""
+    webhook_attempts: int = 3
+    """Pushes of one webhook event before the emulator gives up (1 s apart)."""
+    login_code_lifetime_seconds: int = 300
+    """How long a key-login `code` can be exchanged for an API key."""
     monotonic: Callable[[], float] = time.monotonic
     """Clock for token expiry and the rate-limit window; tests pass a fake one."""
     now: Callable[[], datetime] = helsinki_now

@@ -6,7 +6,7 @@ import math
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from procountor_emulator.config import EmulatorConfig
 from procountor_emulator.wire import ApiError, JsonObject
@@ -26,6 +26,8 @@ class Fault:
     times: int
     method: str | None = None
     path_prefix: str | None = None
+    delay_seconds: float = 0.0
+    """With status 0: handle the request, then hold the response this long (a lost answer)."""
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method.upper() == method.upper()) and (
@@ -41,7 +43,10 @@ class Stats:
     rate_limited: int = 0
     unauthorized: int = 0
     requests_by_client: dict[str, int] = field(default_factory=dict)
+    max_in_window: dict[str, int] = field(default_factory=dict)
+    """The most requests any one rate-limit window of a client ever admitted."""
     sends: list[JsonObject] = field(default_factory=list)
+    requests_by_route: dict[str, int] = field(default_factory=dict)
 
 
 class EmulatorState:
@@ -60,10 +65,16 @@ class EmulatorState:
         self.invoices: dict[int, JsonObject] = {}
         self.payment_events: dict[int, list[JsonObject]] = {}
         self.tokens: dict[str, IssuedToken] = {}
+        self.webhooks: dict[str, JsonObject] = {}
+        self.webhook_deliveries: list[JsonObject] = []
+        self.login_codes: dict[str, tuple[str, str | None, float]] = {}
+        self.issued_api_keys: dict[str, set[str]] = {}
+        self.clock_offset = timedelta(0)
         self.windows: dict[str, deque[float]] = {}
         self.faults: list[Fault] = []
         self.stats = Stats()
-        self._next_id = 1000
+        # Ids keep counting across a reset: like Procountor, the emulator never hands one out twice.
+        self._next_id = getattr(self, "_next_id", self.config.first_id)
         self._next_invoice_number = 1
         self._last_version = ""
 
@@ -76,9 +87,13 @@ class EmulatorState:
         self._next_invoice_number += 1
         return number
 
+    def now(self) -> datetime:
+        """The emulator's wall clock (naive Helsinki), shifted by `POST /_emulator/clock`."""
+        return self.config.now() + self.clock_offset
+
     def new_version(self) -> str:
         """A `version` datetime that is strictly later than every earlier one."""
-        stamp = self.config.now()
+        stamp = self.now()
         text = stamp.isoformat(timespec="milliseconds")
         while text <= self._last_version:
             stamp += timedelta(milliseconds=1)
@@ -87,7 +102,7 @@ class EmulatorState:
         return text
 
     def now_text(self) -> str:
-        return self.config.now().isoformat(timespec="seconds")
+        return self.now().isoformat(timespec="seconds")
 
     # --- tokens and the rate limit -------------------------------------------------------------
 
@@ -136,6 +151,7 @@ class EmulatorState:
             )
         window.append(now)
         self.stats.requests_by_client[client_id] = self.stats.requests_by_client.get(client_id, 0) + 1
+        self.stats.max_in_window[client_id] = max(self.stats.max_in_window.get(client_id, 0), len(window))
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:

@@ -15,6 +15,7 @@ from billing_contracts.procountor import (
     CustomerChangedInProcountorV1,
     InvoiceDeliveredV1,
     InvoiceDeliveryFailedV1,
+    InvoicePaymentStatusChangedV1,
     PaymentReceivedV1,
 )
 from billing_contracts.registry import topic_for
@@ -109,7 +110,15 @@ def create_app(settings: InvoicingSettings, clock: Clock) -> FastAPI:
     )
     # I-01, I-03, B-06: delivery state and payments of issued invoices; B-23 due-date moves.
     host.consume(
-        {topic_for(c): c for c in (PaymentReceivedV1, InvoiceDeliveredV1, InvoiceDeliveryFailedV1)},
+        {
+            topic_for(c): c
+            for c in (
+                PaymentReceivedV1,
+                InvoiceDeliveredV1,
+                InvoiceDeliveryFailedV1,
+                InvoicePaymentStatusChangedV1,
+            )
+        },
         ReceivablesIntake(clock),
         group="invoicing-receivables",
     )

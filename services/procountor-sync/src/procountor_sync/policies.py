@@ -2,8 +2,33 @@
 
 from __future__ import annotations
 
-from service_runtime.auth import Role, RoutePolicies, allow
+from service_runtime.auth import Role, RoutePolicies, allow, public
+
+READ = allow(Role.VIEWER)
+OPERATE = allow(Role.BILLING_OPERATOR)
 
 ROUTE_POLICIES: RoutePolicies = {
-    "GET /deliveries/{invoice_id}": allow(Role.VIEWER),
+    "GET /deliveries": READ,
+    "GET /deliveries/summary": READ,
+    "GET /deliveries/{delivery_id}": READ,
+    "POST /deliveries/{delivery_id}/requeue": OPERATE,
+    "POST /deliveries/{delivery_id}/cancel": OPERATE,
+    "GET /mismatches": READ,
+    "GET /refunds": READ,
+    # Finance marks a refund paid back (B-06): the billing team's role.
+    "POST /refunds/{refund_id}/paid": OPERATE,
+    "GET /overdue": READ,
+    "POST /webhooks/procountor": public(
+        "Procountor calls it with no token of our issuer; each request is verified by its HMAC "
+        "signature, its timestamp window and its id (replays refused)"
+    ),
+    "GET /transfer-files/invoices": READ,
+    "GET /transfer-files/payroll": READ,
+    # I-06: an operator starts the key login (the API key it stores is used for every delivery).
+    "GET /procountor/key-login": OPERATE,
+    "GET /procountor/key-login/callback": public(
+        "Procountor's key-login page redirects the operator's browser here, which carries no bearer "
+        "token; the single-use `state` issued to the authenticated operator who started the login "
+        "binds it to them, and the stored key is attributed to that operator"
+    ),
 }

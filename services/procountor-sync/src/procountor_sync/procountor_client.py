@@ -6,26 +6,45 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import httpx
 import structlog
 from pydantic import SecretStr
+
+from service_runtime.metrics import ProcountorMetrics
 
 log = structlog.get_logger(__name__)
 
 JsonObject = dict[str, Any]
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Already-sent invoices need nothing more; a paid one was obviously delivered.
-DELIVERED_STATUSES = frozenset({"SENT", "PAID", "PARTLY_PAID", "MARKED_PAID"})
+#: Ids in a path (`/invoices/123/approve`) become `{id}`, so that the 429 metric has few endpoints.
+_PATH_ID = re.compile(r"/\d+(?=/|$)")
+
+
+def endpoint_of(path: str) -> str:
+    """The endpoint of a request path, ids replaced: the `endpoint` label of `procountor_throttled`."""
+    return _PATH_ID.sub("/{id}", path.split("?", 1)[0])
+
+
+class Throttle(Protocol):
+    """Where a request waits for its turn under the rate limit (in process, or shared in PostgreSQL)."""
+
+    def slot(self) -> AbstractAsyncContextManager[None]: ...
+
+
+#: Gives the API key to use now: the configured one, or the one stored by the key-login flow (I-06).
+ApiKeySource = Callable[[], Awaitable[SecretStr]]
 
 
 @dataclass(frozen=True)
@@ -73,11 +92,14 @@ class ProcountorError(Exception):
         *,
         method: str = "",
         path: str = "",
+        retry_after: float | None = None,
     ) -> None:
         self.status = status
         self.errors = tuple(errors)
         self.method = method
         self.path = path
+        self.retry_after = retry_after
+        """Seconds Procountor asked us to wait (`Retry-After`, either form), if it said."""
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -94,28 +116,6 @@ class ProcountorError(Exception):
 
 class ProcountorUnavailableError(ProcountorError):
     """Procountor could not be reached, even after retries (status 0: no response)."""
-
-
-class InvoiceDeliveryError(ProcountorError):
-    """An invoice with this original number exists in a state from which it cannot be sent.
-
-    A 403 like Procountor's own wrong-state answers: retrying will not help, a person must look.
-    """
-
-    def __init__(self, original_invoice_number: str, invoice_id: int, status: str) -> None:
-        self.original_invoice_number = original_invoice_number
-        self.invoice_id = invoice_id
-        self.invoice_status = status
-        detail = (
-            f"invoice {original_invoice_number!r} exists as {invoice_id} with status {status} "
-            "and cannot be sent"
-        )
-        super().__init__(
-            403,
-            [ProcountorErrorDetail(403, "status", detail)],
-            method="PUT",
-            path=f"/invoices/{invoice_id}/send",
-        )
 
 
 @dataclass
@@ -216,16 +216,23 @@ class ProcountorClient:
         *,
         http: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        throttle: Throttle | None = None,
+        api_key: ApiKeySource | None = None,
+        metrics: ProcountorMetrics | None = None,
     ) -> None:
         self._config = config
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=config.timeout_seconds)
         self._clock = clock
+        self._wall_clock = wall_clock
         self._sleep = sleep
         self._token: _Token | None = None
         self._token_lock = asyncio.Lock()
-        self._throttle = _Throttle(config.max_requests_per_second, clock)
+        self._throttle: Throttle = throttle or _Throttle(config.max_requests_per_second, clock)
+        self._api_key = api_key
+        self._metrics = metrics
         self._base = config.base_url.rstrip("/")
 
     def __repr__(self) -> str:
@@ -250,13 +257,25 @@ class ProcountorClient:
     # --- business partners ---------------------------------------------------------------------
 
     async def find_business_partner_by_identifier(self, business_id: str) -> JsonObject | None:
-        """The full business partner whose `invoicingInfo.identifier` is this business ID."""
-        # Procountor takes `identifier` as a header so that it stays out of URLs and access logs.
-        page = await self._request_json("GET", "/businesspartners", headers={"identifier": business_id})
-        for basic in page.get("results", []):
-            if (basic.get("invoicingInfo") or {}).get("identifier") == business_id:
-                return await self._request_json("GET", f"/businesspartners/{basic['id']}")
+        """The full customer whose `invoicingInfo.identifier` is this business ID, active or not.
+
+        Procountor takes `identifier` as a header so that it stays out of URLs and access logs;
+        its search lists active partners by default, so an inactive one is looked for next.
+        """
+        for active in ("true", "false"):
+            page = await self._request_json(
+                "GET",
+                "/businesspartners",
+                params={"type": "CUSTOMER", "active": active},
+                headers={"identifier": business_id},
+            )
+            for basic in page.get("results", []):
+                if (basic.get("invoicingInfo") or {}).get("identifier") == business_id:
+                    return await self.get_business_partner(int(basic["id"]))
         return None
+
+    async def get_business_partner(self, partner_id: int) -> JsonObject:
+        return await self._request_json("GET", f"/businesspartners/{partner_id}")
 
     async def create_business_partner(self, body: Mapping[str, Any]) -> JsonObject:
         return await self._request_json("POST", "/businesspartners", json_body=body)
@@ -269,14 +288,24 @@ class ProcountorClient:
             "PATCH", f"/businesspartners/{partner_id}", json_body={**body, "version": version}
         )
 
+    async def business_partners_changed_since(self, version: str) -> list[JsonObject]:
+        """Customers (basic info) whose `version` is at or after this one (the polling backstop)."""
+        return await self._list_all("/businesspartners", {"type": "CUSTOMER", "versionStartDate": version})
+
     # --- products ------------------------------------------------------------------------------
 
     async def create_product(self, body: Mapping[str, Any]) -> JsonObject:
         return await self._request_json("POST", "/products", json_body=body)
 
     async def list_products(self, **filters: str) -> list[JsonObject]:
-        """Every product matching the filters (`name`, `code`, `type`, …), all pages read."""
+        """Every product matching the filters (`name`, `code`, `type`, `versionStartDate`, …), all pages."""
         return await self._list_all("/products", filters)
+
+    async def find_product_by_code(self, code: str) -> JsonObject | None:
+        """The sales product with exactly this code (Procountor's `code` filter is a substring match)."""
+        return next(
+            (p for p in await self.list_products(code=code, type="SALES") if p.get("code") == code), None
+        )
 
     # --- invoices ------------------------------------------------------------------------------
 
@@ -292,6 +321,10 @@ class ProcountorClient:
         found.sort(key=lambda i: (i.get("status") == "INVALIDATED", int(i["id"])))
         return await self.get_invoice(int(found[0]["id"]))
 
+    async def invoices_changed_since(self, version: str) -> list[JsonObject]:
+        """Sales invoices (list items) whose `version` is at or after this one: payments change it."""
+        return await self._list_all("/invoices", {"types": "SALES_INVOICE", "versionStartDate": version})
+
     async def create_invoice(self, body: Mapping[str, Any]) -> JsonObject:
         """POST a sales invoice; Procountor answers with it in status UNFINISHED."""
         return await self._request_json("POST", "/invoices", json_body=body)
@@ -305,17 +338,53 @@ class ProcountorClient:
     async def get_invoice(self, invoice_id: int) -> JsonObject:
         return await self._request_json("GET", f"/invoices/{invoice_id}")
 
+    async def update_invoice(self, invoice_id: int, body: Mapping[str, Any]) -> JsonObject:
+        """PUT the whole invoice with its current `version` (a sent one takes `newDueDate` only)."""
+        return await self._request_json("PUT", f"/invoices/{invoice_id}", json_body=body)
+
+    async def set_invoice_notes(self, invoice_id: int, notes: str) -> None:
+        await self._request_json("PUT", f"/invoices/{invoice_id}/notes", json_body={"notes": notes})
+
+    async def mark_paid(self, invoice_id: int, body: Mapping[str, Any]) -> JsonObject:
+        """A payment event (Procountor answers with it); a `CREDIT_NOTE` one settles a credit offset."""
+        return await self._request_json(
+            "PUT", f"/invoices/{invoice_id}/paymentevents/markpaid", json_body=body
+        )
+
     async def list_payment_events(self, invoice_id: int) -> list[JsonObject]:
-        body = await self._request("GET", f"/invoices/{invoice_id}/paymentevents")
-        # The shape of this answer is unconfirmed; accept a bare list or a wrapped one.
-        if isinstance(body, list):
-            return body
-        if isinstance(body, dict):
-            for key in ("paymentEvents", "results"):
-                if isinstance(body.get(key), list):
-                    events: list[JsonObject] = body[key]
-                    return events
-        return []
+        """Every payment event of an invoice (`{results, meta}`, all pages)."""
+        return await self._list_all(f"/invoices/{invoice_id}/paymentevents", {})
+
+    # --- webhooks ------------------------------------------------------------------------------
+
+    async def list_webhooks(self) -> list[JsonObject]:
+        answer = await self._request_json("GET", "/webhooks")
+        hooks: list[JsonObject] = answer.get("results", [])
+        return hooks
+
+    async def create_webhook(self, body: Mapping[str, Any]) -> JsonObject:
+        return await self._request_json("POST", "/webhooks", json_body=body)
+
+    async def replace_webhook(self, uuid: str, body: Mapping[str, Any]) -> None:
+        await self._request_json("PUT", f"/webhooks/{uuid}", json_body=body)
+
+    # --- key login (I-06) ----------------------------------------------------------------------
+
+    async def exchange_login_code(self, code: str, redirect_uri: str) -> SecretStr:
+        """`POST /oauth/key`: the one-time code of the key-login page becomes an API key."""
+        form = {
+            "grant_type": "authorization_code",
+            "client_id": self._config.client_id,
+            "client_secret": self._config.client_secret.get_secret_value(),
+            "redirect_uri": redirect_uri,
+            "code": code,
+        }
+        response = await self._send(
+            "POST", "/oauth/key", form=form, headers={"Accept": "application/json"}, repeatable=False
+        )
+        if response.status_code >= 400:
+            raise _error_from(response, method="POST", path="/oauth/key", retry_after=None)
+        return SecretStr(str(loads(response.content)["api_key"]))
 
     # --- transport -----------------------------------------------------------------------------
 
@@ -382,7 +451,12 @@ class ProcountorClient:
                 self._token = None
                 continue
             if response.status_code >= 400:
-                raise _error_from(response, method=method, path=path)
+                raise _error_from(
+                    response,
+                    method=method,
+                    path=path,
+                    retry_after=_retry_after_seconds(response, self._wall_clock()),
+                )
             if response.status_code == 204 or not response.content:
                 return None
             return loads(response.content)
@@ -410,7 +484,9 @@ class ProcountorClient:
         while True:
             attempt += 1
             try:
+                queued = self._clock()
                 async with self._throttle.slot():
+                    self._waited(self._clock() - queued)
                     response = await self._http.request(
                         method, url, content=content, data=form, params=params, headers=headers
                     )
@@ -425,10 +501,12 @@ class ProcountorClient:
                 retry_after = None
             else:
                 status = response.status_code
+                if status == 429 and self._metrics is not None:
+                    self._metrics.throttled.labels(endpoint=endpoint_of(path)).inc()
                 if status not in RETRYABLE_STATUSES or (status != 429 and not repeatable):
                     return response
                 failure = str(status)
-                retry_after = _retry_after_seconds(response)
+                retry_after = _retry_after_seconds(response, self._wall_clock())
             if attempt >= self._config.max_attempts:
                 if failure.isdigit():
                     return response
@@ -442,7 +520,14 @@ class ProcountorClient:
                 attempt=attempt,
                 delay_seconds=round(delay, 3),
             )
+            if failure == "429":
+                self._waited(delay)  # Procountor's own rate limit: waiting out its Retry-After
             await self._sleep(delay)
+
+    def _waited(self, seconds: float) -> None:
+        """`procountor_rate_limit_wait_seconds`: a turn of our limiter, or a 429's Retry-After."""
+        if self._metrics is not None:
+            self._metrics.rate_limit_wait.observe(max(0.0, seconds))
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(
@@ -468,11 +553,12 @@ class ProcountorClient:
 
     async def _fetch_token(self) -> _Token:
         config = self._config
+        api_key = await self._api_key() if self._api_key is not None else config.api_key
         form = {
             "grant_type": "client_credentials",
             "client_id": config.client_id,
             "client_secret": config.client_secret.get_secret_value(),
-            "api_key": config.api_key.get_secret_value(),
+            "api_key": api_key.get_secret_value(),
         }
         if config.redirect_uri:
             form["redirect_uri"] = config.redirect_uri
@@ -486,7 +572,12 @@ class ProcountorClient:
             repeatable=True,  # a second token does no harm
         )
         if response.status_code >= 400:
-            raise _error_from(response, method="POST", path="/oauth/token")
+            raise _error_from(
+                response,
+                method="POST",
+                path="/oauth/token",
+                retry_after=_retry_after_seconds(response, self._wall_clock()),
+            )
         body = loads(response.content)
         expires_in = float(body.get("expires_in") or 3600)
         lifetime = max(expires_in - config.token_renewal_margin_seconds, 0.0)
@@ -494,14 +585,22 @@ class ProcountorClient:
         return _Token(SecretStr(str(body["access_token"])), renew_at=requested_at + lifetime)
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
+def _retry_after_seconds(response: httpx.Response, now_unix: float) -> float | None:
+    """`Retry-After` in both of its forms (RFC 9110): delay-seconds or an HTTP-date."""
     raw = response.headers.get("Retry-After")
     if raw is None:
         return None
     try:
         return max(float(raw), 0.0)
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        return None
+    return max(when.timestamp() - now_unix, 0.0)
 
 
 def _unavailable(method: str, path: str, failure: str) -> ProcountorUnavailableError:
@@ -510,7 +609,9 @@ def _unavailable(method: str, path: str, failure: str) -> ProcountorUnavailableE
     )
 
 
-def _error_from(response: httpx.Response, *, method: str, path: str) -> ProcountorError:
+def _error_from(
+    response: httpx.Response, *, method: str, path: str, retry_after: float | None
+) -> ProcountorError:
     status = response.status_code
     details: list[ProcountorErrorDetail] = []
     try:
@@ -529,32 +630,4 @@ def _error_from(response: httpx.Response, *, method: str, path: str) -> Procount
                 )
     if not details:
         details.append(ProcountorErrorDetail(status, None, response.reason_phrase or "error"))
-    return ProcountorError(status, details, method=method, path=path)
-
-
-async def deliver_invoice(client: ProcountorClient, body: Mapping[str, Any]) -> JsonObject:
-    """Get the invoice to SENT exactly once, however often this is called.
-
-    Procountor has no idempotency keys, so `originalInvoiceNumber` is the key: an invoice already
-    posted under that number (say, before a crash between POST and approve) is continued from its
-    status instead of being posted again. Returns the invoice as Procountor now holds it.
-    """
-    number = body.get("originalInvoiceNumber")
-    if not isinstance(number, str) or not number:
-        raise ValueError("deliver_invoice needs originalInvoiceNumber to stay idempotent")
-    invoice = await client.find_invoice_by_original_number(number)
-    if invoice is None:
-        invoice = await client.create_invoice(body)
-        log.info("procountor.invoice.created", invoice_id=invoice["id"], number=number)
-    invoice_id = int(invoice["id"])
-    status = str(invoice["status"])
-    if status in DELIVERED_STATUSES:
-        return invoice
-    if status == "UNFINISHED":
-        await client.approve_invoice(invoice_id)
-        status = "NOT_SENT"
-    if status != "NOT_SENT":
-        raise InvoiceDeliveryError(number, invoice_id, status)
-    await client.send_invoice(invoice_id)
-    log.info("procountor.invoice.sent", invoice_id=invoice_id, number=number)
-    return await client.get_invoice(invoice_id)
+    return ProcountorError(status, details, method=method, path=path, retry_after=retry_after)

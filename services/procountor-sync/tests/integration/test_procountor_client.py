@@ -21,12 +21,10 @@ from pydantic import SecretStr
 
 from procountor_emulator import ApiClientRegistration, EmulatorConfig, create_app
 from procountor_sync.procountor_client import (
-    InvoiceDeliveryError,
     ProcountorClient,
     ProcountorClientConfig,
     ProcountorError,
     ProcountorUnavailableError,
-    deliver_invoice,
 )
 
 pytestmark = pytest.mark.integration
@@ -125,7 +123,7 @@ INVOICE: dict[str, Any] = {
     "type": "SALES_INVOICE",
     "date": "2025-01-31",
     "counterParty": {
-        "identifier": "1234567-8",
+        "identifier": "1234567-1",
         "counterPartyAddress": {
             "name": "Asiakas Oy",
             "street": "Katu 1",
@@ -325,75 +323,6 @@ async def test_wrong_state_is_a_403_procountor_error(emulator: RunningEmulator) 
     assert raised.value.status == 403
 
 
-async def test_deliver_invoice_posts_approves_and_sends(emulator: RunningEmulator) -> None:
-    async with procountor(emulator) as client:
-        delivered = await deliver_invoice(client, invoice_body())
-        events = await client.list_payment_events(delivered["id"])
-
-    assert delivered["status"] == "SENT"
-    assert delivered["invoiceSumInfo"][0]["invoiceSumTotal"] == Decimal("894.19")
-    assert events == []
-    assert [i["status"] for i in emulator.inspect("GET", "/invoices")] == ["SENT"]
-
-
-async def test_deliver_invoice_continues_after_a_crash_between_post_and_approve(
-    emulator: RunningEmulator,
-) -> None:
-    async with procountor(emulator, max_attempts=2) as client:
-        # The first attempt dies after Procountor accepted the POST: approve keeps failing.
-        emulator.inspect(
-            "POST", "/faults", {"status": 503, "times": 2, "method": "PUT", "pathPrefix": "/api/invoices"}
-        )
-        with pytest.raises(ProcountorError):
-            await deliver_invoice(client, invoice_body())
-        assert [i["status"] for i in emulator.inspect("GET", "/invoices")] == ["UNFINISHED"]
-
-        again = await deliver_invoice(client, invoice_body())
-        once_more = await deliver_invoice(client, invoice_body())
-
-    invoices = emulator.inspect("GET", "/invoices")
-    assert [i["status"] for i in invoices] == ["SENT"]
-    assert again["id"] == once_more["id"] == invoices[0]["id"]
-    assert len(emulator.inspect("GET", "/stats")["sends"]) == 1
-
-
-async def test_deliver_invoice_sends_an_invoice_left_approved(emulator: RunningEmulator) -> None:
-    async with procountor(emulator) as client:
-        posted = await client.create_invoice(invoice_body())
-        await client.approve_invoice(posted["id"])
-
-        delivered = await deliver_invoice(client, invoice_body())
-
-    assert delivered["id"] == posted["id"]
-    assert delivered["status"] == "SENT"
-
-
-async def test_deliver_invoice_leaves_a_paid_invoice_alone(emulator: RunningEmulator) -> None:
-    async with procountor(emulator) as client:
-        sent = await deliver_invoice(client, invoice_body())
-        emulator.inspect("POST", f"/invoices/{sent['id']}/payments", {"amount": 894.19})
-
-        again = await deliver_invoice(client, invoice_body())
-        events = await client.list_payment_events(sent["id"])
-
-    assert again["status"] == "PAID"
-    assert [e["amount"] for e in events] == [Decimal("894.19")]
-    assert len(emulator.inspect("GET", "/stats")["sends"]) == 1
-
-
-async def test_deliver_invoice_refuses_an_invalidated_invoice(emulator: RunningEmulator) -> None:
-    async with procountor(emulator) as client:
-        posted = await client.create_invoice(invoice_body())
-        await client._request("PUT", f"/invoices/{posted['id']}/invalidate")
-
-        with pytest.raises(InvoiceDeliveryError) as raised:
-            await deliver_invoice(client, invoice_body())
-
-    assert raised.value.status == 403
-    assert raised.value.invoice_status == "INVALIDATED"
-    assert len(emulator.inspect("GET", "/invoices")) == 1
-
-
 async def test_partners_are_found_by_business_id_and_patched_with_their_version(
     emulator: RunningEmulator,
 ) -> None:
@@ -402,18 +331,18 @@ async def test_partners_are_found_by_business_id_and_patched_with_their_version(
         "type": "CUSTOMER",
         "address": {"name": "Asiakas Oy", "street": "Katu 1", "zip": "00100", "city": "Helsinki"},
         "paymentInfo": {"paymentMethod": "BANK_TRANSFER"},
-        "invoicingInfo": {"identifier": "1234567-8"},
+        "invoicingInfo": {"identifier": "1234567-1", "identifierType": "BUSINESS_ID"},
     }
     async with procountor(emulator) as client:
-        assert await client.find_business_partner_by_identifier("1234567-8") is None
+        assert await client.find_business_partner_by_identifier("1234567-1") is None
         created = await client.create_business_partner(partner)
-        found = await client.find_business_partner_by_identifier("1234567-8")
+        found = await client.find_business_partner_by_identifier("1234567-1")
         assert found is not None
         patched = await client.patch_business_partner(found["id"], {"name": "Uusi Nimi Oy"}, found["version"])
         with pytest.raises(ProcountorError) as stale:
             await client.patch_business_partner(found["id"], {"name": "X"}, found["version"])
 
-    assert found == created
+    assert found == created  # found through the identifier header (and inactive ones too)
     assert patched["name"] == "Uusi Nimi Oy"
     assert stale.value.status == 400
     assert stale.value.has_field("version")

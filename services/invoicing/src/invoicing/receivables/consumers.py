@@ -9,7 +9,12 @@ from collections.abc import Sequence
 from billing_contracts.base import Message
 from billing_contracts.contracts import DueDateChangeRequestedV1
 from billing_contracts.invoicing import ChangeRequestRefusedV1
-from billing_contracts.procountor import InvoiceDeliveredV1, InvoiceDeliveryFailedV1, PaymentReceivedV1
+from billing_contracts.procountor import (
+    InvoiceDeliveredV1,
+    InvoiceDeliveryFailedV1,
+    InvoicePaymentStatusChangedV1,
+    PaymentReceivedV1,
+)
 from invoicing import tables as t
 from invoicing.receivables.service import (
     PRODUCER,
@@ -43,6 +48,16 @@ class ReceivablesIntake:
                         session,
                         event.invoice_id,
                         status=event.status.value,
+                        error=None,
+                        procountor_invoice_id=event.procountor_invoice_id,
+                        clock=self._clock,
+                    )
+                case InvoicePaymentStatusChangedV1():
+                    # Procountor's view of the receivable (I-03); our own status follows payments (B-06).
+                    await record_delivery(
+                        session,
+                        event.invoice_id,
+                        status={"open": "sent"}.get(event.status.value, event.status.value),
                         error=None,
                         procountor_invoice_id=event.procountor_invoice_id,
                         clock=self._clock,

@@ -44,6 +44,10 @@ def _receivable(row: Row[Any]) -> Receivable:
     )
 
 
+#: Procountor's payment states of an invoice, reported after its delivery (I-03).
+PAYMENT_STATES = frozenset({"partly_paid", "paid", "invalidated"})
+
+
 class ReceivablesRepository:
     """Loads and saves what receivables keeps, in the caller's transaction."""
 
@@ -122,11 +126,21 @@ class ReceivablesRepository:
         procountor_invoice_id: str | None,
         now: dt.datetime,
     ) -> None:
-        """procountor-sync's report on an invoice (I-01): delivered, or failed with the reason."""
+        """procountor-sync's report on an invoice (I-01): delivered, or failed with the reason, or its
+        payment state in Procountor (I-03).
+
+        The reports travel on different topics and may arrive in any order: a payment state
+        (`partly_paid`, `paid`, `invalidated`) is never replaced by a delivery report.
+        """
         values: dict[str, Any] = {"delivery_status": status, "delivery_error": error, "updated_at": now}
         if procountor_invoice_id is not None:
             values["procountor_invoice_id"] = procountor_invoice_id
-        await self._session.execute(update(t.invoices).where(_I.invoice_id == invoice_id).values(**values))
+        statement = update(t.invoices).where(_I.invoice_id == invoice_id)
+        if status not in PAYMENT_STATES:
+            statement = statement.where(
+                _I.delivery_status.is_(None) | _I.delivery_status.not_in(sorted(PAYMENT_STATES))
+            )
+        await self._session.execute(statement.values(**values))
 
     # --- credit notes ---
 

@@ -17,6 +17,7 @@ from billing_contracts.contracts import Requester as WireRequester
 from billing_contracts.invoicing import (
     CreditNoteIssuedV1,
     CreditNoteLine,
+    InvoiceDueDateMovedV1,
     InvoiceIssuedV1,
     RefundRecordedV1,
     VatTotal,
@@ -345,5 +346,17 @@ async def change_due_date(session: Session, change: DueDateChange, clock: Clock)
     if refusal is not None:
         raise refusal
     await repo.set_due_date(change.invoice_id, change.new_due_date, now)
+    # Procountor holds the receivable (I-01): procountor-sync moves the due date there too.
+    moved = InvoiceDueDateMovedV1(
+        event_id=uuid.uuid4(),
+        occurred_at=now,
+        producer=PRODUCER,
+        invoice_id=change.invoice_id,
+        invoice_number=str(receivable.invoice_number),
+        old_due_date=receivable.due_date,
+        new_due_date=change.new_due_date,
+        reason=change.reason,
+    )
+    await enqueue(session, t.runtime_tables.outbox, [outgoing(moved)], clock)
     log.info("due_date_changed", invoice_id=change.invoice_id, due_date=change.new_due_date.isoformat())
     return change.new_due_date
