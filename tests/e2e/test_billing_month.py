@@ -208,6 +208,17 @@ async def test_a_month_of_usage_is_metered_billed_and_sent_to_procountor_exactly
 
     await wait_until(measured, what="the billing run's gauges from the database")
 
+    # …and the deliveries as procountor-sync's /metrics tells them: delivered, nothing left waiting
+    # for ours, every request through the shared rate limiter.
+    delivered = await metric(stack.sync, "procountor_deliveries_total", kind="invoice", state="delivered")
+    assert (delivered or 0) >= 2
+    assert (await metric(stack.sync, "procountor_rate_limit_wait_seconds_count") or 0) >= 2 * 3
+
+    async def pending_measured() -> bool:
+        return await metric(stack.sync, "procountor_deliveries_pending", state="refused") is not None
+
+    await wait_until(pending_measured, what="the deliveries pending, read from the table")
+
     # P-03: the firm's end customers follow the contract events.
     firm_view = (await stack.partners.get(f"/firms/{firm}")).json()
     assert firm_view["end_customers"] == 2
