@@ -210,8 +210,10 @@ async def test_a_month_of_usage_is_metered_billed_and_sent_to_procountor_exactly
 
     # …and the deliveries as procountor-sync's /metrics tells them: delivered, nothing left waiting
     # for ours, every request through the shared rate limiter.
-    delivered = await metric(stack.sync, "procountor_deliveries_total", kind="invoice", state="delivered")
-    assert (delivered or 0) >= 2
+    delivered_count = await metric(
+        stack.sync, "procountor_deliveries_total", kind="invoice", state="delivered"
+    )
+    assert (delivered_count or 0) >= 2
     assert (await metric(stack.sync, "procountor_rate_limit_wait_seconds_count") or 0) >= 2 * 3
 
     async def pending_measured() -> bool:
