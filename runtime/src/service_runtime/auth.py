@@ -23,6 +23,8 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service_runtime.problems import PROBLEM_JSON, problem_response
 
@@ -71,6 +73,13 @@ class AuthError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.error = error
+
+
+class IssuerUnavailable(AuthError):
+    """The issuer's keys cannot be fetched and none are cached: the caller may be fine, we cannot tell (503)."""
+
+    def __init__(self) -> None:
+        super().__init__("the token issuer's keys cannot be fetched; try again shortly", error="")
 
 
 class Forbidden(Exception):
@@ -155,9 +164,7 @@ class JwksCache:
             except (httpx.HTTPError, ValueError) as exc:
                 log.warning("jwks_fetch_failed", error=type(exc).__name__)
                 if not self._keys:
-                    raise AuthError(
-                        "the token issuer's keys cannot be fetched", error="temporarily_unavailable"
-                    ) from exc
+                    raise IssuerUnavailable from exc
                 return  # keep verifying with the keys we have
             keys = {}
             for entry in document.get("keys", []):
@@ -342,6 +349,60 @@ def install_route_policies(app: FastAPI, policies: RoutePolicies) -> None:
             "every route needs exactly one policy (allow(Role…) or public(because=…)): " + "; ".join(problems)
         )
     app.state.route_policies = dict(policies)
+    app.state.policy_matchers = [
+        (method, compile_path(path)[0], key, policies[key])
+        for key in served
+        for method, path in [key.split(" ", 1)]
+    ]
+    app.add_middleware(PolicyGate)
+
+
+#: Where `PolicyGate` leaves the matched route template in the ASGI scope (for metrics and logs).
+POLICY_ROUTE_SCOPE_KEY = "billing.policy_route"
+
+
+class PolicyGate:
+    """ASGI middleware: the route's policy, checked before the body is read or validated.
+
+    FastAPI parses a JSON body before any dependency runs, so a policy checked only as a
+    dependency would let a caller without a token learn from a 422 what a route accepts, and
+    would parse up to a whole request body for anybody. The gate matches the request against the
+    policy table's path templates in the app's route order (the order the router uses), and
+    answers 401/403/503 itself. Requests that match no template go on: the router answers
+    404/405, and `enforce_policy` (still every route's first dependency) refuses a route that
+    has no policy.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        method = "GET" if request.method == "HEAD" else request.method
+        for route_method, pattern, key, policy in getattr(request.app.state, "policy_matchers", ()):
+            if route_method == method and pattern.match(scope["path"]):
+                scope[POLICY_ROUTE_SCOPE_KEY] = key.split(" ", 1)[1]
+                refusal = await _refusal(request, policy)
+                if refusal is not None:
+                    await refusal(scope, receive, send)
+                    return
+                break
+        await self.app(scope, receive, send)
+
+
+async def _refusal(request: Request, policy: Policy) -> JSONResponse | None:
+    if policy.is_public:
+        return None
+    try:
+        caller = await current_caller(request)
+    except AuthError as exc:
+        return await _unauthorized(request, exc)
+    if not caller.has_any(tuple(policy.roles)):
+        return await _forbidden(request, Forbidden(caller, sorted(policy.roles)))
+    return None
 
 
 async def current_caller(request: Request) -> Caller:
@@ -461,6 +522,8 @@ def _challenge(error: str) -> str:
 
 
 async def _unauthorized(_: Request, exc: AuthError) -> JSONResponse:
+    if isinstance(exc, IssuerUnavailable):
+        return problem_response(503, exc.reason, title="Service Unavailable", headers={"Retry-After": "5"})
     return problem_response(
         401, exc.reason, title="Unauthorized", headers={"WWW-Authenticate": _challenge(exc.error)}
     )

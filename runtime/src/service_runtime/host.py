@@ -326,7 +326,6 @@ def create_service_app(
         redoc_url=None,
     )
     app.state.host = host
-    app.add_middleware(RequestObservation, metrics=host.metrics)
     config = auth_config(settings)
     install_auth(app, TokenVerifier(config) if config is not None else None)
 
@@ -378,6 +377,9 @@ def create_service_app(
     install_problem_details(app)
     all_policies = {**PROBE_POLICIES, **DEAD_LETTER_POLICIES, **policies}
     install_route_policies(app, all_policies)
+    # Added last, so outermost: every answer — the edge guard's and the policy gate's refusals
+    # included — is counted, timed and carries a request id.
+    app.add_middleware(RequestObservation, metrics=host.metrics)
     _document_policies(app, all_policies, issuer=settings.auth_issuer)
     _serve_docs(app, client_id=settings.auth_docs_client_id)
     return app

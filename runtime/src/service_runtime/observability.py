@@ -15,6 +15,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from service_runtime.auth import POLICY_ROUTE_SCOPE_KEY
 from service_runtime.clock import Clock
 from service_runtime.dead_letters import pending_dead_letters
 from service_runtime.metrics import ServiceMetrics
@@ -69,7 +70,11 @@ class RequestObservation:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                route = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
+                route = (
+                    getattr(scope.get("route"), "path", None)
+                    or scope.get(POLICY_ROUTE_SCOPE_KEY)
+                    or UNMATCHED_ROUTE
+                )
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)

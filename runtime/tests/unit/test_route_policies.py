@@ -12,10 +12,13 @@ from pydantic import BaseModel
 from sqlalchemy import MetaData
 
 from service_runtime.auth import (
+    AuthConfig,
     Caller,
+    JwksCache,
     Role,
     RoutePolicies,
     RoutePolicyError,
+    TokenVerifier,
     allow,
     authenticated,
     install_auth,
@@ -26,7 +29,7 @@ from service_runtime.host import ServiceHost, create_service_app
 from service_runtime.settings import ServiceSettings
 from service_runtime.tables import add_runtime_tables
 
-from .test_auth import Issuer
+from .test_auth import AUDIENCE, ISSUER, Issuer
 
 
 class Body(BaseModel):
@@ -89,8 +92,12 @@ def test_a_policy_names_at_least_one_role_and_a_public_route_says_why() -> None:
         public(" ")
 
 
-async def call(app: FastAPI, method: str, path: str, token: str | None, **kwargs: object) -> httpx.Response:
+async def call(
+    app: FastAPI, method: str, path: str, token: str | None, content_type: str | None = None, **kwargs: object
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
         return await http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
 
@@ -110,6 +117,11 @@ async def test_each_route_answers_by_its_policy_before_it_reads_its_input() -> N
         403,
         "needs one of the roles billing-operator",
     )
+    # Not even a body that is no JSON at all is read before the caller is known.
+    garbled = await call(
+        app, "POST", "/things/a/credit", None, content=b"{not json", content_type="application/json"
+    )
+    assert garbled.status_code == 401
     allowed = await call(app, "POST", "/things/a/credit", operator, json={"amount": 1})
     assert allowed.json() == {"actor": "olli.operator", "thing": "a"}
     invalid = await call(app, "POST", "/things/a/credit", operator, json={"amount": "many"})
@@ -156,3 +168,44 @@ async def test_swagger_ui_is_served_by_the_service_and_signs_in_with_pkce() -> N
     assert '"clientId": "billing-ui"' in page.text
     assert (await call(app, "GET", "/docs/assets/swagger-ui-bundle.js", None)).status_code == 200
     assert (await call(app, "GET", "/docs/oauth2-redirect", None)).status_code == 200
+
+
+async def test_an_issuer_whose_keys_cannot_be_fetched_makes_protected_routes_unavailable_not_unauthorized() -> (
+    None
+):
+    issuer = Issuer()
+    app = service_app(POLICIES)
+
+    def unreachable() -> httpx.AsyncClient:
+        def refuse(request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("connection refused", request=request)
+
+        return httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+
+    config = AuthConfig(issuer=ISSUER, audience=AUDIENCE, jwks_url="http://issuer/jwks")
+    install_auth(app, TokenVerifier(config, keys=JwksCache(config, http=unreachable)))
+    answer = await call(app, "GET", "/things/a", issuer.token())
+    # The caller may hold a perfectly good token: 503 with Retry-After says "try again", not "go away".
+    assert (answer.status_code, answer.headers["retry-after"]) == (503, "5")
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_refusals_at_the_gate_are_measured_under_their_route_template() -> None:
+    issuer = Issuer()
+    app = service_app(POLICIES, issuer)
+    await call(app, "GET", "/things/abc", None)
+    await call(app, "GET", "/no/such/route", None)
+    metrics = app.state.host.metrics.registry
+    assert (
+        metrics.get_sample_value(
+            "http_request_duration_seconds_count",
+            {"method": "GET", "route": "/things/{thing_id}", "status": "401"},
+        )
+        == 1
+    )
+    assert (
+        metrics.get_sample_value(
+            "http_request_duration_seconds_count", {"method": "GET", "route": "<unmatched>", "status": "404"}
+        )
+        == 1
+    )
