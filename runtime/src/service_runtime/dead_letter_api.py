@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing_contracts.base import INT64_MAX
 from service_runtime.auth import Caller, Role, RoutePolicies, allow, authenticated
+from service_runtime.clock import Clock
+from service_runtime.consumer import IdempotentConsumer
 from service_runtime.dead_letters import (
     CannotReplayError,
     DeadLetter,
@@ -22,9 +26,29 @@ from service_runtime.dead_letters import (
     discard_dead_letter,
     replay_dead_letter,
 )
+from service_runtime.tables import RuntimeTables
 
-if TYPE_CHECKING:
-    from service_runtime.host import ServiceHost
+
+class _Relay(Protocol):
+    def wake(self) -> None: ...
+
+
+class DeadLetterHost(Protocol):
+    """What the dead-letter routes use of a service's host: its sessions, tables, consumers (for a
+    replay), clock and outbox relay. A protocol rather than `ServiceHost`, so that the host may build
+    these routes without the two modules importing each other."""
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
+    @property
+    def tables(self) -> RuntimeTables: ...
+    @property
+    def consumers(self) -> Sequence[IdempotentConsumer[Any]]: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def relay(self) -> _Relay: ...
+
 
 #: Who may use the dead-letter tools of any service (docs/operations.md, "Tokens and roles").
 DEAD_LETTER_POLICIES: RoutePolicies = {
@@ -122,7 +146,7 @@ def _view(letter: DeadLetter, actions: list[DeadLetterAction]) -> DeadLetterView
     )
 
 
-def build_dead_letter_router(host: ServiceHost) -> APIRouter:
+def build_dead_letter_router(host: DeadLetterHost) -> APIRouter:
     """`/dead-letters` of one service (runtime-provided, the same in every service)."""
     router = APIRouter(tags=["dead letters"])
 
