@@ -36,6 +36,7 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
 
 from benchmarks.machine import MIB, describe, lifetime_peak_rss_bytes, peak_rss_bytes, reset_peak_rss
 from benchmarks.report import Figure, Report
+from billing_contracts.references import first_business_id_from
 from devstack.infra import async_url, create_database, drop_database, provide_postgres
 from invoicing.billing.service import run_billing
 from invoicing.calendar import HELSINKI, YearMonth, run_day
@@ -74,10 +75,9 @@ def business_ids(n: int, start: int = 1_000_000) -> list[str]:
     out: list[str] = []
     body = start
     while len(out) < n:
-        remainder = sum(int(d) * w for d, w in zip(f"{body:07d}", (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
-        if remainder != 1:
-            out.append(f"{body:07d}-{0 if remainder == 0 else 11 - remainder}")
-        body += 1
+        made = first_business_id_from(body)
+        out.append(made)
+        body = int(made[:7]) + 1
     return out
 
 

@@ -36,6 +36,7 @@ from benchmarks.machine import describe
 from benchmarks.report import Figure, Report
 from billing_contracts.contracts import BillingChannel, EInvoiceAddress, PayerKind, PostalAddress
 from billing_contracts.invoicing import InvoiceIssuedV1, InvoiceLine, VatTotal
+from billing_contracts.references import first_business_id_from, with_reference_check_digit
 from devstack.broker import EmbeddedBroker
 from devstack.infra import async_url, create_database, drop_database, provide_postgres
 from devstack.procountor import API_KEY, CLIENT_ID, CLIENT_SECRET, EmulatorProcess, SyncReplica
@@ -56,18 +57,11 @@ def say(text: str) -> None:
 
 
 def business_id(n: int) -> str:
-    for base in range(1_000_000 + n * 11, 1_000_000 + n * 11 + 11):
-        digits = f"{base % 10_000_000:07d}"
-        remainder = sum(int(d) * w for d, w in zip(digits, (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
-        if remainder != 1:
-            return f"{digits}-{0 if remainder == 0 else 11 - remainder}"
-    raise AssertionError("unreachable")
+    return first_business_id_from(1_000_000 + n * 11)
 
 
 def reference(number: int) -> str:
-    base = str(number)
-    total = sum(int(d) * (7, 3, 1)[i % 3] for i, d in enumerate(reversed(base)))
-    return base + str((10 - total % 10) % 10)
+    return with_reference_check_digit(number)
 
 
 def invoices(count: int) -> list[InvoiceIssuedV1]:

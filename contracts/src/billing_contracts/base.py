@@ -20,13 +20,12 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from billing_contracts.references import reference_check_digit
+from billing_contracts.references import is_valid_business_id_check_digit, reference_check_digit
 
 
 def _business_id_check_digit(value: str) -> str:
-    # Weights of the Finnish business ID checksum (Y-tunnuksen tarkistusmerkki).
-    remainder = sum(int(d) * w for d, w in zip(value[:7], (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
-    if remainder == 1 or int(value[8]) != (0 if remainder == 0 else 11 - remainder):
+    # The Finnish business ID checksum (Y-tunnuksen tarkistusmerkki).
+    if not is_valid_business_id_check_digit(value):
         raise ValueError(f"{value} has an invalid check digit")
     return value
 

@@ -47,6 +47,7 @@ from billing_contracts.partners import (
     ExpertCertifiedV1,
     ExpertSoftware,
 )
+from billing_contracts.references import first_business_id_from
 from billing_contracts.registry import TOPICS, all_topic_names
 from billing_contracts.usage import (
     DocumentKind,
@@ -82,11 +83,7 @@ def say(text: str) -> None:
 
 def business_id(base: int) -> str:
     """A valid Finnish business ID from a 7-digit base (check digit per the Y-tunnus rule)."""
-    digits = f"{base:07d}"
-    remainder = sum(int(d) * w for d, w in zip(digits, (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
-    if remainder == 1:
-        return business_id(base + 1)
-    return f"{digits}-{0 if remainder == 0 else 11 - remainder}"
+    return first_business_id_from(base)
 
 
 def previous_month(today: dt.date) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from billing_contracts.references import reference_check_digit
+from billing_contracts.references import is_valid_business_id_check_digit, reference_check_digit
 from procountor_emulator.registers import COUNTRIES, EINVOICE_OPERATORS, UNITS
 from procountor_emulator.wire import FieldError, JsonObject
 
@@ -799,10 +799,7 @@ def validate_payment(body: JsonObject, *, credit_invoice: bool = False) -> list[
 
 def is_valid_business_id(value: str) -> bool:
     """The Y-tunnus check digit: weights 7, 9, 10, 5, 8, 4, 2; remainder 1 is never issued."""
-    if not BUSINESS_ID_PATTERN.match(value):
-        return False
-    remainder = sum(int(d) * w for d, w in zip(value[:7], (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
-    return remainder != 1 and int(value[8]) == (0 if remainder == 0 else 11 - remainder)
+    return bool(BUSINESS_ID_PATTERN.match(value)) and is_valid_business_id_check_digit(value)
 
 
 def is_valid_iban(value: str) -> bool:
