@@ -83,7 +83,7 @@ async def services(
         "auth_issuer": oidc_issuer.url,
     }
     # Invoicing calls metering with its own client-credentials token (role usage-reader), as deployed.
-    invoicing_client = {
+    invoicing_client: dict[str, Any] = {
         "oauth_token_url": f"{oidc_issuer.url}/token",
         "oauth_client_id": "invoicing",
         "oauth_client_secret": SecretStr("local-invoicing-secret"),

@@ -18,7 +18,7 @@ from invoicing.billing.wire import check_against_contract, invoice_json
 HELSINKI = ZoneInfo("Europe/Helsinki")
 
 text = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=40
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), min_size=1, max_size=40
 )
 money = st.decimals(min_value=Decimal("-99999.99"), max_value=Decimal("99999.99"), places=2)
 quantity = st.decimals(min_value=Decimal("-9999"), max_value=Decimal("9999"), places=4) | st.integers(

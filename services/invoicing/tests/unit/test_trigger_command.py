@@ -28,7 +28,7 @@ class FakeInvoicing:
 
 
 def test_the_trigger_posts_todays_date_and_exits_0_on_success() -> None:
-    fake, said = FakeInvoicing(200), []
+    fake, said = FakeInvoicing(200), list[str]()
     code = trigger(
         "http://invoicing", TODAY, wait_seconds=60, poll_seconds=1, post=fake.post, say=said.append
     )
@@ -37,7 +37,7 @@ def test_the_trigger_posts_todays_date_and_exits_0_on_success() -> None:
 
 
 def test_the_trigger_asks_again_while_metering_has_not_closed_the_month() -> None:
-    fake, pauses, said = FakeInvoicing(409, 409, 200), [], []
+    fake, pauses, said = FakeInvoicing(409, 409, 200), list[float](), list[str]()
     code = trigger(
         "http://invoicing",
         TODAY,

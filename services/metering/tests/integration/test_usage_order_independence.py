@@ -532,7 +532,12 @@ async def test_the_sql_counts_by_the_domain_rules_for_every_kind_channel_and_rol
         expected[env] = Usage(vouchers=int(counts_as_voucher(kind)))
     for channel in InvoiceChannel:
         env = f"{prefix}-ch-{channel.value}"
-        common = {"event_id": uuid.uuid4(), "occurred_at": at, "producer": "t", "environment_id": env}
+        common: dict[str, Any] = {
+            "event_id": uuid.uuid4(),
+            "occurred_at": at,
+            "producer": "t",
+            "environment_id": env,
+        }
         events.append(EInvoiceSentV1(**common, voucher_id="s1", channel=channel, sent_at=at))
         fee = int(carries_message_fee(channel))
         expected[env] = Usage(vouchers=1, einvoices_sent=fee)
