@@ -35,7 +35,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
 
 from benchmarks.machine import MIB, describe, lifetime_peak_rss_bytes, peak_rss_bytes, reset_peak_rss
-from benchmarks.report import Figure, Report
+from benchmarks.report import Figure, Report, say
 from billing_contracts.references import first_business_id_from
 from devstack.infra import async_url, create_database, drop_database, provide_postgres
 from invoicing.billing.service import run_billing
@@ -64,10 +64,6 @@ PACKAGES = (
     ("allekirjoitus", 0.04),
 )
 SERVICE_PRODUCTS = ("KIRJANPITO-TUNTI", "PALKANLASKENTA-TUNTI", "KONSULTOINTI-TUNTI")
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def business_ids(n: int, start: int = 1_000_000) -> list[str]:

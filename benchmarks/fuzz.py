@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -23,6 +22,7 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from benchmarks.report import say
 from billing_contracts.registry import TOPICS, all_topic_names
 from devstack.fuzzing import ConsumerFuzzResult, HttpFuzzResult, fuzz_consumers, fuzz_openapi
 from devstack.infra import (
@@ -64,10 +64,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--examples", type=int, default=60, help="requests per OpenAPI operation and mode")
     parser.add_argument("--seed", type=int, default=20261202)
     return parser.parse_args(argv)
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str]) -> int:

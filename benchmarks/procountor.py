@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import sys
 import tempfile
 import time
 import uuid
@@ -33,7 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from benchmarks.machine import describe
-from benchmarks.report import Figure, Report
+from benchmarks.report import Figure, Report, say
 from billing_contracts.contracts import BillingChannel, EInvoiceAddress, PayerKind, PostalAddress
 from billing_contracts.invoicing import InvoiceIssuedV1, InvoiceLine, VatTotal
 from billing_contracts.references import first_business_id_from, with_reference_check_digit
@@ -50,10 +49,6 @@ from service_runtime.migrations import upgrade
 CENT = Decimal("0.01")
 AT = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 CALLS_PER_INVOICE = 4  # POST, approve, GET (the status after approving), send
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def business_id(n: int) -> str:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+def say(text: str) -> None:
+    """A progress line on stderr, with the time of day (stdout carries the figures)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,18 @@ def _letter(row: Any) -> DeadLetter:
 # --- use cases ----------------------------------------------------------------------------------
 
 
+async def _unresolved(repo: DeadLetterRepository, letter_id: int) -> DeadLetter:
+    """The letter, locked for the action, if it exists and is still `new` (else the refusal why)."""
+    letter = await repo.get(letter_id, for_update=True)
+    if letter is None:
+        raise DeadLetterNotFoundError(f"no dead letter {letter_id}")
+    if letter.status != "new":
+        raise DeadLetterResolvedError(
+            f"dead letter {letter_id} was {letter.status} by {letter.resolved_by} at {letter.resolved_at}"
+        )
+    return letter
+
+
 async def replay_dead_letter(
     sessions: async_sessionmaker[AsyncSession],
     tables: RuntimeTables,
@@ -200,13 +212,7 @@ async def replay_dead_letter(
     """
     async with sessions.begin() as session:
         repo = DeadLetterRepository(session, tables)
-        letter = await repo.get(letter_id, for_update=True)
-        if letter is None:
-            raise DeadLetterNotFoundError(f"no dead letter {letter_id}")
-        if letter.status != "new":
-            raise DeadLetterResolvedError(
-                f"dead letter {letter_id} was {letter.status} by {letter.resolved_by} at {letter.resolved_at}"
-            )
+        letter = await _unresolved(repo, letter_id)
         if letter.value_truncated:
             raise CannotReplayError(
                 f"only the first {len(letter.value):,} of {letter.value_size or 0:,} bytes were kept "
@@ -246,13 +252,7 @@ async def discard_dead_letter(
     """Give up on one new letter, with the reason; audited. It stays in the table, never replayed."""
     async with sessions.begin() as session:
         repo = DeadLetterRepository(session, tables)
-        letter = await repo.get(letter_id, for_update=True)
-        if letter is None:
-            raise DeadLetterNotFoundError(f"no dead letter {letter_id}")
-        if letter.status != "new":
-            raise DeadLetterResolvedError(
-                f"dead letter {letter_id} was {letter.status} by {letter.resolved_by} at {letter.resolved_at}"
-            )
+        await _unresolved(repo, letter_id)  # locked, still new
         now = clock.now()
         await repo.record_action(
             letter_id, action="discard", outcome="discarded", actor=actor, at=now, reason=reason
