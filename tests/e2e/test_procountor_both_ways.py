@@ -129,7 +129,7 @@ async def test_invoices_go_to_procountor_and_payments_credits_and_addresses_come
         f"/_emulator/invoices/{sent_a['id']}/payments", json={"amount": str(gross_a + 5)}
     )
     assert paid.status_code == 200
-    paid_a = await in_invoicing(stack, invoice_a["invoice_id"], status="paid", delivery_status="paid")
+    paid_a = await in_invoicing(stack, invoice_a["invoice_id"], status="paid", payment_status="paid")
 
     async def refund_listed() -> list[dict[str, Any]] | None:
         listed = [r for r in (await stack.sync.get("/refunds")).json() if r["payer_business_id"] == a]
@@ -147,7 +147,7 @@ async def test_invoices_go_to_procountor_and_payments_credits_and_addresses_come
     assert credit.status_code == 201, credit.text
     note = credit.json()
     await sent(stack, note["credit_note_number"])
-    after_b = await in_invoicing(stack, invoice_b["invoice_id"], status="credited", delivery_status="paid")
+    after_b = await in_invoicing(stack, invoice_b["invoice_id"], status="credited", payment_status="paid")
 
     async def settled() -> dict[int, dict[str, Any]] | None:
         everything = {i["id"]: i for i in (await stack.procountor.get("/_emulator/invoices")).json()}

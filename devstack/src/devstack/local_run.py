@@ -436,7 +436,7 @@ async def money_back(http: httpx.AsyncClient, urls: dict[str, str], invoices: li
     for view in views:
         say(
             f"  invoicing: invoice {view['invoice_number']} {view['status']}, paid {view['paid_amount']} €, "
-            f"open {view['open_amount']} €, in Procountor {view['delivery_status']}"
+            f"open {view['open_amount']} €; in Procountor {view['delivery_status']}, {view['payment_status']}"
         )
     for refund in refunds:
         say(

@@ -12,6 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -28,7 +29,14 @@ from billing_contracts.contracts import (
     PostalAddress,
 )
 from billing_contracts.partners import PartnerTier, PartnerTierChangedV1
-from billing_contracts.procountor import PaymentReceivedV1
+from billing_contracts.procountor import DeliveryStatus as DeliveredStatus
+from billing_contracts.procountor import (
+    InvoiceDeliveredV1,
+    InvoiceDeliveryFailedV1,
+    InvoicePaymentStatusChangedV1,
+    PaymentReceivedV1,
+    ProcountorPaymentStatus,
+)
 from billing_contracts.registry import TOPICS, all_topic_names
 from billing_contracts.usage import DocumentKind, SignatureCompletedV1, VoucherCreatedV1
 from devstack.infra import KafkaTarget, async_url, create_database, drop_database, ensure_topics
@@ -482,3 +490,101 @@ async def test_operators_dry_run_credit_and_move_due_dates_over_http(services: S
         until=lambda found: any(m["credited_invoice_id"] == invoice["invoice_id"] for m in found),
     )
     assert len([m for m in messages if m["credited_invoice_id"] == invoice["invoice_id"]]) == 1
+
+
+async def processed(s: Services, *event_ids: uuid.UUID) -> bool:
+    """Whether invoicing's consumers applied (or ignored, committed) all these events."""
+    engine = create_engine(s.database_url, pool_size=1)
+    try:
+        async with session_factory(engine)() as session:
+            done = t.runtime_tables.processed_events.c
+            found = await session.scalar(select(func.count()).where(done.event_id.in_(list(event_ids))))
+            return found == len(event_ids)
+    finally:
+        await engine.dispose()
+
+
+async def test_i01_i03_delivery_and_payment_reports_out_of_order_each_keep_their_newest_state(
+    services: Services,
+) -> None:
+    s = services
+    tag = uuid.uuid4().hex[:6]
+    env = f"env-reports-{tag}"
+    company = 611
+    s.clock.set(at(dt.date(2027, 5, 3), 8))
+    await s.publisher.publish(
+        signed(env, company, PackageCode.KEVYT).model_copy(update={"production_date": dt.date(2027, 5, 1)})
+    )
+    await wait_until(lambda: contract_exists(s, env), what="the May contract applied")
+    s.clock.set(at(dt.date(2027, 6, 1), 6))
+    assert (await s.metering.post("/months/2027-05/close")).status_code == 200
+
+    async def may_invoice() -> dict[str, Any] | None:
+        await s.invoicing.post("/billing-runs", json={"run_date": "2027-06-01"})
+        return await invoice_of(s, business_id(company), "2027-05")
+
+    invoice = await wait_until(may_invoice, what="May billed")
+    invoice_id, gross = invoice["invoice_id"], invoice["total_gross"]
+    first = at(dt.date(2027, 6, 1), 9)
+
+    def meta() -> dict[str, Any]:
+        return {"event_id": uuid.uuid4(), "occurred_at": first, "producer": "procountor-sync"}
+
+    retrying = InvoiceDeliveryFailedV1(
+        **meta(),
+        invoice_id=invoice_id,
+        reason="Procountor answered 503",
+        retryable=True,
+        failed_at=first,
+    )
+    sent = InvoiceDeliveredV1(
+        **meta(),
+        invoice_id=invoice_id,
+        procountor_invoice_id=f"PC-{tag}",
+        status=DeliveredStatus.SENT,
+        delivered_at=first + dt.timedelta(minutes=1),
+    )
+    partly = InvoicePaymentStatusChangedV1(
+        **meta(),
+        invoice_id=invoice_id,
+        procountor_invoice_id=f"PC-{tag}",
+        status=ProcountorPaymentStatus.PARTLY_PAID,
+        procountor_status="PARTLY_PAID",
+        paid_amount=Decimal("10.00"),
+        open_amount=Decimal(gross) - Decimal("10.00"),
+        changed_at=first + dt.timedelta(days=3),
+    )
+    paid = InvoicePaymentStatusChangedV1(
+        **meta(),
+        invoice_id=invoice_id,
+        procountor_invoice_id=f"PC-{tag}",
+        status=ProcountorPaymentStatus.PAID,
+        procountor_status="PAID",
+        paid_amount=Decimal(gross),
+        open_amount=Decimal("0.00"),
+        changed_at=first + dt.timedelta(days=5),
+    )
+
+    # The newest report of each kind arrives first: the payment state before any delivery report.
+    await s.publisher.publish(paid)
+    await wait_until(lambda: processed(s, paid.event_id), what="the payment report applied")
+    before_delivery = (await s.invoicing.get(f"/invoices/{invoice_id}")).json()
+    await s.publisher.publish(sent)
+    await wait_until(lambda: processed(s, sent.event_id), what="the delivery report applied")
+    # Then the overtaken ones, on both topics: they change nothing.
+    await s.publisher.publish(partly, retrying)
+    await wait_until(lambda: processed(s, partly.event_id, retrying.event_id), what="the old reports read")
+    view = (await s.invoicing.get(f"/invoices/{invoice_id}")).json()
+
+    assert (before_delivery["payment_status"], before_delivery["delivery_status"]) == ("paid", None)
+    assert (view["delivery_status"], view["delivery_error"]) == ("sent", None)
+    assert dt.datetime.fromisoformat(view["delivery_status_at"]) == sent.delivered_at
+    assert (view["payment_status"], view["procountor_paid_amount"], view["procountor_open_amount"]) == (
+        "paid",
+        gross,
+        "0.00",
+    )
+    assert dt.datetime.fromisoformat(view["payment_status_at"]) == paid.changed_at
+    assert view["procountor_invoice_id"] == f"PC-{tag}"
+    # Procountor's payment state is its view; invoicing's own status follows the payments it got (B-06).
+    assert view["status"] == "open"

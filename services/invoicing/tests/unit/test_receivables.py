@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,7 +17,11 @@ from invoicing.receivables.domain import (
     REFUND_OVERPAYMENT,
     Allocation,
     CreditRefusedError,
+    DeliveryState,
+    DeliveryStatus,
     InvoicedLine,
+    PaymentState,
+    PaymentStatus,
     Receivable,
     allocate_payment,
     credit_lines,
@@ -24,6 +29,7 @@ from invoicing.receivables.domain import (
     creditable_lines,
     due_date_refusal,
     invoice_status,
+    supersedes,
 )
 
 D = Decimal
@@ -213,3 +219,63 @@ def test_b06_property_nothing_lost_nothing_twice_and_no_invoice_overpaid(
         and named.status is InvoiceStatus.OPEN
     ):
         assert result.allocations[0].invoice_id == named.invoice_id
+
+
+# --- I-01, I-03: delivery and payment reports, in any order ---
+
+HKI = dt.timezone(dt.timedelta(hours=2))
+
+
+def test_a_report_replaces_an_older_state_or_an_equally_old_one_never_a_newer_one() -> None:
+    nine = dt.datetime(2026, 11, 2, 9, 0, tzinfo=HKI)
+    ten = dt.datetime(2026, 11, 2, 10, 0, tzinfo=HKI)
+
+    assert supersedes(ten, None)  # nothing reported yet, or a state moved by migration 0006
+    assert supersedes(ten, nine)
+    assert supersedes(ten, ten)  # the later arrival of two reports taken at the same time
+    assert not supersedes(nine, ten)  # an overtaken report is ignored
+    with pytest.raises(ValueError, match="time-zone aware"):
+        supersedes(dt.datetime(2026, 11, 2, 9, 0), None)  # noqa: DTZ001 - the refusal is the point
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=10_000),
+            st.sampled_from(list(PaymentStatus)),
+        ),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda r: r[0],
+    ),
+    st.randoms(),
+)
+def test_reports_applied_in_any_order_leave_the_newest_state(
+    reports: list[tuple[int, PaymentStatus]], rnd: Any
+) -> None:
+    base = dt.datetime(2026, 11, 2, tzinfo=HKI)
+    states = [
+        PaymentState(
+            status=status,
+            paid_amount=D(minute),
+            open_amount=D(0),
+            at=base + dt.timedelta(minutes=minute),
+        )
+        for minute, status in reports
+    ]
+    arrival = list(states)
+    rnd.shuffle(arrival)
+
+    held: PaymentState | None = None
+    for report in arrival:
+        assert report.at is not None
+        if supersedes(report.at, None if held is None else held.at):
+            held = report
+
+    assert held == max(states, key=lambda s: s.at or base)
+
+
+def test_delivery_and_payment_states_are_told_apart_by_their_values() -> None:
+    # One field each (I-01, I-03): no value is both a delivery and a payment state.
+    assert not {s.value for s in DeliveryStatus} & {s.value for s in PaymentStatus}
+    assert DeliveryState(status=DeliveryStatus.SENT, error=None, at=None).status == "sent"

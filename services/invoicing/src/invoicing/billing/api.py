@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from billing_contracts.base import INT64_MAX, Date, Money, Quantity
 from billing_contracts.invoicing import InvoiceIssuedV1, InvoiceLine, VatTotal
+from billing_contracts.procountor import ProcountorPaymentStatus
 from invoicing.billing.domain import InvoiceStatus
 from invoicing.billing.service import (
     AdvanceBillingError,
@@ -159,6 +160,10 @@ class BillingRunStatusView(BaseModel):
     failures: list[RunFailureView] = Field(description="Payers still set aside, with the reason.")
 
 
+#: procountor-sync's delivery reports as invoicing keeps them (`receivables.domain.DeliveryStatus`).
+DeliveryState = Literal["awaiting_approval", "sent", "failed_retrying", "failed"]
+
+
 class InvoiceView(InvoiceIssuedV1):
     """An issued invoice: the document as published, and where it stands now."""
 
@@ -167,8 +172,25 @@ class InvoiceView(InvoiceIssuedV1):
     credited_net: Money = Field(description="Net credited by credit notes.")
     credited_gross: Money = Field(description="Gross credited by credit notes.")
     open_amount: Money = Field(description="What the payer still owes on it.")
-    delivery_status: str | None = Field(description="From procountor-sync (I-01).")
+    delivery_status: DeliveryState | None = Field(
+        description="procountor-sync's delivery (I-01): `awaiting_approval`, `sent`, `failed_retrying` or "
+        "`failed`; none before its first report. Only delivery reports change it."
+    )
     delivery_error: str | None = Field(description="Why the last delivery failed, if it did.")
+    delivery_status_at: dt.datetime | None = Field(
+        description="The time of the delivery report behind `delivery_status` (an older one never replaces it)."
+    )
+    payment_status: ProcountorPaymentStatus | None = Field(
+        description="Procountor's payment state (I-03): `open`, `partly_paid`, `paid` or `invalidated`; none "
+        "before its first report. Only payment reports change it; `status` is invoicing's own (B-06)."
+    )
+    procountor_paid_amount: Money | None = Field(
+        description="Settled on it in Procountor (payments and credit offsets), with `payment_status`."
+    )
+    procountor_open_amount: Money | None = Field(description="Open in Procountor, with `payment_status`.")
+    payment_status_at: dt.datetime | None = Field(
+        description="The time of the payment report behind `payment_status`."
+    )
     procountor_invoice_id: str | None = Field(description="The invoice's id in Procountor, once delivered.")
 
 

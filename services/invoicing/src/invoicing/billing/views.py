@@ -26,6 +26,14 @@ def _money(value: Decimal) -> str:
     return format(value.quantize(Decimal("0.01")), "f")
 
 
+def _maybe_money(value: Decimal | None) -> str | None:
+    return None if value is None else _money(value)
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
 def _invoice(row: Any) -> dict[str, Any]:
     document: dict[str, Any] = dict(row.document)
     open_amount = row.total_gross - row.credited_gross - row.paid_amount
@@ -37,8 +45,14 @@ def _invoice(row: Any) -> dict[str, Any]:
         "credited_net": _money(row.credited_net),
         "credited_gross": _money(row.credited_gross),
         "open_amount": _money(max(open_amount, ZERO)),
+        # Two reports of procountor-sync, each its own field (I-01, I-03).
         "delivery_status": row.delivery_status,
         "delivery_error": row.delivery_error,
+        "delivery_status_at": _time(row.delivery_status_at),
+        "payment_status": row.payment_status,
+        "procountor_paid_amount": _maybe_money(row.procountor_paid_amount),
+        "procountor_open_amount": _maybe_money(row.procountor_open_amount),
+        "payment_status_at": _time(row.payment_status_at),
         "procountor_invoice_id": row.procountor_invoice_id,
     }
 
@@ -55,6 +69,11 @@ _COLUMNS = (
     _I.credited_gross,
     _I.delivery_status,
     _I.delivery_error,
+    _I.delivery_status_at,
+    _I.payment_status,
+    _I.procountor_paid_amount,
+    _I.procountor_open_amount,
+    _I.payment_status_at,
     _I.procountor_invoice_id,
 )
 

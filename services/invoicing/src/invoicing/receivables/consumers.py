@@ -16,6 +16,7 @@ from billing_contracts.procountor import (
     PaymentReceivedV1,
 )
 from invoicing import tables as t
+from invoicing.receivables.domain import DeliveryState, DeliveryStatus, PaymentState, PaymentStatus
 from invoicing.receivables.service import (
     PRODUCER,
     DueDateChange,
@@ -24,6 +25,7 @@ from invoicing.receivables.service import (
     change_due_date,
     record_delivery,
     record_payment,
+    record_payment_status,
 )
 from service_runtime.clock import Clock
 from service_runtime.consumer import Rejection
@@ -47,28 +49,33 @@ class ReceivablesIntake:
                     await record_delivery(
                         session,
                         event.invoice_id,
-                        status=event.status.value,
-                        error=None,
-                        procountor_invoice_id=event.procountor_invoice_id,
-                        clock=self._clock,
-                    )
-                case InvoicePaymentStatusChangedV1():
-                    # Procountor's view of the receivable (I-03); our own status follows payments (B-06).
-                    await record_delivery(
-                        session,
-                        event.invoice_id,
-                        status={"open": "sent"}.get(event.status.value, event.status.value),
-                        error=None,
+                        DeliveryState(
+                            status=DeliveryStatus(event.status.value), error=None, at=event.delivered_at
+                        ),
                         procountor_invoice_id=event.procountor_invoice_id,
                         clock=self._clock,
                     )
                 case InvoiceDeliveryFailedV1():
+                    status = DeliveryStatus.FAILED_RETRYING if event.retryable else DeliveryStatus.FAILED
                     await record_delivery(
                         session,
                         event.invoice_id,
-                        status="failed_retrying" if event.retryable else "failed",
-                        error=event.reason,
+                        DeliveryState(status=status, error=event.reason, at=event.failed_at),
                         procountor_invoice_id=None,
+                        clock=self._clock,
+                    )
+                case InvoicePaymentStatusChangedV1():
+                    # Procountor's view of the receivable (I-03); our own status follows payments (B-06).
+                    await record_payment_status(
+                        session,
+                        event.invoice_id,
+                        PaymentState(
+                            status=PaymentStatus(event.status.value),
+                            paid_amount=event.paid_amount,
+                            open_amount=event.open_amount,
+                            at=event.changed_at,
+                        ),
+                        procountor_invoice_id=event.procountor_invoice_id,
                         clock=self._clock,
                     )
                 case _:

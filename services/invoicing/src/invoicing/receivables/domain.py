@@ -1,5 +1,6 @@
-"""Receivables rules: what a credit note may credit and its VAT (B-20), and how a payment is
-allocated to a payer's open invoices (B-06). Pure: no I/O."""
+"""Receivables rules: what a credit note may credit and its VAT (B-20), how a payment is allocated to
+a payer's open invoices (B-06), and which of Procountor's delivery and payment reports stand
+(I-01, I-03). Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
 from invoicing.billing.domain import InvoiceStatus, VatTotal
 from invoicing.money import ZERO, cents, require_decimal, vat_amount
@@ -310,3 +312,67 @@ def due_date_refusal(receivable: Receivable, new_due_date: dt.date) -> DueDateRe
             "B-23", f"the new due date {new_due_date} is before the invoice date {receivable.invoice_date}"
         )
     return None
+
+
+# --- Procountor's two reports on an issued invoice: its delivery and its payment state (I-01, I-03) ---
+
+
+class DeliveryStatus(StrEnum):
+    """Where procountor-sync's delivery of the invoice stands (I-01), from its delivery reports.
+
+    `awaiting_approval` and `sent` come from `InvoiceDeliveredV1`; `failed_retrying` and `failed`
+    (for good, or cancelled by an operator) from `InvoiceDeliveryFailedV1`.
+    """
+
+    AWAITING_APPROVAL = "awaiting_approval"
+    SENT = "sent"
+    FAILED_RETRYING = "failed_retrying"
+    FAILED = "failed"
+
+
+class PaymentStatus(StrEnum):
+    """The invoice's payment state as Procountor holds it (I-03), from `InvoicePaymentStatusChangedV1`.
+
+    Procountor's view, not ours: invoicing's own `status` (open, paid, credited) follows the
+    payments it allocated itself (B-06); this one says what Procountor shows the payer.
+    """
+
+    OPEN = "open"
+    PARTLY_PAID = "partly_paid"
+    PAID = "paid"
+    INVALIDATED = "invalidated"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryState:
+    """The latest delivery report applied: its status, the reason of a failure, the report's time."""
+
+    status: DeliveryStatus
+    error: str | None
+    at: dt.datetime | None  # None only for a state moved by migration 0006, which kept no time
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PaymentState:
+    """The latest payment report applied: Procountor's state and amounts, and the report's time."""
+
+    status: PaymentStatus
+    paid_amount: Decimal | None  # None only for a state moved by migration 0006 (no amounts kept)
+    open_amount: Decimal | None
+    at: dt.datetime | None
+
+
+def supersedes(incoming_at: dt.datetime, current_at: dt.datetime | None) -> bool:
+    """Whether a report taken at `incoming_at` replaces the state last set by one taken at `current_at`.
+
+    **Decision (I-01, I-03):** delivery and payment reports travel on different topics, and a
+    report may be redelivered or overtaken, so the order of arrival means nothing. Each state is
+    replaced only by a report of its own kind taken at the same time or later, by the time the
+    report carries (`delivered_at`, `failed_at`, `changed_at`: procountor-sync's clock, the one
+    clock behind all of them); an older report is ignored. A state without a time (none yet, or
+    moved by migration 0006) takes any report. Equal times: the later arrival wins (a redelivery
+    of the same event never gets here: consumers are idempotent by event id).
+    """
+    if incoming_at.tzinfo is None:
+        raise ValueError("a report's time is time-zone aware")
+    return current_at is None or incoming_at >= current_at

@@ -16,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing_contracts.invoicing import CreditNoteIssuedV1, InvoiceIssuedV1, RefundRecordedV1
 from invoicing import tables as t
 from invoicing.billing.domain import InvoiceStatus
-from invoicing.receivables.domain import Allocation, Receivable
+from invoicing.receivables.domain import (
+    Allocation,
+    DeliveryState,
+    DeliveryStatus,
+    PaymentState,
+    PaymentStatus,
+    Receivable,
+)
 
 _I = t.invoices.c
 _C = t.credit_notes.c
@@ -42,10 +49,6 @@ def _receivable(row: Row[Any]) -> Receivable:
         credited_gross=row.credited_gross,
         paid_amount=row.paid_amount,
     )
-
-
-#: Procountor's payment states of an invoice, reported after its delivery (I-03).
-PAYMENT_STATES = frozenset({"partly_paid", "paid", "invalidated"})
 
 
 class ReceivablesRepository:
@@ -117,30 +120,78 @@ class ReceivablesRepository:
             update(t.invoices).where(_I.invoice_id == invoice_id).values(due_date=due_date, updated_at=now)
         )
 
-    async def set_delivery(
-        self,
-        invoice_id: str,
-        *,
-        status: str,
-        error: str | None,
-        procountor_invoice_id: str | None,
-        now: dt.datetime,
-    ) -> None:
-        """procountor-sync's report on an invoice (I-01): delivered, or failed with the reason, or its
-        payment state in Procountor (I-03).
+    async def delivery_state(self, invoice_id: str) -> tuple[bool, DeliveryState | None]:
+        """Whether the invoice exists, and its delivery state (row-locked: reports are applied one at a time)."""
+        row = (
+            await self._session.execute(
+                select(_I.delivery_status, _I.delivery_error, _I.delivery_status_at)
+                .where(_I.invoice_id == invoice_id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            return False, None
+        if row.delivery_status is None:
+            return True, None
+        return True, DeliveryState(
+            status=DeliveryStatus(row.delivery_status), error=row.delivery_error, at=row.delivery_status_at
+        )
 
-        The reports travel on different topics and may arrive in any order: a payment state
-        (`partly_paid`, `paid`, `invalidated`) is never replaced by a delivery report.
-        """
-        values: dict[str, Any] = {"delivery_status": status, "delivery_error": error, "updated_at": now}
+    async def set_delivery_state(
+        self, invoice_id: str, state: DeliveryState, *, procountor_invoice_id: str | None, now: dt.datetime
+    ) -> None:
+        """procountor-sync's delivery report (I-01); the payment state is not touched."""
+        values: dict[str, Any] = {
+            "delivery_status": state.status.value,
+            "delivery_error": state.error,
+            "delivery_status_at": state.at,
+            "updated_at": now,
+        }
         if procountor_invoice_id is not None:
             values["procountor_invoice_id"] = procountor_invoice_id
-        statement = update(t.invoices).where(_I.invoice_id == invoice_id)
-        if status not in PAYMENT_STATES:
-            statement = statement.where(
-                _I.delivery_status.is_(None) | _I.delivery_status.not_in(sorted(PAYMENT_STATES))
+        await self._session.execute(update(t.invoices).where(_I.invoice_id == invoice_id).values(**values))
+
+    async def payment_state(self, invoice_id: str) -> tuple[bool, PaymentState | None]:
+        """Whether the invoice exists, and Procountor's payment state of it (row-locked)."""
+        row = (
+            await self._session.execute(
+                select(
+                    _I.payment_status,
+                    _I.procountor_paid_amount,
+                    _I.procountor_open_amount,
+                    _I.payment_status_at,
+                )
+                .where(_I.invoice_id == invoice_id)
+                .with_for_update()
             )
-        await self._session.execute(statement.values(**values))
+        ).first()
+        if row is None:
+            return False, None
+        if row.payment_status is None:
+            return True, None
+        return True, PaymentState(
+            status=PaymentStatus(row.payment_status),
+            paid_amount=row.procountor_paid_amount,
+            open_amount=row.procountor_open_amount,
+            at=row.payment_status_at,
+        )
+
+    async def set_payment_state(
+        self, invoice_id: str, state: PaymentState, *, procountor_invoice_id: str, now: dt.datetime
+    ) -> None:
+        """Procountor's payment state (I-03); the delivery state is not touched."""
+        await self._session.execute(
+            update(t.invoices)
+            .where(_I.invoice_id == invoice_id)
+            .values(
+                payment_status=state.status.value,
+                procountor_paid_amount=state.paid_amount,
+                procountor_open_amount=state.open_amount,
+                payment_status_at=state.at,
+                procountor_invoice_id=procountor_invoice_id,
+                updated_at=now,
+            )
+        )
 
     # --- credit notes ---
 

@@ -30,8 +30,10 @@ from invoicing.money import ZERO, cents
 from invoicing.numbering import InvoiceNumbers
 from invoicing.receivables.domain import (
     CreditRefusedError,
+    DeliveryState,
     DueDateRefusedError,
     InvoicedLine,
+    PaymentState,
     allocate_payment,
     credit_lines,
     credit_vat,
@@ -39,6 +41,7 @@ from invoicing.receivables.domain import (
     due_date_refusal,
     invoice_status,
     software_net_by_reseller_of_credit,
+    supersedes,
 )
 from invoicing.receivables.repository import InvoiceNotFoundError, ReceivablesRepository
 from invoicing.references import reference_for_invoice_number
@@ -56,6 +59,7 @@ __all__ = [
     "issue_credit_note",
     "record_delivery",
     "record_payment",
+    "record_payment_status",
 ]
 
 log = structlog.get_logger(__name__)
@@ -266,22 +270,56 @@ async def record_payment(session: Session, p: PaymentReceivedV1, clock: Clock) -
     return refund
 
 
-# --- delivery state (I-01) ---
+# --- delivery and payment state (I-01, I-03) ---
 
 
 async def record_delivery(
     session: Session,
     invoice_id: str,
+    report: DeliveryState,
     *,
-    status: str,
-    error: str | None,
     procountor_invoice_id: str | None,
     clock: Clock,
-) -> None:
-    """procountor-sync delivered an invoice, or failed to (retrying or for good), with the reason."""
-    await ReceivablesRepository(session).set_delivery(
-        invoice_id, status=status, error=error, procountor_invoice_id=procountor_invoice_id, now=clock.now()
+) -> bool:
+    """procountor-sync delivered an invoice, or failed to (retrying or for good), with the reason.
+
+    Applied unless the invoice already holds a newer delivery report (`supersedes`); the payment
+    state is another field, which no delivery report touches. False: ignored (older, or not one
+    of our invoices: a credit note's deliveries are reported on the same topic).
+    """
+    repo = ReceivablesRepository(session)
+    found, current = await repo.delivery_state(invoice_id)
+    if not found or report.at is None or not supersedes(report.at, None if current is None else current.at):
+        log.info("delivery_report_ignored", invoice_id=invoice_id, status=report.status.value, found=found)
+        return False
+    await repo.set_delivery_state(
+        invoice_id, report, procountor_invoice_id=procountor_invoice_id, now=clock.now()
     )
+    return True
+
+
+async def record_payment_status(
+    session: Session,
+    invoice_id: str,
+    report: PaymentState,
+    *,
+    procountor_invoice_id: str,
+    clock: Clock,
+) -> bool:
+    """Procountor's payment state of an invoice changed (I-03): kept beside, never over, the delivery state.
+
+    Applied unless a newer payment report is already held (`supersedes`). Invoicing's own status
+    does not follow it: that follows the payments invoicing allocated (B-06).
+    """
+    repo = ReceivablesRepository(session)
+    found, current = await repo.payment_state(invoice_id)
+    if not found or report.at is None or not supersedes(report.at, None if current is None else current.at):
+        log.info("payment_report_ignored", invoice_id=invoice_id, status=report.status.value, found=found)
+        return False
+    await repo.set_payment_state(
+        invoice_id, report, procountor_invoice_id=procountor_invoice_id, now=clock.now()
+    )
+    return True
 
 
 # --- due-date moves (B-23) ---
