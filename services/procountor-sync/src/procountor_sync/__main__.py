@@ -34,16 +34,18 @@ def _client(args: argparse.Namespace, *, timeout: float) -> httpx.Client:
 
 def _configure_deliveries(parser: argparse.ArgumentParser) -> None:
     _url(parser)
-    parser.add_argument("action", choices=("list", "summary", "requeue", "cancel"))
-    parser.add_argument("delivery_id", nargs="?", help="for requeue and cancel, e.g. invoice:INV-100001")
+    parser.add_argument("action", choices=("list", "summary", "requeue", "cancel", "actions"))
+    parser.add_argument(
+        "delivery_id", nargs="?", help="for requeue, cancel and actions, e.g. invoice:INV-100001"
+    )
     parser.add_argument("--status", help="list: only this status (pending, refused, awaiting_approval, …)")
     parser.add_argument("--after", help="list: the last delivery id of the previous page")
     parser.add_argument("--limit", type=int, default=100, help="list: at most this many")
-    parser.add_argument("--reason", help="cancel: why")
+    parser.add_argument("--reason", help="requeue, cancel: why (kept in the delivery's actions)")
 
 
 def deliveries(args: argparse.Namespace) -> int:
-    """Operators' deliveries: list, summary, requeue, cancel (over the service's API)."""
+    """Operators' deliveries: list, summary, requeue, cancel, actions (over the service's API)."""
     with _client(args, timeout=30) as http:
         if args.action == "list":
             params = {"limit": str(args.limit)} | {
@@ -55,12 +57,11 @@ def deliveries(args: argparse.Namespace) -> int:
         elif not args.delivery_id:
             print("a delivery id is needed", file=sys.stderr)
             return 2
-        elif args.action == "requeue":
-            response = http.post(f"/deliveries/{args.delivery_id}/requeue")
+        elif args.action == "actions":
+            response = http.get(f"/deliveries/{args.delivery_id}/actions")
         else:
-            response = http.post(
-                f"/deliveries/{args.delivery_id}/cancel", json={"reason": args.reason or "cancelled"}
-            )
+            body = {"reason": args.reason} if args.reason else {}
+            response = http.post(f"/deliveries/{args.delivery_id}/{args.action}", json=body)
     print(json.dumps(response.json(), indent=2, ensure_ascii=False))
     return 0 if response.is_success else 1
 

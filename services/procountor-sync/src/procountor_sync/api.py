@@ -65,9 +65,27 @@ class DeliverySummary(BaseModel):
 
 
 class CancelRequest(BaseModel):
-    """Why an operator gives up a delivery (published with `InvoiceDeliveryFailedV1`)."""
+    """Why an operator gives up a delivery (audited; published with `InvoiceDeliveryFailedV1`)."""
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str | None = Field(default=None, min_length=1, max_length=500, description="Why (optional).")
+
+
+class RequeueRequest(BaseModel):
+    """Why an operator has a delivery tried again (audited)."""
+
+    reason: str | None = Field(default=None, min_length=1, max_length=500, description="Why (optional).")
+
+
+class DeliveryActionView(BaseModel):
+    """One operator's requeue or cancel of a delivery: who, when, why (issue 12)."""
+
+    id: int
+    delivery_id: str
+    action: str = Field(description="requeue or cancel.")
+    actor: str = Field(description="Who: the subject of the operator's token, never a name typed in.")
+    reason: str | None = Field(description="Why, as the operator gave it.")
+    status_after: str = Field(description="The delivery's status right after it.")
+    at: dt.datetime
 
 
 class TotalsView(BaseModel):
@@ -213,9 +231,26 @@ def build_router(
             raise HTTPException(status_code=404, detail=f"no delivery {delivery_id}")
         return _delivery(row)
 
+    @router.get(
+        "/deliveries/{delivery_id}/actions",
+        tags=["deliveries"],
+        summary="Every requeue and cancel of a delivery, oldest first: who, when, why.",
+    )
+    async def delivery_actions(delivery_id: str) -> list[DeliveryActionView]:
+        async with host.sessions() as session:
+            repo = DeliveryRepository(session)
+            if await repo.get(_id(delivery_id)) is None:
+                raise HTTPException(status_code=404, detail=f"no delivery {delivery_id}")
+            rows = await repo.actions(_id(delivery_id))
+        return [DeliveryActionView.model_validate(r._mapping) for r in rows]
+
     @router.post("/deliveries/{delivery_id}/requeue", tags=["deliveries"], summary="Try again now.")
-    async def requeue(delivery_id: str, caller: Annotated[Caller, authenticated]) -> DeliveryView:
-        row = await sync.requeue(_id(delivery_id), by=caller.subject)
+    async def requeue(
+        delivery_id: str, caller: Annotated[Caller, authenticated], body: RequeueRequest | None = None
+    ) -> DeliveryView:
+        """Audited: the caller (token subject), the time and the optional reason join the delivery's actions."""
+        reason = None if body is None else body.reason
+        row = await sync.requeue(_id(delivery_id), by=caller.subject, reason=reason)
         if row is None:
             raise HTTPException(
                 status_code=409, detail=f"delivery {delivery_id} is unknown or already delivered"
@@ -224,9 +259,11 @@ def build_router(
 
     @router.post("/deliveries/{delivery_id}/cancel", tags=["deliveries"], summary="Give a delivery up.")
     async def cancel(
-        delivery_id: str, body: CancelRequest, caller: Annotated[Caller, authenticated]
+        delivery_id: str, caller: Annotated[Caller, authenticated], body: CancelRequest | None = None
     ) -> DeliveryView:
-        row = await sync.cancel(_id(delivery_id), by=caller.subject, reason=body.reason)
+        """Audited like a requeue; the reason also goes out with `InvoiceDeliveryFailedV1`."""
+        reason = None if body is None else body.reason
+        row = await sync.cancel(_id(delivery_id), by=caller.subject, reason=reason)
         if row is None:
             raise HTTPException(
                 status_code=409, detail=f"delivery {delivery_id} is unknown, delivered or cancelled"

@@ -11,6 +11,7 @@ ROUTE_POLICIES: RoutePolicies = {
     "GET /deliveries": READ,
     "GET /deliveries/summary": READ,
     "GET /deliveries/{delivery_id}": READ,
+    "GET /deliveries/{delivery_id}/actions": READ,
     "POST /deliveries/{delivery_id}/requeue": OPERATE,
     "POST /deliveries/{delivery_id}/cancel": OPERATE,
     "GET /mismatches": READ,

@@ -208,6 +208,37 @@ class DeliveryRepository:
             hold_reason=None,
         )
 
+    async def record_action(
+        self,
+        delivery_id: str,
+        *,
+        action: str,
+        actor: str,
+        reason: str | None,
+        status_after: str,
+        at: dt.datetime,
+    ) -> None:
+        """One operator's requeue or cancel, in the caller's transaction (the action's own)."""
+        await self._session.execute(
+            insert(t.delivery_actions).values(
+                delivery_id=delivery_id,
+                action=action,
+                actor=actor,
+                reason=reason,
+                status_after=status_after,
+                at=at,
+            )
+        )
+
+    async def actions(self, delivery_id: str) -> list[Row[Any]]:
+        """The delivery's requeues and cancels, oldest first."""
+        rows = await self._session.execute(
+            select(t.delivery_actions)
+            .where(t.delivery_actions.c.delivery_id == delivery_id)
+            .order_by(t.delivery_actions.c.id)
+        )
+        return list(rows.all())
+
     async def is_first_invoice(self, payer_business_id: str, invoice_number: str) -> bool:
         """B-20: no earlier invoice (by number) of this payer reached procountor-sync."""
         earlier = await self._session.scalar(

@@ -1249,29 +1249,42 @@ class ProcountorSync:
 
     # --- operators ---------------------------------------------------------------------------
 
-    async def cancel(self, delivery_id: str, *, by: str, reason: str) -> Row[Any] | None:
+    async def cancel(self, delivery_id: str, *, by: str, reason: str | None = None) -> Row[Any] | None:
+        """An operator gives a delivery up; audited in `delivery_actions` in the same transaction."""
+        why = f"cancelled by {by}" + (f": {reason}" if reason else "")
         async with self._sessions.begin() as session:
-            row = await DeliveryRepository(session).set_status(
+            repo = DeliveryRepository(session)
+            now = self._clock.now()
+            row = await repo.set_status(
                 delivery_id,
                 expect=("pending", "refused", "awaiting_approval"),
-                at=self._clock.now(),
+                at=now,
                 status="cancelled",
                 changed_by=by,
-                last_error=f"cancelled by {by}: {reason}"[:2000],
+                last_error=why[:2000],
                 leased_by=None,
                 leased_until=None,
             )
-            if row is not None and row.kind in ("invoice", "credit_note"):
-                await self._publish(
-                    session, [self._failed(row, f"cancelled by {by}: {reason}", retryable=False)]
+            if row is not None:
+                await repo.record_action(
+                    delivery_id, action="cancel", actor=by, reason=reason, status_after=row.status, at=now
                 )
+            if row is not None and row.kind in ("invoice", "credit_note"):
+                await self._publish(session, [self._failed(row, why, retryable=False)])
         if row is not None:
-            log.info("delivery_cancelled", delivery_id=delivery_id, by=by, reason=reason[:300])
+            log.info("delivery_cancelled", delivery_id=delivery_id, by=by, reason=(reason or "")[:300])
         return row
 
-    async def requeue(self, delivery_id: str, *, by: str) -> Row[Any] | None:
+    async def requeue(self, delivery_id: str, *, by: str, reason: str | None = None) -> Row[Any] | None:
+        """An operator has a delivery tried again now; audited in `delivery_actions` in the same transaction."""
         async with self._sessions.begin() as session:
-            row = await DeliveryRepository(session).requeue(delivery_id, by=by, at=self._clock.now())
+            repo = DeliveryRepository(session)
+            now = self._clock.now()
+            row = await repo.requeue(delivery_id, by=by, at=now)
+            if row is not None:
+                await repo.record_action(
+                    delivery_id, action="requeue", actor=by, reason=reason, status_after=row.status, at=now
+                )
         if row is not None:
             log.info("delivery_requeued", delivery_id=delivery_id, by=by)
         return row

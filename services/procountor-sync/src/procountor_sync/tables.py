@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
     DateTime,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -58,6 +60,21 @@ deliveries = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
     Index("ix_deliveries_invoice_id", "invoice_id"),
+)
+
+# Every operator's requeue and cancel of a delivery (B-23's who, when and why; issue 12): written in
+# the transaction of the action itself; `deliveries.changed_by` keeps only the last one.
+delivery_actions = Table(
+    "delivery_actions",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("delivery_id", String(160), nullable=False, comment="<kind>:<subject id>"),
+    Column("action", String(20), nullable=False, comment="requeue or cancel."),
+    Column("actor", String(200), nullable=False, comment="The caller: the subject of the operator's token."),
+    Column("reason", Text, nullable=True, comment="Why, as the operator gave it (optional)."),
+    Column("status_after", String(20), nullable=False, comment="The delivery's status after the action."),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_delivery_actions_delivery_id", "delivery_id", "id"),
 )
 
 # Our invoices and credit notes as they stand in Procountor: for payments, status and dunning (I-03).
