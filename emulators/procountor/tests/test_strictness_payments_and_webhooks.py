@@ -7,15 +7,12 @@ import hashlib
 import hmac
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi import FastAPI, Request
 
 from devstack.testing import serve_http
 from procountor_emulator.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
-
-from .conftest import API_KEY, CLIENT_ID, CLIENT_SECRET
 
 
 async def sent_invoice(emulator: Any, body: dict[str, Any]) -> dict[str, Any]:
@@ -169,42 +166,6 @@ async def test_partners_changed_since_a_version_are_found_by_version_date(
 
     assert edited["version"] > second["version"]
     assert [p["id"] for p in changed["results"]] == [first["id"]]
-
-
-async def test_the_key_login_flow_gives_a_usable_api_key_once(emulator: Any) -> None:
-    redirect = "https://integrator.example/procountor/callback"
-    login = await emulator.http.get(
-        "/keylogin",
-        params={"response_type": "code", "client_id": CLIENT_ID, "redirect_uri": redirect, "state": "s-1"},
-    )
-    query = parse_qs(urlsplit(login.headers["location"]).query)
-    form = {
-        "grant_type": "authorization_code",
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "redirect_uri": redirect,
-        "code": query["code"][0],
-    }
-
-    exchanged = await emulator.http.post("/api/oauth/key", data=form)
-    again = await emulator.http.post("/api/oauth/key", data=form)
-    api_key = exchanged.json()["api_key"]
-    token = await emulator.http.post(
-        "/api/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "api_key": api_key,
-        },
-    )
-
-    assert login.status_code == 302
-    assert query["state"] == ["s-1"]
-    assert api_key
-    assert api_key != API_KEY
-    assert again.status_code == 400  # a code is used once
-    assert token.status_code == 200
 
 
 async def test_a_payment_is_pushed_to_the_webhook_signed_with_its_secret(

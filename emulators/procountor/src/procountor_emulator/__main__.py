@@ -14,8 +14,11 @@ from procountor_emulator.config import (
     LOCAL_API_KEY,
     LOCAL_CLIENT_ID,
     LOCAL_CLIENT_SECRET,
+    LOCAL_LOGIN_PASSWORD,
+    LOCAL_LOGIN_USERNAME,
     ApiClientRegistration,
     EmulatorConfig,
+    LoginUser,
 )
 
 ENV_PREFIX = "PROCOUNTOR_EMULATOR_"
@@ -36,8 +39,14 @@ def config_from_environment(
         api_key=environ.get(f"{ENV_PREFIX}API_KEY", LOCAL_API_KEY),
         redirect_uri=environ.get(f"{ENV_PREFIX}REDIRECT_URI") or None,
     )
+    user = LoginUser(
+        username=environ.get(f"{ENV_PREFIX}LOGIN_USERNAME", LOCAL_LOGIN_USERNAME),
+        password=environ.get(f"{ENV_PREFIX}LOGIN_PASSWORD", LOCAL_LOGIN_PASSWORD),
+    )
     return EmulatorConfig(
         clients=(client,),
+        login_users=(user,),
+        keylogin_auto_consent=environ.get(f"{ENV_PREFIX}KEYLOGIN_AUTO_CONSENT", "") == "1",
         token_lifetime_seconds=token_lifetime,
         rate_limit_requests=rate_limit,
         latency_seconds=latency_ms / 1000,

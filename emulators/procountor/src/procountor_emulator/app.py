@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import html
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
@@ -14,7 +15,7 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from procountor_emulator import rules, webhooks
 from procountor_emulator.config import EmulatorConfig
@@ -231,7 +232,12 @@ async def issue_token(request: Request, state: State) -> ProcountorJSONResponse:
     if redirect_uri and registration.redirect_uri and redirect_uri != registration.redirect_uri:
         raise ApiError.single(400, "redirect_uri does not match the registered one.", "redirect_uri")
     state.admit(registration.client_id)
-    token, lifetime = state.issue_token(registration.client_id)
+    user_id = (
+        state.config.api_user_id
+        if secrets.compare_digest(registration.api_key, form["api_key"])
+        else state.api_key_users.get(form["api_key"], state.config.api_user_id)
+    )
+    token, lifetime = state.issue_token(registration.client_id, user_id)
     log.info("token issued client_id=%s expires_in=%d", registration.client_id, lifetime)
     return ok({"access_token": token, "token_type": "bearer", "expires_in": lifetime})
 
@@ -264,6 +270,7 @@ async def exchange_login_code(request: Request, state: State) -> ProcountorJSONR
         raise ApiError.single(400, "redirect_uri does not match the one of the login.", "redirect_uri")
     api_key = secrets.token_urlsafe(32)
     state.issued_api_keys.setdefault(registration.client_id, set()).add(api_key)
+    state.api_key_users[api_key] = issued[3]  # the key is the signed-in user's (ref §2.1)
     log.info("api key issued by key login client_id=%s", registration.client_id)
     return ok({"api_key": api_key})
 
@@ -276,6 +283,21 @@ async def status() -> ProcountorJSONResponse:
             "version": EMULATOR_VERSION,
             "status": "OK",
             "procountorVersion": PROCOUNTOR_VERSION,
+        }
+    )
+
+
+@api.get("/sessioninfo")
+async def session_info(request: Request, state: State) -> ProcountorJSONResponse:
+    """Ref §7: whose session this is: the company and the user the API key belongs to."""
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    issued = state.tokens.get(token)
+    return ok(
+        {
+            "companyId": 1,
+            "name": state.config.company_name,
+            "country": "FINLAND",
+            "userId": 0 if issued is None else issued.user_id,
         }
     )
 
@@ -768,10 +790,11 @@ async def invoice_notes(invoice_id: int, request: Request, state: State) -> Proc
 keylogin_router = APIRouter()
 
 
-@keylogin_router.get("/keylogin")
-async def key_login(request: Request, state: State) -> Response:
-    """The user logs in and consents (emulated: at once) and is sent back with a one-time `code`."""
-    params = request.query_params
+_LOGIN_FIELDS = ("response_type", "client_id", "redirect_uri", "state")
+
+
+def _login_request(params: Mapping[str, str], state: EmulatorState) -> tuple[str, str]:
+    """The registered client and its redirect_uri of a key-login request, or 400."""
     registration = state.config.client(params.get("client_id", ""))
     redirect_uri = params.get("redirect_uri")
     if params.get("response_type") != "code" or registration is None or not redirect_uri:
@@ -780,14 +803,96 @@ async def key_login(request: Request, state: State) -> Response:
         )
     if registration.redirect_uri and redirect_uri != registration.redirect_uri:
         raise ApiError.single(400, "redirect_uri does not match the registered one.", "redirect_uri")
-    code = secrets.token_urlsafe(24)
-    lifetime = state.config.login_code_lifetime_seconds
-    state.login_codes[code] = (registration.client_id, redirect_uri, state.config.monotonic() + lifetime)
-    query = {"code": code, "expires_in": str(lifetime)}
+    return registration.client_id, redirect_uri
+
+
+def _back(redirect_uri: str, query: dict[str, str], params: Mapping[str, str], status: int) -> Response:
     if params.get("state"):
         query["state"] = params["state"]
     separator = "&" if "?" in redirect_uri else "?"
-    return RedirectResponse(f"{redirect_uri}{separator}{urlencode(query)}", status_code=302)
+    return RedirectResponse(f"{redirect_uri}{separator}{urlencode(query)}", status_code=status)
+
+
+def _consented(
+    state: EmulatorState,
+    client_id: str,
+    redirect_uri: str,
+    params: Mapping[str, str],
+    user_id: int,
+    status: int,
+) -> Response:
+    code = secrets.token_urlsafe(24)
+    lifetime = state.config.login_code_lifetime_seconds
+    state.login_codes[code] = (client_id, redirect_uri, state.config.monotonic() + lifetime, user_id)
+    return _back(redirect_uri, {"code": code, "expires_in": str(lifetime)}, params, status)
+
+
+def _login_page(
+    params: Mapping[str, str], *, client_id: str, error: str | None, username: str
+) -> HTMLResponse:
+    """The key-login form: every value from the request is escaped (it is the caller's text)."""
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{html.escape(params.get(name, ""))}">'
+        for name in _LOGIN_FIELDS
+    )
+    alert = f'<p role="alert" class="error">{html.escape(error)}</p>' if error else ""
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Procountor – sign in (emulator)</title></head>
+<body>
+<h1>Procountor</h1>
+<p>The application <strong>{html.escape(client_id)}</strong> asks for an API key of your user.</p>
+{alert}
+<form method="post" action="/keylogin">
+{hidden}
+<label>Username <input name="username" autocomplete="username" value="{html.escape(username)}" required></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit" name="decision" value="allow">Sign in and allow</button>
+<button type="submit" name="decision" value="deny" formnovalidate>Deny</button>
+</form>
+</body></html>"""
+    return HTMLResponse(page, status_code=401 if error else 200, headers={"Cache-Control": "no-store"})
+
+
+@keylogin_router.get("/keylogin")
+async def key_login(request: Request, state: State) -> Response:
+    """The key-login page (ref §2.2): a sign-in form of Procountor's users; consent sends the browser
+    back with a one-time `code`. With `keylogin_auto_consent` (tests only) it consents at once."""
+    params = request.query_params
+    client_id, redirect_uri = _login_request(params, state)
+    if state.config.keylogin_auto_consent:
+        first = state.config.login_users[0].user_id if state.config.login_users else state.config.api_user_id
+        return _consented(state, client_id, redirect_uri, params, first, 302)
+    return _login_page(params, client_id=client_id, error=None, username="")
+
+
+@keylogin_router.post("/keylogin")
+async def key_login_signed_in(request: Request, state: State) -> Response:
+    """The form sent: a wrong username or password shows the form again with the error (401);
+    `deny` goes back with `error=access_denied`; the right ones consent: 303 back with the code."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise ApiError.single(400, "Content-Type must be application/x-www-form-urlencoded.")
+    form = {
+        k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8"), keep_blank_values=True).items()
+    }
+    client_id, redirect_uri = _login_request(form, state)
+    if form.get("decision") == "deny":
+        return _back(redirect_uri, {"error": "access_denied"}, form, 303)
+    username, password = form.get("username", ""), form.get("password", "")
+    user = next(
+        (
+            u
+            for u in state.config.login_users
+            if secrets.compare_digest(u.username.encode(), username.encode())
+            and secrets.compare_digest(u.password.encode(), password.encode())
+        ),
+        None,
+    )
+    if user is None:
+        log.info("key login refused client_id=%s", client_id)  # never the username or password
+        return _login_page(form, client_id=client_id, error="Wrong username or password.", username=username)
+    log.info("key login consented client_id=%s user_id=%d", client_id, user.user_id)
+    return _consented(state, client_id, redirect_uri, form, user.user_id, 303)
 
 
 # --- emulator-only inspection ------------------------------------------------------------------

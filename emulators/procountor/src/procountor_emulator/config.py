@@ -14,6 +14,8 @@ HELSINKI = ZoneInfo("Europe/Helsinki")
 LOCAL_CLIENT_ID = "billing-backbone-local"
 LOCAL_CLIENT_SECRET = "local-client-secret"  # noqa: S105 - a published default for local runs only
 LOCAL_API_KEY = "local-api-key"
+LOCAL_LOGIN_USERNAME = "maija.meikalainen"
+LOCAL_LOGIN_PASSWORD = "local-login-password"  # noqa: S105 - a published default for local runs only
 
 
 def helsinki_now() -> datetime:
@@ -29,6 +31,18 @@ class ApiClientRegistration:
     client_secret: str = field(repr=False)
     api_key: str = field(repr=False)
     redirect_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class LoginUser:
+    """A Procountor user of the company who can sign in on the key-login page (ref §2.2).
+
+    An API key fetched by the key login belongs to this user (`GET /api/sessioninfo` says whose).
+    """
+
+    username: str
+    password: str = field(repr=False)
+    user_id: int = 2
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,13 @@ class EmulatorConfig:
     """Pushes of one webhook event before the emulator gives up (1 s apart)."""
     login_code_lifetime_seconds: int = 300
     """How long a key-login `code` can be exchanged for an API key."""
+    login_users: tuple[LoginUser, ...] = (LoginUser(LOCAL_LOGIN_USERNAME, LOCAL_LOGIN_PASSWORD),)
+    """Who can sign in on the key-login page."""
+    keylogin_auto_consent: bool = False
+    """Test-only: `/keylogin` consents at once as the first login user (no form), for HTTP clients
+    that follow redirects but fill in no forms."""
+    api_user_id: int = 1
+    """The user the registered clients' configured API keys belong to."""
     monotonic: Callable[[], float] = time.monotonic
     """Clock for token expiry and the rate-limit window; tests pass a fake one."""
     now: Callable[[], datetime] = helsinki_now

@@ -16,6 +16,7 @@ from procountor_emulator.wire import ApiError, JsonObject
 class IssuedToken:
     client_id: str
     expires_at: float
+    user_id: int = 0
 
 
 @dataclass
@@ -67,8 +68,10 @@ class EmulatorState:
         self.tokens: dict[str, IssuedToken] = {}
         self.webhooks: dict[str, JsonObject] = {}
         self.webhook_deliveries: list[JsonObject] = []
-        self.login_codes: dict[str, tuple[str, str | None, float]] = {}
+        # code -> (client id, redirect_uri, expiry, the user who signed in)
+        self.login_codes: dict[str, tuple[str, str | None, float, int]] = {}
         self.issued_api_keys: dict[str, set[str]] = {}
+        self.api_key_users: dict[str, int] = {}
         self.clock_offset = timedelta(0)
         self.windows: dict[str, deque[float]] = {}
         self.faults: list[Fault] = []
@@ -106,10 +109,10 @@ class EmulatorState:
 
     # --- tokens and the rate limit -------------------------------------------------------------
 
-    def issue_token(self, client_id: str) -> tuple[str, int]:
+    def issue_token(self, client_id: str, user_id: int = 0) -> tuple[str, int]:
         token = secrets.token_urlsafe(32)
         lifetime = self.config.token_lifetime_seconds
-        self.tokens[token] = IssuedToken(client_id, self.config.monotonic() + lifetime)
+        self.tokens[token] = IssuedToken(client_id, self.config.monotonic() + lifetime, user_id)
         self.stats.tokens_issued += 1
         return token, lifetime
 

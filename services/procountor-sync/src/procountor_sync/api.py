@@ -163,6 +163,18 @@ class KeyLoginResult(BaseModel):
     started_by: str
 
 
+class ConnectionView(BaseModel):
+    """Whether procountor-sync holds an API key and Procountor accepts it (I-06); never the key itself."""
+
+    api_key: str = Field(description="`configured`, `key_login` (stored by the key login) or `none`.")
+    key_stored_by: str | None = Field(description="The operator whose key login stored it.")
+    key_stored_at: dt.datetime | None
+    connected: bool = Field(description="Procountor answered an authenticated call (`GET /sessioninfo`).")
+    procountor_user_id: int | None = Field(description="The Procountor user the key belongs to.")
+    company_name: str | None
+    error: str | None = Field(description="Why not connected, if not.")
+
+
 def _delivery(row: Row[Any]) -> DeliveryView:
     return DeliveryView.model_validate(row._mapping, from_attributes=False)
 
@@ -426,6 +438,32 @@ def build_router(
         except KeyLoginError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         return RedirectResponse(url, status_code=307)
+
+    @router.get(
+        "/procountor/connection",
+        tags=["authentication"],
+        summary="Does procountor-sync hold an API key Procountor accepts? (an authenticated call)",
+    )
+    async def connection() -> ConnectionView:
+        source, stored_by, stored_at = await keys.source()
+        info: dict[str, Any] = {}
+        error: str | None = None
+        try:
+            info = await client.session_info()
+        except KeyLoginError as exc:
+            error = str(exc)
+        except ProcountorError as exc:
+            error = f"Procountor answered {exc.status}"
+        user_id = info.get("userId")
+        return ConnectionView(
+            api_key=source,
+            key_stored_by=stored_by,
+            key_stored_at=stored_at,
+            connected=error is None,
+            procountor_user_id=user_id if isinstance(user_id, int) else None,
+            company_name=info.get("name"),
+            error=error,
+        )
 
     @router.get(
         "/procountor/key-login/callback",

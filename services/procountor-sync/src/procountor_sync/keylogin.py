@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from urllib.parse import urlencode, urlsplit
 
@@ -59,6 +60,14 @@ class ApiKeys:
             except InvalidToken:
                 raise KeyLoginError("the stored API key does not decrypt with the credential key") from None
         return self._cached
+
+    async def source(self) -> tuple[str, str | None, dt.datetime | None]:
+        """Where the key in use comes from: `configured`, `key_login` (who stored it, when) or `none`."""
+        if self._configured.get_secret_value():
+            return "configured", None, None
+        async with self._sessions() as session:
+            stored = await CredentialRepository(session).stored(KEY_NAME)
+        return ("none", None, None) if stored is None else ("key_login", *stored)
 
     async def start_login(self, *, login_url: str, client_id: str, redirect_uri: str, by: str) -> str:
         """The URL of Procountor's key-login page for this login (a one-time `state` against CSRF)."""

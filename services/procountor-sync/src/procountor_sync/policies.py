@@ -27,6 +27,7 @@ ROUTE_POLICIES: RoutePolicies = {
     "GET /transfer-files/payroll": READ,
     # I-06: an operator starts the key login (the API key it stores is used for every delivery).
     "GET /procountor/key-login": OPERATE,
+    "GET /procountor/connection": READ,
     "GET /procountor/key-login/callback": public(
         "Procountor's key-login page redirects the operator's browser here, which carries no bearer "
         "token; the single-use `state` issued to the authenticated operator who started the login "

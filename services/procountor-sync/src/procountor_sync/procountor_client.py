@@ -370,6 +370,10 @@ class ProcountorClient:
 
     # --- key login (I-06) ----------------------------------------------------------------------
 
+    async def session_info(self) -> JsonObject:
+        """`GET /sessioninfo` (ref §7): the company and the user the API key belongs to."""
+        return await self._request_json("GET", "/sessioninfo")
+
     async def exchange_login_code(self, code: str, redirect_uri: str) -> SecretStr:
         """`POST /oauth/key`: the one-time code of the key-login page becomes an API key."""
         form = {

@@ -532,6 +532,17 @@ class CredentialRepository:
         )
         return None if value is None else bytes(value)
 
+    async def stored(self, name: str) -> tuple[str, dt.datetime] | None:
+        """Who stored the credential and when (never the credential itself)."""
+        row = (
+            await self._session.execute(
+                select(t.credentials.c.created_by, t.credentials.c.created_at).where(
+                    t.credentials.c.name == name
+                )
+            )
+        ).first()
+        return None if row is None else (str(row.created_by), row.created_at)
+
     async def put(self, name: str, ciphertext: bytes, *, by: str, at: dt.datetime) -> None:
         statement = insert(t.credentials).values(
             name=name, ciphertext=ciphertext, created_by=by, created_at=at

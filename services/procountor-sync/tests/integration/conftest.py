@@ -36,7 +36,9 @@ CREDENTIAL_KEY = "bqTcbTtWhzPfKHBqxrMRz5gBeo2KKCZBuV8eqMfXcyg="
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorProcess]:
     # A generous limit: these tests are about behaviour; the shared limit has its own test and benchmark.
-    with EmulatorProcess(rate_limit=200) as process:
+    # Test-only auto-consent: these tests follow the key login's redirects with httpx, no form
+    # (tests/browser signs in on the form in a real browser).
+    with EmulatorProcess(rate_limit=200, env={"PROCOUNTOR_EMULATOR_KEYLOGIN_AUTO_CONSENT": "1"}) as process:
         yield process
 
 
