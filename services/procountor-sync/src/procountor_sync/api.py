@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from decimal import Decimal
@@ -27,6 +28,8 @@ from procountor_sync.service import ProcountorSync, WebhookRefusedError
 from service_runtime.auth import Caller, authenticated
 from service_runtime.host import ServiceHost
 
+#: How long `GET /procountor/connection` waits for Procountor's answer.
+CONNECTION_CHECK_SECONDS = 5.0
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -449,11 +452,15 @@ def build_router(
         info: dict[str, Any] = {}
         error: str | None = None
         try:
-            info = await client.session_info()
+            # A status check answers promptly: never the delivery path's retries and backoff in full.
+            async with asyncio.timeout(CONNECTION_CHECK_SECONDS):
+                info = await client.session_info()
         except KeyLoginError as exc:
             error = str(exc)
         except ProcountorError as exc:
             error = f"Procountor answered {exc.status}"
+        except TimeoutError:
+            error = f"Procountor did not answer within {CONNECTION_CHECK_SECONDS:g} s"
         user_id = info.get("userId")
         return ConnectionView(
             api_key=source,

@@ -49,7 +49,7 @@ class ReceivablesIntake:
                     await record_delivery(
                         session,
                         event.invoice_id,
-                        DeliveryState(
+                        report=DeliveryState(
                             status=DeliveryStatus(event.status.value), error=None, at=event.delivered_at
                         ),
                         procountor_invoice_id=event.procountor_invoice_id,
@@ -60,7 +60,7 @@ class ReceivablesIntake:
                     await record_delivery(
                         session,
                         event.invoice_id,
-                        DeliveryState(status=status, error=event.reason, at=event.failed_at),
+                        report=DeliveryState(status=status, error=event.reason, at=event.failed_at),
                         procountor_invoice_id=None,
                         clock=self._clock,
                     )
@@ -69,7 +69,7 @@ class ReceivablesIntake:
                     await record_payment_status(
                         session,
                         event.invoice_id,
-                        PaymentState(
+                        report=PaymentState(
                             status=PaymentStatus(event.status.value),
                             paid_amount=event.paid_amount,
                             open_amount=event.open_amount,

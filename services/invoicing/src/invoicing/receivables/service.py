@@ -276,8 +276,8 @@ async def record_payment(session: Session, p: PaymentReceivedV1, clock: Clock) -
 async def record_delivery(
     session: Session,
     invoice_id: str,
-    report: DeliveryState,
     *,
+    report: DeliveryState,
     procountor_invoice_id: str | None,
     clock: Clock,
 ) -> bool:
@@ -301,8 +301,8 @@ async def record_delivery(
 async def record_payment_status(
     session: Session,
     invoice_id: str,
-    report: PaymentState,
     *,
+    report: PaymentState,
     procountor_invoice_id: str,
     clock: Clock,
 ) -> bool:
