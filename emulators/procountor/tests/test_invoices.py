@@ -255,6 +255,26 @@ async def test_an_invoice_for_an_unknown_partner_is_invalid(emulator: Any, make_
     assert response.json()["errors"][0]["field"] == "partnerId"
 
 
+async def test_an_invoice_for_an_inactive_partner_is_refused_until_it_is_reactivated_by_put(
+    emulator: Any, make_invoice: Any, make_customer: Any
+) -> None:
+    partner = await emulator.ok(
+        "POST", "/api/businesspartners", {**make_customer(), "registryInfo": {"active": False}}
+    )
+    refused = await emulator.call("POST", "/api/invoices", make_invoice(partnerId=partner["id"]))
+    reactivated = await emulator.ok(
+        "PUT", f"/api/businesspartners/{partner['id']}", {**partner, "registryInfo": {"active": True}}
+    )
+    accepted = await emulator.call("POST", "/api/invoices", make_invoice(partnerId=partner["id"]))
+
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["field"] == "partnerId"
+    assert "inactive" in refused.json()["errors"][0]["message"]
+    assert reactivated["registryInfo"]["active"] is True
+    assert reactivated["version"] != partner["version"]
+    assert accepted.status_code == 200
+
+
 async def test_markpaid_records_events_and_moves_to_partly_paid_then_paid(
     emulator: Any, make_invoice: Any
 ) -> None:

@@ -530,6 +530,7 @@ def validate_invoice(state: EmulatorState, body: JsonObject) -> None:
             vat_rates=state.config.vat_rates,
             vat_statuses={s.code for s in state.config.vat_statuses if s.sales},
             partner_exists=lambda pid: pid in state.partners,
+            partner_active=lambda pid: bool(state.partners[pid]["registryInfo"].get("active", True)),
         )
     )
 

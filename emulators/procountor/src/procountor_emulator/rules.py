@@ -559,8 +559,13 @@ def validate_sales_invoice(
     vat_rates: Collection[Decimal],
     vat_statuses: Collection[int],
     partner_exists: Callable[[int], bool],
+    partner_active: Callable[[int], bool] = lambda _: True,
 ) -> list[FieldError]:
-    """The POST/PUT rules of a sales `Invoice` (§6.2, §6.3 and the 22.11 e-invoice address rule)."""
+    """The POST/PUT rules of a sales `Invoice` (§6.2, §6.3 and the 22.11 e-invoice address rule).
+
+    **Decision (the reference is silent):** an invoice to an inactive business partner
+    (`registryInfo.active` false) is refused; the partner is reactivated first (`PUT`, §4).
+    """
     check = Checker()
     check.unknown(body, INVOICE_FIELDS)
     invoice_type = check.enum(body, "type", "type", INVOICE_TYPES, required=True)
@@ -569,6 +574,8 @@ def validate_sales_invoice(
     partner_id = check.integer(body, "partnerId", "partnerId", required=False)
     if partner_id is not None and not partner_exists(partner_id):
         check.add(invalid("partnerId", f"no business partner {partner_id}"))
+    elif partner_id is not None and not partner_active(partner_id):
+        check.add(invalid("partnerId", f"business partner {partner_id} is inactive"))
     bill_date = check.day(body, "date", "date", required=True)
     channel = check.enum(body, "invoiceChannel", "invoiceChannel", INVOICE_CHANNELS, required=True)
     check.enum(body, "language", "language", LANGUAGES, required=True)

@@ -489,6 +489,25 @@ def partner_body(customer: CustomerData, business_id: str) -> JsonObject:
     }
 
 
+def is_active(partner: Mapping[str, Any]) -> bool:
+    """Procountor's `registryInfo.active` (true when absent, as Procountor creates partners active)."""
+    return bool((partner.get("registryInfo") or {}).get("active", True))
+
+
+def reactivated_partner(customer: CustomerData, partner: Mapping[str, Any]) -> JsonObject:
+    """The `PUT` body that reactivates an inactive customer found by search, holding `customer`.
+
+    I-02: invoicing an inactive business partner is wrong (the emulator refuses it, a decision of
+    ours where the reference is silent), and PATCH does not take `registryInfo` (reference §4), so
+    the whole partner is replaced: as it is, with our billing data and `active` true.
+    """
+    return {
+        **partner,
+        **partner_patch(customer, partner),
+        "registryInfo": {**(partner.get("registryInfo") or {}), "active": True},
+    }
+
+
 def partner_patch(customer: CustomerData, partner: Mapping[str, Any]) -> JsonObject:
     """The PATCH body that makes Procountor's partner hold `customer` (name, addresses, invoicing info)."""
     invoicing = {

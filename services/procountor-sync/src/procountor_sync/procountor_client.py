@@ -288,6 +288,11 @@ class ProcountorClient:
             "PATCH", f"/businesspartners/{partner_id}", json_body={**body, "version": version}
         )
 
+    async def replace_business_partner(self, partner_id: int, body: Mapping[str, Any]) -> JsonObject:
+        """`PUT`: the whole partner replaced (the only way to set `registryInfo.active`, which PATCH
+        does not take, reference §4)."""
+        return await self._request_json("PUT", f"/businesspartners/{partner_id}", json_body=body)
+
     async def business_partners_changed_since(self, version: str) -> list[JsonObject]:
         """Customers (basic info) whose `version` is at or after this one (the polling backstop)."""
         return await self._list_all("/businesspartners", {"type": "CUSTOMER", "versionStartDate": version})

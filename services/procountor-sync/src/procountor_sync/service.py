@@ -88,6 +88,7 @@ class Procountor(Protocol):
     async def patch_business_partner(
         self, partner_id: int, body: Mapping[str, Any], version: str
     ) -> JsonObject: ...
+    async def replace_business_partner(self, partner_id: int, body: Mapping[str, Any]) -> JsonObject: ...
     async def business_partners_changed_since(self, version: str) -> list[JsonObject]: ...
     async def create_product(self, body: Mapping[str, Any]) -> JsonObject: ...
     async def find_product_by_code(self, code: str) -> JsonObject | None: ...
@@ -672,6 +673,12 @@ class ProcountorSync:
                         partner = await self.procountor.create_business_partner(
                             domain.partner_body(ours, business_id)
                         )
+                    elif not domain.is_active(partner):
+                        # Found by the search for inactive ones: reactivated, never invoiced as it is.
+                        partner = await self.procountor.replace_business_partner(
+                            int(partner["id"]), domain.reactivated_partner(ours, partner)
+                        )
+                        log.info("customer_reactivated", business_id=business_id, partner_id=partner["id"])
                     elif domain.customer_of_partner(partner) != ours:
                         partner = await self.procountor.patch_business_partner(
                             int(partner["id"]), domain.partner_patch(ours, partner), str(partner["version"])

@@ -311,6 +311,31 @@ async def test_customer_and_product_changes_in_procountor_come_back_once_and_our
     assert products[0]["changed_fields"] == ["unit_price"]
 
 
+async def test_an_inactive_customer_found_by_search_is_reactivated_not_duplicated(stack: SyncStack) -> None:
+    """I-02: the search finds an inactive partner; it is reactivated (PUT) before it is invoiced."""
+    issued = invoice()
+    (seeded,) = stack.emulator.inspect("POST", "/businesspartners", [{
+        "name": "Vanha Nimi Oy", "type": "CUSTOMER",
+        "address": {"name": "Vanha Nimi Oy", "street": "Vanhatie 1", "zip": "00100", "city": "Helsinki"},
+        "invoicingInfo": {"identifier": issued.payer_business_id, "identifierType": "BUSINESS_ID",
+                          "invoiceChannel": "PAPER_INVOICE"},
+        "paymentInfo": {"paymentMethod": "BANK_TRANSFER"},
+        "registryInfo": {"active": False},
+    }])  # fmt: skip
+    await stack.publisher.publish(issued)
+
+    procountor = await sent(stack, issued)
+    partners = [p for p in stack.emulator.inspect("GET", "/businesspartners")
+                if p["invoicingInfo"].get("identifier") == issued.payer_business_id]  # fmt: skip
+
+    assert [p["id"] for p in partners] == [seeded["id"]]  # found, not duplicated
+    assert partners[0]["registryInfo"]["active"] is True  # reactivated
+    assert partners[0]["name"] == issued.payer_name  # and holds what invoicing holds
+    assert partners[0]["billingAddress"]["street"] == issued.billing_address.street
+    assert procountor["partnerId"] == seeded["id"]
+    assert "PUT /api/businesspartners/{partner_id}" in stack.emulator.inspect("GET", "/stats")["requestsByRoute"]
+
+
 async def test_totals_procountor_computes_otherwise_are_flagged_and_held_for_finance(
     stack: SyncStack,
 ) -> None:
