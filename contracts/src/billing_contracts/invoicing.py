@@ -23,6 +23,7 @@ from billing_contracts.base import (
 )
 from billing_contracts.contracts import (
     BillingChannel,
+    BillingContact,
     EInvoiceAddress,
     PackageCode,
     PayerKind,
@@ -89,6 +90,23 @@ class ContractChangedV1(Message):
         default=None,
         max_length=64,
         description="The contract that replaces this one on a business ID change (B-28).",
+    )
+    # The billing data now (I-02: procountor-sync pushes a change of the payer's own contract to
+    # the Procountor customer). Optional: events published before they were added carry none.
+    billing_address: PostalAddress | None = Field(
+        default=None, description="Address invoices are sent to now (B-22)."
+    )
+    billing_channel: BillingChannel | None = Field(
+        default=None, description="Channel invoices are sent by now (B-20, B-21)."
+    )
+    einvoice_address: EInvoiceAddress | None = Field(
+        default=None, description="E-invoice address and operator now (B-20)."
+    )
+    billing_email: str | None = Field(
+        default=None, max_length=254, description="Billing email now (the email channel, B-21)."
+    )
+    billing_contact: BillingContact | None = Field(
+        default=None, description="Billing contact person now (B-24)."
     )
 
 

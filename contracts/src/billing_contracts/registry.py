@@ -134,7 +134,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     _topic(UsageAdjustedV1, ("metering",), ("invoicing",)),
     _topic(MonthClosedV1, ("metering",), ("invoicing",), partitions=1),
     # Invoicing output.
-    _topic(ContractChangedV1, ("invoicing",), ("partners",)),
+    _topic(ContractChangedV1, ("invoicing",), ("partners", "procountor-sync")),
     _topic(
         InvoiceIssuedV1,
         ("invoicing",),

@@ -6,8 +6,21 @@ import datetime as dt
 import uuid
 from decimal import ROUND_HALF_UP, Decimal
 
-from billing_contracts.contracts import BillingChannel, EInvoiceAddress, PayerKind, PostalAddress
-from billing_contracts.invoicing import InvoiceIssuedV1, InvoiceLine, VatTotal
+from billing_contracts.contracts import (
+    BillingChannel,
+    BillingContact,
+    EInvoiceAddress,
+    PackageCode,
+    PayerKind,
+    PostalAddress,
+)
+from billing_contracts.invoicing import (
+    ContractChangedV1,
+    ContractStatus,
+    InvoiceIssuedV1,
+    InvoiceLine,
+    VatTotal,
+)
 
 CENT = Decimal("0.01")
 
@@ -89,3 +102,38 @@ def invoice(
         total_vat=vat,
         total_gross=net + vat,
     )  # fmt: skip
+
+
+def contract_changed(
+    issued: InvoiceIssuedV1,
+    *,
+    change: str = "company_name_changed",
+    company_name: str | None = None,
+    contact: str | None = None,
+    payer_id: str | None = None,
+    occurred_at: dt.datetime | None = None,
+) -> ContractChangedV1:
+    """Invoicing's announcement of the payer's own contract, holding the billing data `issued` carries."""
+    bid = issued.payer_business_id
+    return ContractChangedV1(
+        event_id=uuid.uuid4(),
+        occurred_at=occurred_at or dt.datetime.now(dt.UTC),
+        producer="invoicing",
+        contract_id=f"C-env-{bid}",
+        environment_id=f"env-{bid}",
+        business_id=bid,
+        company_name=company_name or issued.payer_name,
+        status=ContractStatus.ACTIVE,
+        package=PackageCode.KEVYT,
+        production_date=dt.date(2026, 1, 1),
+        change=change,
+        payer_kind=PayerKind.COMPANY,
+        payer_id=payer_id or bid,
+        billing_address=issued.billing_address,
+        billing_channel=issued.billing_channel,
+        einvoice_address=issued.einvoice_address,
+        billing_email=issued.billing_email,
+        billing_contact=None
+        if contact is None
+        else BillingContact(name=contact, phone="+358401234567", email="talous@example.fi"),
+    )

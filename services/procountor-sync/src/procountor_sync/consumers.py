@@ -1,9 +1,10 @@
-"""Procountor-sync's Kafka intake: decode, one use case (I-01, I-04, B-06, B-23)."""
+"""Procountor-sync's Kafka intake: decode, one use case (I-01, I-02, I-04, B-06, B-23)."""
 
 from __future__ import annotations
 
 from billing_contracts.base import Message
 from billing_contracts.invoicing import (
+    ContractChangedV1,
     CreditNoteIssuedV1,
     InvoiceDueDateMovedV1,
     InvoiceIssuedV1,
@@ -21,6 +22,7 @@ DELIVERED: tuple[type[Message], ...] = (
     CreditNoteIssuedV1,
     InvoiceDueDateMovedV1,
     RefundRecordedV1,
+    ContractChangedV1,  # a payer's billing data changed on our side: a customer update (I-02)
 )
 
 

@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from billing_contracts.contracts import BillingChannel
-from billing_contracts.invoicing import CreditNoteIssuedV1, InvoiceIssuedV1, InvoiceLine
+from billing_contracts.invoicing import ContractChangedV1, CreditNoteIssuedV1, InvoiceIssuedV1, InvoiceLine
 from billing_contracts.procountor import ProcountorPaymentStatus
 
 CENT = Decimal("0.01")
@@ -383,6 +383,9 @@ class CustomerData:
     einvoice_address: str | None = None
     einvoice_operator: str | None = None
     email: str | None = None
+    contact: str | None = None
+    """The billing contact's name (B-24), Procountor's `invoicingInfo.contactPerson`. Invoices do
+    not carry it; contract changes do."""
 
     def as_json(self) -> JsonObject:
         return {
@@ -395,6 +398,7 @@ class CustomerData:
             "einvoice_address": self.einvoice_address,
             "einvoice_operator": self.einvoice_operator,
             "email": self.email,
+            "contact": self.contact,
         }
 
     @classmethod
@@ -408,6 +412,7 @@ class CustomerData:
             einvoice_address=data.get("einvoice_address"),
             einvoice_operator=data.get("einvoice_operator"),
             email=data.get("email"),
+            contact=data.get("contact"),
         )
 
 
@@ -418,11 +423,46 @@ CUSTOMER_FIELD_GROUPS: Mapping[str, tuple[str, ...]] = {
     "channel": ("channel",),
     "einvoice": ("einvoice_address", "einvoice_operator"),
     "email": ("email",),
+    "contact": ("contact",),
 }
 
+#: `ContractChangedV1.change` of the changes invoicing made because Procountor told it
+#: (`CustomerChangedInProcountorV1` applied, B-22): never pushed back (no bounce).
+CHANGES_FROM_PROCOUNTOR = frozenset({"billing_details_changed"})
 
-def customer_of_invoice(invoice: InvoiceIssuedV1) -> CustomerData:
-    """The payer as invoicing holds it on an issued invoice (our side of I-02)."""
+
+def customer_of_contract(change: ContractChangedV1) -> CustomerData | None:
+    """The payer's billing data as a contract change announces it (our side of I-02), or None.
+
+    None when the change is not about a payer's own billing data: the contract is paid by someone
+    else (an accounting firm's invoices carry the firm's own contract's data, B-17), the event
+    predates the billing fields, or the change came from Procountor itself (it must not bounce).
+    """
+    a = change.billing_address
+    if (
+        a is None
+        or change.billing_channel is None
+        or change.payer_id != change.business_id
+        or change.change in CHANGES_FROM_PROCOUNTOR
+    ):
+        return None
+    e = change.einvoice_address
+    return CustomerData(
+        name=change.company_name,
+        address=Address(a.street, a.postal_code, a.city, a.country_code),
+        channel=change.billing_channel,
+        einvoice_address=e.address if e else None,
+        einvoice_operator=e.operator if e else None,
+        email=change.billing_email,
+        contact=change.billing_contact.name if change.billing_contact else None,
+    )
+
+
+def customer_of_invoice(invoice: InvoiceIssuedV1, *, contact: str | None = None) -> CustomerData:
+    """The payer as invoicing holds it on an issued invoice (our side of I-02).
+
+    An invoice carries no billing contact (B-24): `contact` is the one known from elsewhere.
+    """
     a = invoice.billing_address
     return CustomerData(
         name=invoice.payer_name,
@@ -431,6 +471,7 @@ def customer_of_invoice(invoice: InvoiceIssuedV1) -> CustomerData:
         einvoice_address=invoice.einvoice_address.address if invoice.einvoice_address else None,
         einvoice_operator=invoice.einvoice_address.operator if invoice.einvoice_address else None,
         email=invoice.billing_email,
+        contact=contact,
     )
 
 
@@ -453,6 +494,7 @@ def customer_of_partner(partner: Mapping[str, Any]) -> CustomerData:
         einvoice_address=invoicing.get("einvoiceAddress") or None,
         einvoice_operator=invoicing.get("einvoiceOperator") or None,
         email=invoicing.get("email") or None,
+        contact=invoicing.get("contactPerson") or None,
     )
 
 
@@ -474,6 +516,8 @@ def _invoicing_info(customer: CustomerData, business_id: str | None) -> JsonObje
         info |= {"einvoiceAddress": customer.einvoice_address, "einvoiceOperator": customer.einvoice_operator}
     if customer.email:
         info["email"] = customer.email
+    if customer.contact:
+        info["contactPerson"] = customer.contact
     return info
 
 
@@ -502,18 +546,27 @@ def reactivated_partner(customer: CustomerData, partner: Mapping[str, Any]) -> J
     the whole partner is replaced: as it is, with our billing data and `active` true.
     """
     return {
-        **partner,
-        **partner_patch(customer, partner),
+        **partner_update(customer, partner),
         "registryInfo": {**(partner.get("registryInfo") or {}), "active": True},
     }
 
 
+def partner_update(customer: CustomerData, partner: Mapping[str, Any]) -> JsonObject:
+    """The `PUT` body that makes Procountor's partner hold `customer`: the partner as read (with its
+    `version`, so a change made meanwhile is refused, not overwritten) and our billing data.
+
+    Not PATCH: PATCH takes name, type, address, invoicingInfo and paymentInfo only (reference §4),
+    and the billing address — where the customer's invoices go — is `billingAddress`.
+    """
+    return {**partner, **partner_patch(customer, partner)}
+
+
 def partner_patch(customer: CustomerData, partner: Mapping[str, Any]) -> JsonObject:
-    """The PATCH body that makes Procountor's partner hold `customer` (name, addresses, invoicing info)."""
+    """The fields that make Procountor's partner hold `customer` (name, addresses, invoicing info)."""
     invoicing = {
         k: v
         for k, v in (partner.get("invoicingInfo") or {}).items()
-        if k not in ("invoiceChannel", "einvoiceAddress", "einvoiceOperator", "email")
+        if k not in ("invoiceChannel", "einvoiceAddress", "einvoiceOperator", "email", "contactPerson")
     }
     return {
         "name": customer.name,

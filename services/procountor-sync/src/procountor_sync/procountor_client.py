@@ -289,8 +289,8 @@ class ProcountorClient:
         )
 
     async def replace_business_partner(self, partner_id: int, body: Mapping[str, Any]) -> JsonObject:
-        """`PUT`: the whole partner replaced (the only way to set `registryInfo.active`, which PATCH
-        does not take, reference §4)."""
+        """`PUT`: the whole partner replaced, `version` in the body (400 if stale). The way to set
+        `billingAddress` and `registryInfo.active`, which PATCH does not take (reference §4)."""
         return await self._request_json("PUT", f"/businesspartners/{partner_id}", json_body=body)
 
     async def business_partners_changed_since(self, version: str) -> list[JsonObject]:

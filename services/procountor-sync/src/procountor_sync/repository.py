@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, and_, case, delete, func, literal, or_, select, text, update
+from sqlalchemy import DateTime, Row, and_, case, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -90,6 +90,22 @@ class DeliveryRepository:
             .returning(_D.delivery_id)
         )
         return result.first() is not None
+
+    async def newer_customer_update(
+        self, business_id: str, delivery_id: str, occurred_at: dt.datetime
+    ) -> bool:
+        """Whether a later change of this customer is queued or done (the older one is superseded)."""
+        later = await self._session.scalar(
+            select(_D.delivery_id)
+            .where(
+                _D.kind == "customer",
+                _D.payer_business_id == business_id,
+                _D.delivery_id != delivery_id,
+                _D.payload["occurred_at"].astext.cast(DateTime(timezone=True)) > occurred_at,
+            )
+            .limit(1)
+        )
+        return later is not None
 
     async def retry_later(
         self, delivery_id: str, replica: str, *, delay_seconds: float, error: str, at: dt.datetime

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from billing_contracts.base import Message
 from billing_contracts.contracts import EInvoiceAddress, PostalAddress
 from billing_contracts.invoicing import (
+    ContractChangedV1,
     CreditNoteIssuedV1,
     InvoiceDueDateMovedV1,
     InvoiceIssuedV1,
@@ -85,9 +86,6 @@ class Procountor(Protocol):
     async def find_business_partner_by_identifier(self, business_id: str) -> JsonObject | None: ...
     async def get_business_partner(self, partner_id: int) -> JsonObject: ...
     async def create_business_partner(self, body: Mapping[str, Any]) -> JsonObject: ...
-    async def patch_business_partner(
-        self, partner_id: int, body: Mapping[str, Any], version: str
-    ) -> JsonObject: ...
     async def replace_business_partner(self, partner_id: int, body: Mapping[str, Any]) -> JsonObject: ...
     async def business_partners_changed_since(self, version: str) -> list[JsonObject]: ...
     async def create_product(self, body: Mapping[str, Any]) -> JsonObject: ...
@@ -114,9 +112,16 @@ class WaitingError(Exception):
 
 
 def is_refusal(exc: BaseException) -> bool:
-    """A 4xx answer other than 401, 408, 409 and 429 is final; everything else is worth retrying."""
+    """A 4xx answer other than 401, 408, 409 and 429 is final; everything else is worth retrying.
+
+    A 400 about a stale `version` is a race (a person saved the customer between our read and
+    our write), not a refusal: the retry reads the new version and merges again.
+    """
     if isinstance(exc, DeliveryRefusedError | domain.UnknownCountryError):
         return True
+    has_field = getattr(exc, "has_field", None)
+    if callable(has_field) and has_field("version"):
+        return False
     status = getattr(exc, "status", 0)
     return isinstance(status, int) and 400 <= status < 500 and status not in (401, 408, 409, 429)
 
@@ -129,7 +134,8 @@ def _envelope(clock: Clock) -> dict[str, Any]:
 
 
 class DeliveryIntake:
-    """Batch use case: every invoice, credit note, due-date move and refund becomes one delivery."""
+    """Batch use case: every invoice, credit note, due-date move and refund becomes one delivery, and
+    so does a change of a known payer's billing data (a customer update, I-02)."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -138,6 +144,7 @@ class DeliveryIntake:
         now = self._clock.now()
         rows: list[dict[str, Any]] = []
         refunds = RefundRepository(session)
+        customers = CustomerRepository(session)
         for e in events:
             base = {
                 "payload": e.model_dump(mode="json"),
@@ -176,6 +183,23 @@ class DeliveryIntake:
                             "kind": "due_date",
                             "invoice_id": e.invoice_id,
                             "invoice_number": e.invoice_number,
+                        }
+                    )
+                case ContractChangedV1():
+                    # I-02: only a payer's own contract whose billing data differs from what
+                    # Procountor was last synced to; an unknown payer is created by its first invoice.
+                    ours = domain.customer_of_contract(e)
+                    if ours is None:
+                        continue
+                    known = await customers.get(e.business_id)
+                    if known is None or CustomerData.from_json(known.base) == ours:
+                        continue
+                    rows.append(
+                        base
+                        | {
+                            "delivery_id": f"customer:{e.business_id}:{e.event_id}",
+                            "kind": "customer",
+                            "payer_business_id": e.business_id,
                         }
                     )
                 case RefundRecordedV1():
@@ -275,6 +299,7 @@ class ProcountorSync:
             "credit_note": self._deliver_credit_note,
             "due_date": self._move_due_date,
             "refund_note": self._note_refund,
+            "customer": self._update_customer,
         }
 
     # --- the delivery loop -----------------------------------------------------------------------
@@ -658,7 +683,6 @@ class ProcountorSync:
     async def _ensure_customer(self, invoice: InvoiceIssuedV1) -> int:
         """The payer as a Procountor customer: found or created once, our changes pushed (conflict rule)."""
         business_id = invoice.payer_business_id
-        ours = domain.customer_of_invoice(invoice)
         async with self._sessions() as session:
             row = await CustomerRepository(session).get(business_id)
         if row is None:
@@ -669,6 +693,8 @@ class ProcountorSync:
                     # An inactive customer is found too (never duplicated); what invoicing holds
                     # is pushed to it: the first sync of a payer makes both sides agree.
                     partner = await self.procountor.find_business_partner_by_identifier(business_id)
+                    known_contact = None if partner is None else domain.customer_of_partner(partner).contact
+                    ours = domain.customer_of_invoice(invoice, contact=known_contact)
                     if partner is None:
                         partner = await self.procountor.create_business_partner(
                             domain.partner_body(ours, business_id)
@@ -680,36 +706,82 @@ class ProcountorSync:
                         )
                         log.info("customer_reactivated", business_id=business_id, partner_id=partner["id"])
                     elif domain.customer_of_partner(partner) != ours:
-                        partner = await self.procountor.patch_business_partner(
-                            int(partner["id"]), domain.partner_patch(ours, partner), str(partner["version"])
+                        partner = await self.procountor.replace_business_partner(
+                            int(partner["id"]), domain.partner_update(ours, partner)
                         )
                     await self._save_customer(invoice.payer_id, business_id, partner, ours)
                     return int(partner["id"])
         base = CustomerData.from_json(row.base)
+        ours = domain.customer_of_invoice(invoice, contact=base.contact)
         # An invoice issued before the last sync carries stale data: it is not a change of ours.
         if ours == base or invoice.occurred_at <= row.updated_at:
             return int(row.procountor_partner_id)
-        partner = await self.procountor.get_business_partner(int(row.procountor_partner_id))
-        merge = domain.merge_customer(base, ours, domain.customer_of_partner(partner))
-        if merge.push:
-            partner = await self.procountor.patch_business_partner(
-                int(partner["id"]), domain.partner_patch(merge.result, partner), str(partner["version"])
-            )
-            log.info("customer_pushed", business_id=business_id, conflicts=sorted(merge.conflicts))
-        async with self._sessions.begin() as session:
-            await CustomerRepository(session).save(
-                business_id=business_id,
-                payer_id=row.payer_id,
-                procountor_partner_id=row.procountor_partner_id,
-                version=str(partner.get("version")),
-                base=merge.result.as_json(),
-                updated_at=self._clock.now(),
-            )
-            if merge.procountor_changed:
-                await self._publish(
-                    session, [self._customer_changed(row.payer_id, business_id, partner, merge.result)]
-                )
+        await self._push_customer(business_id, ours)
         return int(row.procountor_partner_id)
+
+    async def _push_customer(self, business_id: str, ours: CustomerData) -> str:
+        """Our side's billing data to a known Procountor customer by the conflict rule (I-02); what was done.
+
+        Under the customer's advisory lock, so that an invoice and a customer update of one payer
+        never read, merge and PATCH the same version at once. The new `version` is stored, so the
+        poller does not take our own write for a change made in Procountor (no bounce).
+        """
+        async with advisory_lock(self._engine, f"procountor-sync:customer:{business_id}"):
+            async with self._sessions() as session:
+                row = await CustomerRepository(session).get(business_id)
+            if row is None:
+                return "not in Procountor yet: created with the payer's first invoice"
+            base = CustomerData.from_json(row.base)
+            if ours == base:
+                return "Procountor holds it already"
+            partner = await self.procountor.get_business_partner(int(row.procountor_partner_id))
+            merge = domain.merge_customer(base, ours, domain.customer_of_partner(partner))
+            if merge.push:
+                partner = await self.procountor.replace_business_partner(
+                    int(partner["id"]), domain.partner_update(merge.result, partner)
+                )
+                log.info("customer_pushed", business_id=business_id, conflicts=sorted(merge.conflicts))
+            async with self._sessions.begin() as session:
+                await CustomerRepository(session).save(
+                    business_id=business_id,
+                    payer_id=row.payer_id,
+                    procountor_partner_id=row.procountor_partner_id,
+                    version=str(partner.get("version")),
+                    base=merge.result.as_json(),
+                    updated_at=self._clock.now(),
+                )
+                if merge.procountor_changed:
+                    await self._publish(
+                        session, [self._customer_changed(row.payer_id, business_id, partner, merge.result)]
+                    )
+        if merge.conflicts:
+            return f"pushed; changed on both sides, Procountor's value kept: {', '.join(sorted(merge.conflicts))}"
+        return "pushed" if merge.push else "nothing of ours to push"
+
+    async def _update_customer(self, row: Row[Any]) -> None:
+        """I-02: a change of the payer's billing data on our side reaches Procountor now, not with its next invoice.
+
+        The latest change of a payer wins: an older one retried after a newer one is superseded.
+        """
+        change = ContractChangedV1.model_validate(row.payload)
+        ours = domain.customer_of_contract(change)
+        async with self._sessions() as session:
+            newer = await DeliveryRepository(session).newer_customer_update(
+                change.business_id, row.delivery_id, change.occurred_at
+            )
+        if ours is None:
+            note = "no billing data of the payer's own contract"
+        elif newer:
+            note = "superseded by a later change of the customer"
+        else:
+            note = await self._push_customer(change.business_id, ours)
+        async with self._sessions.begin() as session:
+            await DeliveryRepository(session).finish(
+                row.delivery_id, self.replica, status="delivered", at=self._clock.now(),
+                last_error=None if note == "pushed" else note,  # what was done instead, as due dates do
+            )  # fmt: skip
+        self.metrics.deliveries.labels(kind=row.kind, state="delivered").inc()
+        log.info("customer_updated", delivery_id=row.delivery_id, outcome=note)
 
     async def _save_customer(
         self, payer_id: str, business_id: str, partner: JsonObject, base: CustomerData

@@ -42,6 +42,7 @@ from devstack.infra import KafkaTarget
 from devstack.procountor import CLIENT_ID, CLIENT_SECRET
 from devstack.testing import wait_until
 
+from ..builders import contract_changed
 from .conftest import CREDENTIAL_KEY, WEBHOOK_SECRET, SyncStack, invoice
 
 pytestmark = pytest.mark.integration
@@ -311,6 +312,42 @@ async def test_customer_and_product_changes_in_procountor_come_back_once_and_our
     assert products[0]["changed_fields"] == ["unit_price"]
 
 
+async def test_a_change_of_ours_reaches_the_procountor_customer_promptly_and_does_not_bounce(
+    stack: SyncStack,
+) -> None:
+    """I-02: a name change notice (B-22) and a new billing contact (B-24) reach Procountor with no invoice."""
+    issued = invoice()
+    await stack.publisher.publish(issued)
+    await sent(stack, issued)
+    ours = contract_changed(issued, company_name="Uusi Nimi Oy", contact="Maija Meikäläinen")
+    ours = ours.model_copy(update={"billing_address": issued.billing_address.model_copy(
+        update={"street": "Hämeenkatu 9", "postal_code": "33100", "city": "Tampere"})})  # fmt: skip
+    from_procountor = contract_changed(issued, change="billing_details_changed", company_name="Kaiku Oy")
+
+    await stack.publisher.publish(ours)
+    await stack.publisher.publish(from_procountor)
+    done = await delivery(stack, f"customer:{issued.payer_business_id}:{ours.event_id}", "delivered")
+
+    def partner() -> dict[str, Any]:
+        return next(p for p in stack.emulator.inspect("GET", "/businesspartners")
+                    if p["invoicingInfo"].get("identifier") == issued.payer_business_id)  # fmt: skip
+
+    updated = partner()
+    await stack.sync.poll_once()  # our own write is not a change made in Procountor
+    echoed = [m for m in await read_all(stack.kafka, topic_for(CustomerChangedInProcountorV1))
+              if m["business_id"] == issued.payer_business_id]  # fmt: skip
+    bounced = await stack.http.get(f"/deliveries/customer:{issued.payer_business_id}:{from_procountor.event_id}")
+
+    assert updated["name"] == "Uusi Nimi Oy"
+    assert updated["invoicingInfo"]["contactPerson"] == "Maija Meikäläinen"
+    assert updated["billingAddress"]["street"] == "Hämeenkatu 9"  # where the invoices go (PUT, not PATCH)
+    assert updated["invoicingInfo"]["einvoiceAddress"] == issued.einvoice_address.address  # the rest kept
+    assert done["kind"] == "customer"
+    assert echoed == []
+    assert bounced.status_code == 404  # a change that came from Procountor is not pushed back
+    assert partner()["name"] == "Uusi Nimi Oy"
+
+
 async def test_an_inactive_customer_found_by_search_is_reactivated_not_duplicated(stack: SyncStack) -> None:
     """I-02: the search finds an inactive partner; it is reactivated (PUT) before it is invoiced."""
     issued = invoice()
@@ -333,7 +370,9 @@ async def test_an_inactive_customer_found_by_search_is_reactivated_not_duplicate
     assert partners[0]["name"] == issued.payer_name  # and holds what invoicing holds
     assert partners[0]["billingAddress"]["street"] == issued.billing_address.street
     assert procountor["partnerId"] == seeded["id"]
-    assert "PUT /api/businesspartners/{partner_id}" in stack.emulator.inspect("GET", "/stats")["requestsByRoute"]
+    assert (
+        "PUT /api/businesspartners/{partner_id}" in stack.emulator.inspect("GET", "/stats")["requestsByRoute"]
+    )
 
 
 async def test_totals_procountor_computes_otherwise_are_flagged_and_held_for_finance(

@@ -16,7 +16,7 @@ from procountor_sync import domain
 from procountor_sync.domain import Address, CustomerData, DeliveryPolicy, RetrySchedule, Totals
 from procountor_sync.procountor_client import _retry_after_seconds
 
-from ..builders import invoice
+from ..builders import contract_changed, invoice
 
 BASE = CustomerData(
     "Asiakas Oy",
@@ -96,6 +96,56 @@ def test_a_customer_round_trips_through_procountors_partner_shape() -> None:
 
     assert domain.customer_of_partner(body) == BASE
     assert body["invoicingInfo"]["identifierType"] == "BUSINESS_ID"
+
+
+def test_a_contract_change_of_the_payers_own_contract_is_our_side_of_the_customer() -> None:
+    issued = invoice()
+    change = contract_changed(issued, company_name="Uusi Nimi Oy", contact="Maija Meikäläinen")
+
+    ours = domain.customer_of_contract(change)
+
+    assert ours == replace(
+        domain.customer_of_invoice(issued), name="Uusi Nimi Oy", contact="Maija Meikäläinen"
+    )
+    assert domain.customer_of_partner(domain.partner_body(ours, issued.payer_business_id)) == ours
+
+
+def test_a_change_from_procountor_or_of_a_contract_someone_else_pays_is_not_pushed() -> None:
+    """No bounce (the change came from Procountor) and no firm's data on its client's customer (B-17)."""
+    issued = invoice()
+
+    from_procountor = contract_changed(issued, change="billing_details_changed")
+    paid_by_a_firm = contract_changed(issued, payer_id="2077474-0")
+    before_the_fields = contract_changed(issued).model_copy(update={"billing_address": None})
+
+    assert domain.customer_of_contract(from_procountor) is None
+    assert domain.customer_of_contract(paid_by_a_firm) is None
+    assert domain.customer_of_contract(before_the_fields) is None
+
+
+def test_a_contact_changed_on_our_side_is_pushed_and_kept_beside_procountors_other_changes() -> None:
+    ours = replace(BASE, contact="Maija Meikäläinen")
+    theirs = replace(BASE, address=Address("Uusikatu 5", "33100", "Tampere"))
+
+    merge = domain.merge_customer(BASE, ours, theirs)
+
+    assert merge.push
+    assert merge.result == replace(theirs, contact="Maija Meikäläinen")
+    assert domain.partner_patch(merge.result, {})["invoicingInfo"]["contactPerson"] == "Maija Meikäläinen"
+
+
+def test_an_inactive_customer_is_reactivated_whole_with_our_billing_data() -> None:
+    found = {**domain.partner_body(replace(BASE, name="Vanha Oy"), "2077474-0"), "id": 7, "version": "v1",
+             "registryInfo": {"active": False, "phone": "0101234567"}}  # fmt: skip
+
+    body = domain.reactivated_partner(BASE, found)
+
+    assert not domain.is_active(found)
+    assert domain.is_active(body)
+    assert body["registryInfo"]["phone"] == "0101234567"  # PUT replaces all: nothing else is lost
+    assert (body["id"], body["version"], body["name"]) == (7, "v1", BASE.name)
+    assert body["invoicingInfo"]["identifier"] == "2077474-0"
+    assert domain.customer_of_partner(body) == BASE
 
 
 def test_the_first_invoice_goes_by_e_invoice_only_when_the_address_was_ordered_through_us() -> None:

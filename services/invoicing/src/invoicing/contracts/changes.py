@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing_contracts.base import Message
-from billing_contracts.contracts import ContractSignedV1
+from billing_contracts.contracts import (
+    BillingContact,
+    ContractSignedV1,
+    EInvoiceAddress,
+    PostalAddress,
+)
 from billing_contracts.contracts import Requester as WireRequester
 from billing_contracts.invoicing import ContractChangedV1
 from invoicing import tables as t
@@ -115,6 +120,17 @@ def contract_changed(
         accounting_firm_business_id=contract.accounting_firm_business_id,
         predecessor_contract_id=contract.predecessor_contract_id,
         successor_contract_id=contract.successor_contract_id,
+        # I-02: the billing data now, so that procountor-sync updates the Procountor customer soon
+        # after a change of ours (B-22, B-24), not with the payer's next invoice.
+        billing_address=PostalAddress.model_validate(contract.billing_address),
+        billing_channel=contract.billing_channel,
+        einvoice_address=None
+        if contract.einvoice_address is None
+        else EInvoiceAddress.model_validate(contract.einvoice_address),
+        billing_email=contract.billing_email,
+        billing_contact=None
+        if contract.billing_contact is None
+        else BillingContact.model_validate(contract.billing_contact),
     )
 
 
