@@ -336,7 +336,9 @@ async def test_a_change_of_ours_reaches_the_procountor_customer_promptly_and_doe
     await stack.sync.poll_once()  # our own write is not a change made in Procountor
     echoed = [m for m in await read_all(stack.kafka, topic_for(CustomerChangedInProcountorV1))
               if m["business_id"] == issued.payer_business_id]  # fmt: skip
-    bounced = await stack.http.get(f"/deliveries/customer:{issued.payer_business_id}:{from_procountor.event_id}")
+    bounced = await stack.http.get(
+        f"/deliveries/customer:{issued.payer_business_id}:{from_procountor.event_id}"
+    )
 
     assert updated["name"] == "Uusi Nimi Oy"
     assert updated["invoicingInfo"]["contactPerson"] == "Maija Meikäläinen"
