@@ -2,7 +2,9 @@
 
 Usage → invoice → Procountor → payment back → invoice paid in invoicing (an overpayment: a refund
 follows, B-06); a credit note → Procountor credit invoice settled against the original; a billing
-address changed in Procountor → the next month's invoice carries it (I-01…I-03, B-22).
+address changed in Procountor → the next month's invoice carries it (I-01…I-03, B-22); a name
+change notice and a new billing contact on our side → the Procountor customer at once, with no
+invoice (I-02, B-22, B-24).
 """
 
 from __future__ import annotations
@@ -193,6 +195,35 @@ async def test_invoices_go_to_procountor_and_payments_credits_and_addresses_come
     finally:
         stack.set_clock(datetime(2026, 11, 2, 6, 0, tzinfo=HELSINKI))
 
+    # Our side changes B's name by a change notice (B-22) and its billing contact (B-24): the
+    # Procountor customer follows at once, not with B's next invoice (I-02).
+    main_user = {"person_name": "Maija Pääkäyttäjä", "role": "main_user"}
+    renamed = await stack.invoicing.post(
+        f"/contracts/C-{env_b}/company-name",
+        json={
+            "old_company_name": "Hyvitettävä B Oy",
+            "new_company_name": "Uusi B Oy",
+            "requested_by": main_user,
+        },
+    )
+    contact = {"name": "Liisa Laskutus", "phone": "+358 40 123 4567", "email": "liisa@example.fi"}
+    recontacted = await stack.invoicing.post(
+        f"/contracts/C-{env_b}/billing-contact", json={"new_contact": contact, "requested_by": main_user}
+    )
+    assert (renamed.status_code, recontacted.status_code) == (200, 200), (renamed.text, recontacted.text)
+
+    async def customer_b_followed() -> dict[str, Any] | None:
+        partners = (await stack.procountor.get("/_emulator/businesspartners")).json()
+        found = next(p for p in partners if p["invoicingInfo"]["identifier"] == b)
+        followed = (
+            found["name"] == "Uusi B Oy" and found["invoicingInfo"].get("contactPerson") == "Liisa Laskutus"
+        )
+        return found if followed else None
+
+    customer_b = await wait_until(
+        customer_b_followed, within=60, what="B's new name and contact in Procountor"
+    )
+
     assert sent_a["invoiceChannel"] == "ELECTRONIC_INVOICE"
     assert Decimal(paid_a["paid_amount"]) == gross_a
     assert [Decimal(r["amount"]) for r in refunds] == [Decimal("5.00")]
@@ -205,3 +236,5 @@ async def test_invoices_go_to_procountor_and_payments_credits_and_addresses_come
     assert after_b["status"] == "credited"
     assert next_a["billing_address"]["city"] == "Tampere"
     assert next_sent["counterParty"]["counterPartyAddress"]["street"] == "Hämeenkatu 3"
+    assert customer_b["registryInfo"]["active"] is True
+    assert customer_b["billingAddress"]["street"] == "Aleksanterinkatu 15"  # what did not change stays

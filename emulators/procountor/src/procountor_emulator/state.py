@@ -96,11 +96,12 @@ class EmulatorState:
 
     def new_version(self) -> str:
         """A `version` datetime that is strictly later than every earlier one."""
-        stamp = self.now()
-        text = stamp.isoformat(timespec="milliseconds")
-        while text <= self._last_version:
-            stamp += timedelta(milliseconds=1)
-            text = stamp.isoformat(timespec="milliseconds")
+        text = self.now().isoformat(timespec="milliseconds")
+        if text <= self._last_version:
+            # One step after the last (not a walk there a millisecond at a time: a test that moved
+            # the clock months ahead and back would wait for billions of them).
+            last = datetime.fromisoformat(self._last_version)
+            text = (last + timedelta(milliseconds=1)).isoformat(timespec="milliseconds")
         self._last_version = text
         return text
 
