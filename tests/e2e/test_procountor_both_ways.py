@@ -133,13 +133,22 @@ async def test_invoices_go_to_procountor_and_payments_credits_and_addresses_come
     assert paid.status_code == 200
     paid_a = await in_invoicing(stack, invoice_a["invoice_id"], status="paid", payment_status="paid")
 
-    async def refund_listed() -> list[dict[str, Any]] | None:
-        listed = [r for r in (await stack.sync.get("/refunds")).json() if r["payer_business_id"] == a]
-        return listed if listed and listed[0]["noted_in_procountor"] else None
+    async def refund_noted() -> list[dict[str, Any]] | None:
+        # B-06: one refund list (invoicing's); procountor-sync's delivery is the note in Procountor.
+        listed = (await stack.invoicing.get("/refunds", params={"payer_id": a})).json()
+        notes = [(await stack.sync.get(f"/deliveries/refund_note:{r['refund_id']}")).json() for r in listed]
+        return listed if listed and all(n.get("status") == "delivered" for n in notes) else None
 
-    refunds = await wait_until(refund_listed, within=60, what="the refund on procountor-sync's finance list")
+    refunds = await wait_until(
+        refund_noted, within=60, what="the refund on invoicing's list, noted in Procountor"
+    )
     notes = (await stack.procountor.get("/_emulator/invoices")).json()
     noted = next(i for i in notes if i["id"] == sent_a["id"])["notes"]
+    marked = await stack.invoicing.post(
+        f"/refunds/{refunds[0]['refund_id']}/paid", json={"note": "arkisto 42"}
+    )
+    marked_again = await stack.invoicing.post(f"/refunds/{refunds[0]['refund_id']}/paid", json={})
+    no_second_list = await stack.sync.get("/refunds")
 
     # A credit note (invoicing) → a Procountor credit invoice, offset against B's invoice.
     credit = await stack.invoicing.post(
@@ -162,6 +171,28 @@ async def test_invoices_go_to_procountor_and_payments_credits_and_addresses_come
     original_b = everything[sent_b["id"]]
     credit_invoice = next(
         i for i in everything.values() if i.get("originalInvoiceNumber") == note["credit_note_number"]
+    )
+
+    # A credit note on A's invoice, paid already: the credit is owed back — a refund recorded by
+    # invoicing on the same list (B-06), which procountor-sync notes on A's Procountor invoice.
+    credit_a = await stack.invoicing.post(
+        f"/invoices/{invoice_a['invoice_id']}/credit-notes",
+        json={"reason": "Hyvitetään kuukausi", "request_id": f"cn-a-{suffix}"},
+    )
+    assert credit_a.status_code == 201, credit_a.text
+    note_a = credit_a.json()
+
+    async def credit_refund_noted() -> dict[str, Any] | None:
+        listed = (await stack.invoicing.get("/refunds", params={"payer_id": a})).json()
+        found = next((r for r in listed if r["credit_note_id"] == note_a["credit_note_id"]), None)
+        if found is None:
+            return None
+        delivery = (await stack.sync.get(f"/deliveries/refund_note:{found['refund_id']}")).json()
+        return found if delivery.get("status") == "delivered" else None
+
+    credit_refund = await wait_until(credit_refund_noted, within=60, what="A's credit refund, noted")
+    notes_a = next(
+        i for i in (await stack.procountor.get("/_emulator/invoices")).json() if i["id"] == sent_a["id"]
     )
 
     # A billing address changed in Procountor (B-22) → invoicing → the next invoice carries it.
@@ -228,6 +259,15 @@ async def test_invoices_go_to_procountor_and_payments_credits_and_addresses_come
     assert Decimal(paid_a["paid_amount"]) == gross_a
     assert [Decimal(r["amount"]) for r in refunds] == [Decimal("5.00")]
     assert f"[{refunds[0]['refund_id']}] Liikasuoritus 5.00 €" in noted
+    assert (marked.json()["status"], marked.json()["paid_by"]) == (
+        "paid_back",
+        "dev-all-roles",
+    )  # the token's
+    assert marked_again.status_code == 409  # paid back once
+    assert no_second_list.status_code == 404
+    assert Decimal(credit_refund["amount"]) == Decimal(note_a["total_gross"]) == gross_a  # all of it was paid
+    assert credit_refund["status"] == "to_refund"
+    assert f"[{credit_refund['refund_id']}] Hyvitys {note_a['total_gross']} €" in notes_a["notes"]
     assert Decimal(str(credit_invoice["invoiceSumInfo"][0]["invoiceSumTotal"])) == -Decimal(
         note["total_gross"]
     )

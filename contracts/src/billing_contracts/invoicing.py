@@ -296,7 +296,8 @@ class CreditNoteIssuedV1(Message):
 
 
 class RefundRecordedV1(Message):
-    """A payment arrived when the payer had no open invoice; it is to be returned, not credited (B-06)."""
+    """Money to return to the payer, not to credit (B-06): a payment no open invoice took, or a
+    credit note on an invoice already paid. Invoicing keeps the one refund list (`GET /refunds`)."""
 
     message_type: ClassVar[str] = "invoicing.refund-recorded"
     key_field: ClassVar[str | None] = "payer_id"
@@ -309,13 +310,19 @@ class RefundRecordedV1(Message):
     amount: Money = Field(gt=0, description="Amount to return to the payer.")
     payment_date: Date = Field(description="Date of the payment being returned.")
     payment_event_id: UUID = Field(
-        description="`event_id` of the `PaymentReceivedV1` that brought the payment.",
+        description="`event_id` of the `PaymentReceivedV1` that brought the payment; for the refund of a "
+        "credit note, the `CreditNoteIssuedV1`'s.",
     )
     procountor_invoice_id: str | None = Field(
         default=None, max_length=64, description="Procountor invoice the payment was made against, if any."
     )
     reason: str = Field(
         max_length=500, description="Why it is refunded, e.g. `no open invoice` or `overpayment`."
+    )
+    credit_note_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The credit note whose credit, on an invoice already paid, is returned (B-06).",
     )
 
 

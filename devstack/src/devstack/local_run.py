@@ -428,8 +428,15 @@ async def money_back(http: httpx.AsyncClient, urls: dict[str, str], invoices: li
             (await http.get(f"{urls['invoicing']}/invoices/{i['invoice_id']}")).json()
             for i in (paid, overpaid)
         ]
-        refunds = (await http.get(f"{urls['procountor-sync']}/refunds")).json()
-        noted = refunds and all(r["noted_in_procountor"] for r in refunds)
+        # B-06: the one refund list is invoicing's; procountor-sync notes each in Procountor.
+        refunds = (await http.get(f"{urls['invoicing']}/refunds")).json()
+        notes = {
+            r["refund_id"]: (
+                await http.get(f"{urls['procountor-sync']}/deliveries/refund_note:{r['refund_id']}")
+            ).json()
+            for r in refunds
+        }
+        noted = refunds and all(n.get("status") == "delivered" for n in notes.values())
         if (all(v["status"] == "paid" for v in views) and noted) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.3)
@@ -441,7 +448,8 @@ async def money_back(http: httpx.AsyncClient, urls: dict[str, str], invoices: li
     for refund in refunds:
         say(
             f"  refund {refund['refund_id']}: {refund['amount']} € back to {refund['payer_business_id']} "
-            f"({refund['reason']}); on procountor-sync's finance list, noted in Procountor: {refund['noted_in_procountor']}"
+            f"({refund['reason']}); on invoicing's refund list ({refund['status']}), noted in Procountor: "
+            f"{notes[refund['refund_id']].get('status') == 'delivered'}"
         )
     moved = paid["payer_business_id"]
     partners = (await http.get(f"{emulator}/_emulator/businesspartners")).json()

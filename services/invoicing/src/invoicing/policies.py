@@ -30,6 +30,7 @@ ROUTE_POLICIES: RoutePolicies = {
     "GET /credit-notes": READ,
     "GET /credit-notes/{credit_note_id}": READ,
     "GET /refunds": READ,
+    "POST /refunds/{refund_id}/paid": OPERATE,
     "POST /invoices/{invoice_id}/due-date": OPERATE,
     "GET /invoices/{invoice_id}/due-date-changes": READ,
     # contracts

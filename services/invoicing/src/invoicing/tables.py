@@ -379,7 +379,8 @@ payments = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
 
-#: B-06: money to return to a payer that had no open invoice for it (a refund, not a credit).
+#: B-06: money to return to a payer (a refund, not a credit): a payment no open invoice took, or a
+#: credit note on an invoice already paid. The one refund list finance works from.
 refunds = Table(
     "refunds",
     metadata,
@@ -389,11 +390,15 @@ refunds = Table(
     Column("amount", Numeric(14, 2), nullable=False),
     Column("payment_date", Date, nullable=False),
     Column("payment_event_id", Uuid, nullable=False, unique=True),
-    Column("procountor_payment_id", String(64), nullable=False),
+    Column("procountor_payment_id", String(64), nullable=True, comment="None for a credit note's refund."),
     Column("procountor_invoice_id", String(64), nullable=True),
     Column("reason", Text, nullable=False),
     Column("status", String(20), nullable=False, server_default="to_refund"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("credit_note_id", String(64), nullable=True, comment="The credit note it returns, if any."),
+    Column("paid_at", DateTime(timezone=True), nullable=True),
+    Column("paid_by", String(200), nullable=True, comment="Token subject of who marked it paid back."),
+    Column("paid_note", Text, nullable=True, comment="e.g. the bank transfer's archive id."),
 )
 
 #: B-23: every due-date move, who asked, who made it, when and why.

@@ -377,6 +377,23 @@ async def test_tiers_and_payments_arrive_over_kafka_and_a_refund_is_published(se
     assert paid["status"] == "paid"
     listed = (await s.invoicing.get("/refunds", params={"payer_id": business_id(firm)})).json()
     assert [r["amount"] for r in listed] == ["36.71"]
+    # B-06: finance marks it paid back once, as the caller of the token, never a name in the body.
+    operator = s.issuer.user_auth("olli.operator")
+    url = f"/refunds/{listed[0]['refund_id']}/paid"
+    paid_back = await s.invoicing.post(url, json={"note": "archive 123", "paid_by": "someone"}, auth=operator)
+    again = await s.invoicing.post(url, json={"note": "again"}, auth=operator)
+    viewer = await s.invoicing.post(url, json={}, auth=s.issuer.user_auth("ville.viewer"))
+    assert paid_back.status_code == 200, paid_back.text
+    assert (paid_back.json()["status"], paid_back.json()["paid_by"]) == ("paid_back", "olli.operator")
+    assert paid_back.json()["paid_note"] == "archive 123"
+    assert again.status_code == 409
+    assert viewer.status_code == 403
+    (after,) = (await s.invoicing.get("/refunds", params={"payer_id": business_id(firm)})).json()
+    assert (after["status"], after["paid_by"], after["paid_note"]) == (
+        "paid_back",
+        "olli.operator",
+        "archive 123",
+    )
 
 
 async def test_the_daily_trigger_runs_only_from_the_first_business_day(services: Services) -> None:

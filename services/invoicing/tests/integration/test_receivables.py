@@ -21,8 +21,10 @@ from invoicing.receivables.service import (
     CreditRequest,
     DueDateChange,
     DueDateRefusedError,
+    RefundNotOpenError,
     change_due_date,
     issue_credit_note,
+    mark_refund_paid,
 )
 from invoicing.references import is_valid_reference, make_reference
 
@@ -251,6 +253,44 @@ async def test_an_overpayment_goes_to_the_payers_other_open_invoices_before_any_
     assert (october["status"], november["status"]) == ("paid", "paid")
     (refund,) = await refunds(billing)
     assert refund.amount == D("2.10")  # 100.00 − 2 × 48.95
+
+
+async def test_b06_a_credit_note_on_a_paid_invoice_is_a_refund_on_the_one_list(billing: Billing) -> None:
+    """What a credit takes beyond what is still open was paid already: returned, recorded by us."""
+    invoice = await one_invoice(billing, vouchers=13, payees=2, einvoices_sent=1)  # 68.55
+    await billing._apply(
+        ReceivablesIntake(billing.clock), payment("60.00", invoice_id=invoice["invoice_id"])
+    )  # 8.55 still open
+    note = await credit(billing, invoice["invoice_id"], {1: None})  # the monthly fee: 48.95
+
+    (refund,) = await refunds(billing)
+    async with billing.sessions.begin() as session:
+        paid_back = await mark_refund_paid(
+            session, refund.refund_id, paid_by="olli.operator", note="", clock=billing.clock
+        )
+    async with billing.sessions.begin() as session:
+        with pytest.raises(RefundNotOpenError):
+            await mark_refund_paid(
+                session, refund.refund_id, paid_by="someone.else", note="", clock=billing.clock
+            )
+
+    assert note.total_gross == D("48.95")
+    assert (refund.refund_id, refund.amount) == (f"RF-{note.credit_note_id}", D("40.40"))  # 48.95 − 8.55
+    assert (refund.credit_note_id, refund.payment_event_id) == (note.credit_note_id, note.event_id)
+    assert refund.reason == f"credit note {note.credit_note_number} on an invoice already paid"
+    assert (paid_back.status, paid_back.paid_by, paid_back.amount) == (
+        "paid_back",
+        "olli.operator",
+        D("40.40"),
+    )
+
+
+async def test_b06_a_credit_note_on_an_unpaid_invoice_refunds_nothing(billing: Billing) -> None:
+    invoice = await one_invoice(billing, vouchers=13, payees=2, einvoices_sent=1)
+
+    await credit(billing, invoice["invoice_id"], {1: None})
+
+    assert await refunds(billing) == []
 
 
 # --- due dates (B-23) ---

@@ -1,4 +1,6 @@
-"""Procountor-sync's HTTP API: deliveries, mismatches, refunds, dunning, transfer files, webhooks, key login."""
+"""Procountor-sync's HTTP API: deliveries, mismatches, dunning, transfer files, webhooks, key login.
+
+Refunds are invoicing's one list (B-06); a refund's note in Procountor is its delivery `refund_note:<id>`."""
 
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ from procountor_sync.repository import (
     HourEntryRepository,
     MismatchRepository,
     ProcountorInvoiceRepository,
-    RefundRepository,
 )
 from procountor_sync.service import ProcountorSync, WebhookRefusedError
 from service_runtime.auth import Caller, authenticated
@@ -108,27 +109,6 @@ class MismatchView(BaseModel):
     ours: TotalsView
     procountor: TotalsView
     detected_at: dt.datetime
-
-
-class RefundView(BaseModel):
-    """An overpayment to return to the payer (B-06): finance's task list."""
-
-    refund_id: str
-    payer_business_id: str
-    amount: Decimal
-    payment_date: dt.date
-    procountor_invoice_id: str | None
-    reason: str
-    status: str = Field(description="open, or paid once finance returned it.")
-    noted_in_procountor: bool = Field(description="Written in the notes of its Procountor invoice.")
-    paid_by: str | None
-    paid_note: str | None
-
-
-class RefundPaid(BaseModel):
-    """Finance returned the money."""
-
-    note: str = Field(default="", max_length=500, description="e.g. the bank transfer's archive id.")
 
 
 class OverdueInvoice(BaseModel):
@@ -294,29 +274,6 @@ def build_router(
         return [MismatchView.model_validate(r._mapping) for r in rows]
 
     # --- money back (I-03, B-06) ---
-
-    @router.get("/refunds", tags=["payments"], summary="Overpayments to return: finance's task list (B-06).")
-    async def refunds(status: str | None = "open") -> list[RefundView]:
-        async with host.sessions() as session:
-            rows = await RefundRepository(session).listing(status)
-        return [RefundView.model_validate(r._mapping) for r in rows]
-
-    @router.post("/refunds/{refund_id}/paid", tags=["payments"], summary="Finance returned the money.")
-    async def refund_paid(
-        refund_id: str, body: RefundPaid, caller: Annotated[Caller, authenticated]
-    ) -> RefundView:
-        async with host.sessions.begin() as session:
-            row = await RefundRepository(session).update(
-                refund_id,
-                expect="open",
-                status="paid",
-                paid_by=caller.subject,
-                paid_note=body.note,
-                updated_at=host.clock.now(),
-            )
-        if row is None:
-            raise HTTPException(status_code=409, detail=f"refund {refund_id} is unknown or not open")
-        return RefundView.model_validate(row._mapping)
 
     @router.get("/overdue", tags=["payments"], summary="Overdue invoices per payer, for dunning (I-03).")
     async def overdue(as_of: dt.date | None = None, payer: str | None = None) -> list[OverduePayer]:

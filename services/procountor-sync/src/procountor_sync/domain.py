@@ -14,7 +14,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from billing_contracts.contracts import BillingChannel
-from billing_contracts.invoicing import ContractChangedV1, CreditNoteIssuedV1, InvoiceIssuedV1, InvoiceLine
+from billing_contracts.invoicing import (
+    ContractChangedV1,
+    CreditNoteIssuedV1,
+    InvoiceIssuedV1,
+    InvoiceLine,
+    RefundRecordedV1,
+)
 from billing_contracts.procountor import ProcountorPaymentStatus
 
 CENT = Decimal("0.01")
@@ -942,6 +948,20 @@ def credit_invoice_body(
         "notes": f"credit note {note.credit_note_id} of invoice {note.credited_invoice_id}",
         "invoiceRows": rows,
     }
+
+
+def refund_marker(refund_id: str) -> str:
+    """What identifies a refund's line in a Procountor invoice's notes (a retry writes it once)."""
+    return f"[{refund_id}]"
+
+
+def refund_note_line(refund: RefundRecordedV1) -> str:
+    """B-06: the line noted on the Procountor invoice: an overpayment, or a credit on money paid."""
+    what = "Hyvitys" if refund.credit_note_id else "Liikasuoritus"
+    return (
+        f"{refund_marker(refund.refund_id)} {what} {format(refund.amount, 'f')} € "
+        f"({refund.payment_date:%d.%m.%Y}) palautetaan maksajalle: {refund.reason}"
+    )
 
 
 def credit_offset_description(credit_note_number: str) -> str:

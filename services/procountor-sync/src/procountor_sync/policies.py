@@ -15,9 +15,6 @@ ROUTE_POLICIES: RoutePolicies = {
     "POST /deliveries/{delivery_id}/requeue": OPERATE,
     "POST /deliveries/{delivery_id}/cancel": OPERATE,
     "GET /mismatches": READ,
-    "GET /refunds": READ,
-    # Finance marks a refund paid back (B-06): the billing team's role.
-    "POST /refunds/{refund_id}/paid": OPERATE,
     "GET /overdue": READ,
     "POST /webhooks/procountor": public(
         "Procountor calls it with no token of our issuer; each request is verified by its HMAC "

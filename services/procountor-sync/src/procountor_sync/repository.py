@@ -438,34 +438,6 @@ class MismatchRepository:
         )
 
 
-class RefundRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def add(self, **values: Any) -> bool:
-        result = await self._session.execute(
-            insert(t.refunds).values(**values).on_conflict_do_nothing().returning(t.refunds.c.refund_id)
-        )
-        return result.first() is not None
-
-    async def get(self, refund_id: str) -> Row[Any] | None:
-        return (
-            await self._session.execute(select(t.refunds).where(t.refunds.c.refund_id == refund_id))
-        ).first()
-
-    async def listing(self, status: str | None) -> list[Row[Any]]:
-        query = select(t.refunds).order_by(t.refunds.c.created_at, t.refunds.c.refund_id)
-        if status is not None:
-            query = query.where(t.refunds.c.status == status)
-        return list((await self._session.execute(query)).all())
-
-    async def update(self, refund_id: str, *, expect: str | None = None, **values: Any) -> Row[Any] | None:
-        query = update(t.refunds).where(t.refunds.c.refund_id == refund_id)
-        if expect is not None:
-            query = query.where(t.refunds.c.status == expect)
-        return (await self._session.execute(query.values(**values).returning(*t.refunds.c))).first()
-
-
 class HourEntryRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session

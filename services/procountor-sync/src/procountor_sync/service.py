@@ -60,7 +60,6 @@ from procountor_sync.repository import (
     PaymentRepository,
     ProcountorInvoiceRepository,
     ProductRepository,
-    RefundRepository,
     WatermarkRepository,
     WebhookReceiptRepository,
     advisory_lock,
@@ -143,7 +142,6 @@ class DeliveryIntake:
     async def __call__(self, session: AsyncSession, events: Sequence[Message]) -> list[Rejection]:
         now = self._clock.now()
         rows: list[dict[str, Any]] = []
-        refunds = RefundRepository(session)
         customers = CustomerRepository(session)
         for e in events:
             base = {
@@ -203,17 +201,7 @@ class DeliveryIntake:
                         }
                     )
                 case RefundRecordedV1():
-                    await refunds.add(
-                        refund_id=e.refund_id,
-                        payer_business_id=e.payer_business_id,
-                        amount=e.amount,
-                        payment_date=e.payment_date,
-                        procountor_invoice_id=e.procountor_invoice_id,
-                        reason=e.reason,
-                        status="open",
-                        created_at=now,
-                        updated_at=now,
-                    )
+                    # B-06: invoicing keeps the refund list; we only note it in Procountor.
                     rows.append(
                         base
                         | {
@@ -885,7 +873,8 @@ class ProcountorSync:
     async def _settle_credit(
         self, note: CreditNoteIssuedV1, original_id: int, credit_id: int, original: Row[Any]
     ) -> None:
-        """Offset the credit invoice against the original (CREDIT_NOTE); what is left is owed back.
+        """Offset the credit invoice against the original (CREDIT_NOTE); what is left is owed back
+        (invoicing records that refund, B-06).
 
         Each offset carries the credit note's number in its description, so a retry after a crash
         recognises what is done (Procountor has no idempotency keys).
@@ -934,20 +923,8 @@ class ProcountorSync:
         async with self._sessions.begin() as session:
             for event, pid in ((e, original_id if Decimal(str(e["amount"])) > 0 else credit_id) for e in own):
                 await self._record_payments(session, str(pid), [event], own=True)
-            owed = note.total_gross - offset
-            if owed > 0:
-                # A credit on money already paid: returned to the payer like an overpayment (B-06).
-                await RefundRepository(session).add(
-                    refund_id=f"CN-{note.credit_note_id}"[:64],
-                    payer_business_id=note.payer_business_id,
-                    amount=owed,
-                    payment_date=note.credit_date,
-                    procountor_invoice_id=str(credit_id),
-                    reason=f"credit note {note.credit_note_number} on an invoice already paid",
-                    status="open",
-                    created_at=self._clock.now(),
-                    updated_at=self._clock.now(),
-                )
+        # What the credit exceeds the open amount by was paid already: invoicing records that
+        # refund (B-06, its one list) and we note it in Procountor like any other.
 
     async def _move_due_date(self, row: Row[Any]) -> None:
         """B-23: the new due date in Procountor, so that its reminders use it."""
@@ -982,32 +959,32 @@ class ProcountorSync:
             )
 
     async def _note_refund(self, row: Row[Any]) -> None:
-        """B-06: the overpayment is noted on its Procountor invoice; finance returns it (the refund list).
+        """B-06: a refund is noted on its Procountor invoice; finance returns the money.
 
-        Paying out through Procountor's payment API needs a person's two-factor confirmation
-        (reference §3), so the money itself goes by finance's hand; the note is where finance sees it.
+        The refund itself — its amount, its status, who marked it paid back — is invoicing's (the
+        one refund list, `GET /refunds` there); this delivery's state is the note's. Paying out
+        through Procountor's payment API needs a person's two-factor confirmation (reference §3),
+        so the money goes by finance's hand; the note is where Procountor's users see it.
         """
         refund = RefundRecordedV1.model_validate(row.payload)
+        outcome = None
         if refund.procountor_invoice_id:
             pid = int(refund.procountor_invoice_id)
-            invoice = await self.procountor.get_invoice(pid)
-            marker = f"[{refund.refund_id}]"
-            notes = str(invoice.get("notes") or "")
-            if marker not in notes:
-                line = (
-                    f"{marker} Liikasuoritus {format(refund.amount, 'f')} € ({refund.payment_date:%d.%m.%Y}) "
-                    f"palautetaan maksajalle: {refund.reason}"
-                )
-                await self.procountor.set_invoice_notes(pid, (notes + "\n" + line).strip()[:10_000])
+            # Notes are read and written whole: two refunds of one invoice, one at a time, or
+            # the second write loses the first's line.
+            async with advisory_lock(self._engine, f"procountor-sync:invoice-notes:{pid}"):
+                invoice = await self.procountor.get_invoice(pid)
+                notes = str(invoice.get("notes") or "")
+                if domain.refund_marker(refund.refund_id) not in notes:
+                    line = domain.refund_note_line(refund)
+                    await self.procountor.set_invoice_notes(pid, (notes + "\n" + line).strip()[:10_000])
+        else:
+            outcome = "no Procountor invoice to note it on (it is on invoicing's refund list)"
         async with self._sessions.begin() as session:
-            await RefundRepository(session).update(
-                refund.refund_id,
-                noted_in_procountor=bool(refund.procountor_invoice_id),
-                updated_at=self._clock.now(),
-            )
             await DeliveryRepository(session).finish(
-                row.delivery_id, self.replica, status="delivered", at=self._clock.now(), last_error=None
-            )
+                row.delivery_id, self.replica, status="delivered", at=self._clock.now(), last_error=outcome,
+                procountor_invoice_id=refund.procountor_invoice_id,
+            )  # fmt: skip
 
     # --- payments back (I-03, B-06) ------------------------------------------------------------
 

@@ -150,25 +150,6 @@ mismatches = Table(
     Column("detected_at", DateTime(timezone=True), nullable=False),
 )
 
-# Overpayments to return (B-06): noted on the Procountor invoice and listed for finance, which pays
-# them (Procountor's payment API needs a person's two-factor confirmation).
-refunds = Table(
-    "refunds",
-    metadata,
-    Column("refund_id", String(64), primary_key=True),
-    Column("payer_business_id", String(9), nullable=False),
-    Column("amount", Numeric(14, 2), nullable=False),
-    Column("payment_date", Date, nullable=False),
-    Column("procountor_invoice_id", String(64), nullable=True),
-    Column("reason", String(500), nullable=False),
-    Column("status", String(20), nullable=False, comment="open or paid."),
-    Column("noted_in_procountor", Boolean, nullable=False, server_default="false"),
-    Column("paid_by", String(200), nullable=True),
-    Column("paid_note", String(500), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
-
 # Hour entries for the payroll import file (I-04); a newer event with the same id replaces one.
 hour_entries = Table(
     "hour_entries",

@@ -182,7 +182,8 @@ def _answered(stack: SyncStack, count: int) -> Any:
     return check
 
 
-async def test_an_overpayment_refund_reaches_procountor_and_the_finance_list(stack: SyncStack) -> None:
+async def test_a_refund_is_noted_in_procountor_and_kept_on_no_list_of_ours(stack: SyncStack) -> None:
+    """B-06: invoicing keeps the one refund list; procountor-sync notes each refund, once."""
     issued = invoice()
     await stack.publisher.publish(issued)
     procountor = await sent(stack, issued)
@@ -198,22 +199,24 @@ async def test_an_overpayment_refund_reaches_procountor_and_the_finance_list(sta
         payment_event_id=uuid.UUID(payment["event_id"]), procountor_invoice_id=str(procountor["id"]),
         reason="overpayment: more than the payer's open invoices",
     )  # fmt: skip
+    credit_refund = refund.model_copy(update={
+        "event_id": uuid.uuid4(), "refund_id": f"RF-CN-{issued.invoice_number}", "amount": Decimal("7.50"),
+        "credit_note_id": f"CN-{issued.invoice_number}", "reason": "credit note 1 on an invoice already paid",
+    })  # fmt: skip
     await stack.publisher.publish(refund)
+    await stack.publisher.publish(refund.model_copy(update={"event_id": uuid.uuid4()}))  # redelivered
+    await stack.publisher.publish(credit_refund)
 
     noted = await delivery(stack, f"refund_note:{refund.refund_id}", "delivered")
-    finance = (await stack.http.get("/refunds")).json()
+    await delivery(stack, f"refund_note:{credit_refund.refund_id}", "delivered")
     notes = stack.emulator.api("GET", f"/invoices/{procountor['id']}")["notes"]
-    paid = await stack.http.post(
-        f"/refunds/{refund.refund_id}/paid",
-        json={"note": "archive 123"},
-        auth=stack.issuer.user_auth("olli.operator"),
-    )
+    no_list = await stack.http.get("/refunds")
 
     assert noted["kind"] == "refund_note"
-    assert [r["amount"] for r in finance if r["refund_id"] == refund.refund_id] == ["20.00"]
-    assert f"[{refund.refund_id}] Liikasuoritus 20.00 €" in notes
-    assert paid.json()["status"] == "paid"
-    assert paid.json()["paid_by"] == "olli.operator"  # the token's subject
+    assert noted["procountor_invoice_id"] == str(procountor["id"])
+    assert notes.count(f"[{refund.refund_id}] Liikasuoritus 20.00 €") == 1
+    assert f"[{credit_refund.refund_id}] Hyvitys 7.50 €" in notes
+    assert no_list.status_code == 404  # the refund list is invoicing's alone
 
 
 async def test_a_credit_note_becomes_a_credit_invoice_settled_against_the_original(stack: SyncStack) -> None:

@@ -20,8 +20,10 @@ from invoicing.receivables.service import (
     DueDateChange,
     DueDateRefusedError,
     InvoiceNotFoundError,
+    RefundNotOpenError,
     change_due_date,
     issue_credit_note,
+    mark_refund_paid,
 )
 from service_runtime.auth import Caller, authenticated
 from service_runtime.host import ServiceHost
@@ -59,19 +61,33 @@ class DueDateMoved(BaseModel):
 
 
 class RefundView(BaseModel):
-    """B-06: money a payment brought that no open invoice took, to be returned to the payer."""
+    """B-06: money to return to the payer — a payment no open invoice took, or a credit note on an
+    invoice already paid. The one refund list: procountor-sync only notes each in Procountor (its
+    delivery `refund_note:<refund_id>`)."""
 
     refund_id: str
     payer_id: str
     payer_business_id: str
     amount: Money
-    payment_date: dt.date
-    payment_event_id: uuid.UUID = Field(description="The `PaymentReceivedV1` it came from.")
-    procountor_payment_id: str
-    procountor_invoice_id: str | None
-    reason: str = Field(description="`no open invoice`, or an overpayment of the open invoices.")
-    status: str = Field(description="`to_refund` until paid back.")
+    payment_date: dt.date = Field(description="The payment's date, or the credit note's.")
+    payment_event_id: uuid.UUID = Field(
+        description="The `PaymentReceivedV1` it came from, or the credit note's `CreditNoteIssuedV1`."
+    )
+    procountor_payment_id: str | None = Field(description="None for a credit note's refund.")
+    procountor_invoice_id: str | None = Field(description="The Procountor invoice its note is written on.")
+    reason: str = Field(description="`no open invoice`, an overpayment, or a credit note on a paid invoice.")
+    credit_note_id: str | None = Field(description="The credit note it returns, if any.")
+    status: str = Field(description="`to_refund` until paid back, then `paid_back`.")
     created_at: dt.datetime
+    paid_at: dt.datetime | None = Field(description="When it was marked paid back.")
+    paid_by: str | None = Field(description="Who marked it paid back: the caller's token subject.")
+    paid_note: str | None = Field(description="What they noted, e.g. the bank transfer's archive id.")
+
+
+class RefundPaid(BaseModel):
+    """Finance returned the money."""
+
+    note: str = Field(default="", max_length=500, description="e.g. the bank transfer's archive id.")
 
 
 class DueDateChangeView(BaseModel):
@@ -140,11 +156,26 @@ def build_receivables_router(host: ServiceHost) -> APIRouter:
         return note
 
     @router.get("/refunds", tags=["refunds"])
-    async def list_refunds(payer_id: str | None = None) -> list[RefundView]:
-        """B-06: payments that found no open invoice, to be returned to the payer."""
+    async def list_refunds(payer_id: str | None = None, status: str | None = None) -> list[RefundView]:
+        """B-06: finance's one refund list — money to return to payers, oldest first (`status`:
+        `to_refund` or `paid_back`)."""
         async with host.sessions() as session:
-            rows = await ReceivablesRepository(session).refunds(payer_id)
+            rows = await ReceivablesRepository(session).refunds(payer_id, status)
         return [RefundView.model_validate(r, from_attributes=True) for r in rows]
+
+    @router.post("/refunds/{refund_id}/paid", tags=["refunds"])
+    async def refund_paid(
+        refund_id: str, body: RefundPaid, caller: Annotated[Caller, authenticated]
+    ) -> RefundView:
+        """B-06: finance paid the refund back. Once (409 after), attributed to the caller's token."""
+        try:
+            async with host.sessions.begin() as session:
+                refund = await mark_refund_paid(
+                    session, refund_id, paid_by=caller.subject, note=body.note, clock=host.clock
+                )
+        except RefundNotOpenError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        return RefundView.model_validate(refund, from_attributes=True)
 
     @router.post("/invoices/{invoice_id}/due-date", tags=["invoices"])
     async def move_due_date(

@@ -288,6 +288,23 @@ def allocate_payment(
     return PaymentAllocation(tuple(allocations), left, reason)
 
 
+def credit_refund(receivable: Receivable, credited_gross: Decimal) -> Decimal:
+    """B-06: what a credit note of `credited_gross` returns to the payer of an invoice already paid.
+
+    The credit first lowers what is still open on the invoice; what it credits beyond that was paid
+    already and goes back to the payer as a refund (not kept as a credit balance, as with
+    overpayments). `receivable` is the invoice before this credit note.
+    """
+    require_decimal(credited_gross, "credited gross")
+    open_before = max(receivable.open_amount, ZERO)
+    return max(credited_gross - open_before, ZERO)
+
+
+def refund_of_credit_reason(credit_note_number: str) -> str:
+    """The refund's reason for a credit note on money already paid."""
+    return f"credit note {credit_note_number} on an invoice already paid"
+
+
 # --- B-23: moving a due date ---
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -34,6 +35,36 @@ _D = t.due_date_changes.c
 
 class InvoiceNotFoundError(LookupError):
     """No invoice with that id."""
+
+
+#: A refund's states (B-06): to pay back, then paid back (once, by whom and when).
+REFUND_TO_PAY = "to_refund"
+REFUND_PAID_BACK = "paid_back"
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """One refund of the one list (B-06), as finance sees it."""
+
+    refund_id: str
+    payer_id: str
+    payer_business_id: str
+    amount: Decimal
+    payment_date: dt.date
+    payment_event_id: UUID
+    procountor_payment_id: str | None
+    procountor_invoice_id: str | None
+    reason: str
+    status: str
+    created_at: dt.datetime
+    credit_note_id: str | None
+    paid_at: dt.datetime | None
+    paid_by: str | None
+    paid_note: str | None
+
+
+def _refund(row: Row[Any]) -> Refund:
+    return Refund(**{f.name: getattr(row, f.name) for f in fields(Refund)})
 
 
 def _receivable(row: Row[Any]) -> Receivable:
@@ -285,7 +316,7 @@ class ReceivablesRepository:
         )
 
     async def add_refund(
-        self, refund: RefundRecordedV1, *, procountor_payment_id: str, now: dt.datetime
+        self, refund: RefundRecordedV1, *, procountor_payment_id: str | None, now: dt.datetime
     ) -> None:
         await self._session.execute(
             insert(t.refunds).values(
@@ -298,16 +329,40 @@ class ReceivablesRepository:
                 procountor_payment_id=procountor_payment_id,
                 procountor_invoice_id=refund.procountor_invoice_id,
                 reason=refund.reason,
+                credit_note_id=refund.credit_note_id,
                 created_at=now,
             )
         )
 
-    async def refunds(self, payer_id: str | None = None) -> list[Row[Any]]:
+    async def refunds(self, payer_id: str | None = None, status: str | None = None) -> list[Refund]:
         """Refund records, oldest first (B-06)."""
         query = select(t.refunds).order_by(_R.created_at, _R.refund_id)
         if payer_id:
             query = query.where(_R.payer_id == payer_id)
-        return list((await self._session.execute(query)).all())
+        if status:
+            query = query.where(_R.status == status)
+        return [_refund(r) for r in (await self._session.execute(query)).all()]
+
+    async def mark_refund_paid(
+        self, refund_id: str, *, paid_by: str, note: str, at: dt.datetime
+    ) -> Refund | None:
+        """`to_refund` → `paid_back`, once; None if the refund is unknown or not to refund any more."""
+        row = (
+            await self._session.execute(
+                update(t.refunds)
+                .where(_R.refund_id == refund_id, _R.status == REFUND_TO_PAY)
+                .values(status=REFUND_PAID_BACK, paid_by=paid_by, paid_note=note or None, paid_at=at)
+                .returning(*t.refunds.c)
+            )
+        ).first()
+        return None if row is None else _refund(row)
+
+    async def procountor_invoice_of(self, invoice_id: str) -> str | None:
+        """The invoice's id in Procountor, once procountor-sync reported it delivered (I-01)."""
+        found: str | None = await self._session.scalar(
+            select(_I.procountor_invoice_id).where(_I.invoice_id == invoice_id)
+        )
+        return found
 
     # --- due-date changes (B-23) ---
 

@@ -36,14 +36,16 @@ from invoicing.receivables.domain import (
     PaymentState,
     allocate_payment,
     credit_lines,
+    credit_refund,
     credit_vat,
     creditable_lines,
     due_date_refusal,
     invoice_status,
+    refund_of_credit_reason,
     software_net_by_reseller_of_credit,
     supersedes,
 )
-from invoicing.receivables.repository import InvoiceNotFoundError, ReceivablesRepository
+from invoicing.receivables.repository import InvoiceNotFoundError, ReceivablesRepository, Refund
 from invoicing.references import reference_for_invoice_number
 from service_runtime.clock import Clock, today_in_helsinki
 from service_runtime.database import Session
@@ -55,8 +57,10 @@ __all__ = [
     "DueDateChange",
     "DueDateRefusedError",
     "InvoiceNotFoundError",
+    "RefundNotOpenError",
     "change_due_date",
     "issue_credit_note",
+    "mark_refund_paid",
     "record_delivery",
     "record_payment",
     "record_payment_status",
@@ -202,7 +206,28 @@ async def issue_credit_note(session: Session, request: CreditRequest, clock: Clo
         ),
         now,
     )
-    await enqueue(session, t.runtime_tables.outbox, [outgoing(note)], clock)
+    messages: list[CreditNoteIssuedV1 | RefundRecordedV1] = [note]
+    owed = credit_refund(receivable, note.total_gross)
+    if owed > ZERO:
+        # B-06: a credit on money already paid goes back to the payer; one refund list (ours).
+        refund = RefundRecordedV1(
+            event_id=uuid.uuid4(),
+            occurred_at=now,
+            producer=PRODUCER,
+            refund_id=f"RF-{note.credit_note_id}"[:64],
+            payer_id=invoice.payer_id,
+            payer_business_id=invoice.payer_business_id,
+            amount=owed,
+            payment_date=note.credit_date,
+            payment_event_id=note.event_id,
+            procountor_invoice_id=await repo.procountor_invoice_of(invoice.invoice_id),
+            reason=refund_of_credit_reason(note.credit_note_number),
+            credit_note_id=note.credit_note_id,
+        )
+        await repo.add_refund(refund, procountor_payment_id=None, now=now)
+        messages.append(refund)
+        log.info("refund_recorded", refund_id=refund.refund_id, payer_id=refund.payer_id, amount=str(owed))
+    await enqueue(session, t.runtime_tables.outbox, [outgoing(m) for m in messages], clock)
     log.info("credit_note_issued", credit_note_id=note.credit_note_id, invoice_id=invoice.invoice_id)
     return note
 
@@ -268,6 +293,26 @@ async def record_payment(session: Session, p: PaymentReceivedV1, clock: Clock) -
         now=now,
     )
     return refund
+
+
+class RefundNotOpenError(Exception):
+    """The refund is unknown, or was marked paid back already (by whom and when: in the list)."""
+
+
+async def mark_refund_paid(
+    session: Session, refund_id: str, *, paid_by: str, note: str, clock: Clock
+) -> Refund:
+    """B-06: finance paid the refund back; once, attributed to the authenticated caller (`paid_by`).
+
+    Returns the refund as it is now; raises `RefundNotOpenError` if it is unknown or paid already.
+    """
+    done = await ReceivablesRepository(session).mark_refund_paid(
+        refund_id, paid_by=paid_by, note=note, at=clock.now()
+    )
+    if done is None:
+        raise RefundNotOpenError(f"refund {refund_id} is unknown or paid back already")
+    log.info("refund_paid_back", refund_id=refund_id, paid_by=paid_by)
+    return done
 
 
 # --- delivery and payment state (I-01, I-03) ---
