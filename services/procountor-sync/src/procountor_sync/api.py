@@ -13,12 +13,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Row
 
 from billing_contracts.invoicing import InvoiceIssuedV1
 from procountor_sync import domain, transfer_files
 from procountor_sync.keylogin import ApiKeys, KeyLoginError
 from procountor_sync.procountor_client import ProcountorClient, ProcountorError
+from procountor_sync.records import Delivery
 from procountor_sync.repository import (
     DeliveryRepository,
     HourEntryRepository,
@@ -158,8 +158,8 @@ class ConnectionView(BaseModel):
     error: str | None = Field(description="Why not connected, if not.")
 
 
-def _delivery(row: Row[Any]) -> DeliveryView:
-    return DeliveryView.model_validate(row._mapping, from_attributes=False)
+def _delivery(row: Delivery) -> DeliveryView:
+    return DeliveryView.model_validate(row, from_attributes=True)
 
 
 def _period(period: str) -> tuple[dt.date, dt.date]:
@@ -237,7 +237,7 @@ def build_router(
             if await repo.get(_id(delivery_id)) is None:
                 raise HTTPException(status_code=404, detail=f"no delivery {delivery_id}")
             rows = await repo.actions(_id(delivery_id))
-        return [DeliveryActionView.model_validate(r._mapping) for r in rows]
+        return [DeliveryActionView.model_validate(r, from_attributes=True) for r in rows]
 
     @router.post("/deliveries/{delivery_id}/requeue", tags=["deliveries"], summary="Try again now.")
     async def requeue(
@@ -271,7 +271,7 @@ def build_router(
     async def mismatches() -> list[MismatchView]:
         async with host.sessions() as session:
             rows = await MismatchRepository(session).listing()
-        return [MismatchView.model_validate(r._mapping) for r in rows]
+        return [MismatchView.model_validate(r, from_attributes=True) for r in rows]
 
     # --- money back (I-03, B-06) ---
 

@@ -8,10 +8,10 @@ from urllib.parse import urlencode, urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from procountor_sync.repository import CredentialRepository
 from service_runtime.clock import Clock
+from service_runtime.database import Sessions
 
 KEY_NAME = "procountor_api_key"
 LOGIN_VALID_SECONDS = 600.0
@@ -31,7 +31,7 @@ class ApiKeys:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: Sessions,
         *,
         configured: SecretStr,
         encryption_key: SecretStr,

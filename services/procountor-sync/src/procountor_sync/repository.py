@@ -10,18 +10,44 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Row, and_, case, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from procountor_sync import tables as t
+from procountor_sync.records import (
+    Delivery,
+    DeliveryAction,
+    HourEntry,
+    InvoiceState,
+    Mismatch,
+    SyncedCustomer,
+    SyncedProduct,
+)
 
 _D = t.deliveries.c
 _P = t.procountor_invoices.c
 _NOW = func.now()
+R = TypeVar("R", Delivery, DeliveryAction, InvoiceState, SyncedCustomer, SyncedProduct, Mismatch, HourEntry)
+
+
+#: The engine advisory locks and the throttle open their own connections on; use cases name it by
+#: this alias (they never import SQLAlchemy, issue 9).
+Engine = AsyncEngine
+
+
+def _record(kind: type[R], row: Row[Any]) -> R:
+    """A row as the record use cases and routes see (field for field by column name)."""
+    values = row._mapping
+    return kind(**{f.name: values[f.name] for f in fields(kind)})
+
+
+def _maybe(kind: type[R], row: Row[Any] | None) -> R | None:
+    return None if row is None else _record(kind, row)
 
 
 def _seconds(value: float) -> Any:
@@ -41,7 +67,7 @@ class DeliveryRepository:
             values = [{**r, "next_attempt_at": _NOW} for r in rows[start : start + 1000]]
             await self._session.execute(insert(t.deliveries).values(values).on_conflict_do_nothing())
 
-    async def lease(self, *, replica: str, limit: int, lease_seconds: float) -> list[Row[Any]]:
+    async def lease(self, *, replica: str, limit: int, lease_seconds: float) -> list[Delivery]:
         """Take up to `limit` due deliveries: pending and due, not leased, or leased by a dead replica."""
         due = (
             select(_D.delivery_id)
@@ -60,7 +86,7 @@ class DeliveryRepository:
             .values(leased_by=replica, leased_until=_NOW + _seconds(lease_seconds), attempts=_D.attempts + 1)
             .returning(*t.deliveries.c)
         )
-        return list(result.all())
+        return [_record(Delivery, r) for r in result.all()]
 
     async def renew(self, *, replica: str, ids: Sequence[str], lease_seconds: float) -> None:
         """The heartbeat: a live replica keeps its leases; a dead one's expire within `lease_seconds`."""
@@ -109,7 +135,7 @@ class DeliveryRepository:
 
     async def retry_later(
         self, delivery_id: str, replica: str, *, delay_seconds: float, error: str, at: dt.datetime
-    ) -> Row[Any] | None:
+    ) -> Delivery | None:
         result = await self._session.execute(
             update(t.deliveries)
             .where(_D.delivery_id == delivery_id, _D.leased_by == replica)
@@ -120,30 +146,34 @@ class DeliveryRepository:
                 next_attempt_at=_NOW + _seconds(delay_seconds),
                 updated_at=at,
             )
-            .returning(_D.failure_announced, _D.attempts, _D.kind, _D.invoice_id)
+            .returning(*t.deliveries.c)
         )
-        return result.first()
+        return _maybe(Delivery, result.first())
 
     async def mark_failure_announced(self, delivery_id: str) -> None:
         await self._session.execute(
             update(t.deliveries).where(_D.delivery_id == delivery_id).values(failure_announced=True)
         )
 
-    async def get(self, delivery_id: str) -> Row[Any] | None:
-        return (
-            await self._session.execute(select(t.deliveries).where(_D.delivery_id == delivery_id))
-        ).first()
+    async def get(self, delivery_id: str) -> Delivery | None:
+        return _maybe(
+            Delivery,
+            (await self._session.execute(select(t.deliveries).where(_D.delivery_id == delivery_id))).first(),
+        )
 
-    async def of_invoice(self, invoice_id: str, kind: str = "invoice") -> Row[Any] | None:
-        return (
-            await self._session.execute(
-                select(t.deliveries).where(_D.invoice_id == invoice_id, _D.kind == kind)
-            )
-        ).first()
+    async def of_invoice(self, invoice_id: str, kind: str = "invoice") -> Delivery | None:
+        return _maybe(
+            Delivery,
+            (
+                await self._session.execute(
+                    select(t.deliveries).where(_D.invoice_id == invoice_id, _D.kind == kind)
+                )
+            ).first(),
+        )
 
     async def listing(
         self, *, status: str | None, kind: str | None, limit: int, after: str | None
-    ) -> list[Row[Any]]:
+    ) -> list[Delivery]:
         query = select(t.deliveries).order_by(_D.delivery_id).limit(limit)
         if status is not None:
             query = query.where(_D.status == status)
@@ -151,7 +181,7 @@ class DeliveryRepository:
             query = query.where(_D.kind == kind)
         if after is not None:
             query = query.where(_D.delivery_id > after)
-        return list((await self._session.execute(query)).all())
+        return [_record(Delivery, r) for r in (await self._session.execute(query)).all()]
 
     async def counts(self) -> dict[tuple[str, str], int]:
         rows = await self._session.execute(
@@ -184,9 +214,10 @@ class DeliveryRepository:
         counts.update({str(k): int(n) for k, n in rows.tuples()})
         return counts
 
-    async def awaiting_approval(self, limit: int) -> list[Row[Any]]:
-        return list(
-            (
+    async def awaiting_approval(self, limit: int) -> list[Delivery]:
+        return [
+            _record(Delivery, r)
+            for r in (
                 await self._session.execute(
                     select(t.deliveries)
                     .where(
@@ -197,21 +228,21 @@ class DeliveryRepository:
                     .limit(limit)
                 )
             ).all()
-        )
+        ]
 
     async def set_status(
         self, delivery_id: str, *, expect: Iterable[str], at: dt.datetime, **values: Any
-    ) -> Row[Any] | None:
-        """An operator's or a poller's change, only from the expected statuses; the row after it."""
+    ) -> Delivery | None:
+        """An operator's or a poller's change, only from the expected statuses; the delivery after it."""
         result = await self._session.execute(
             update(t.deliveries)
             .where(_D.delivery_id == delivery_id, _D.status.in_(list(expect)))
             .values(updated_at=at, **values)
             .returning(*t.deliveries.c)
         )
-        return result.first()
+        return _maybe(Delivery, result.first())
 
-    async def requeue(self, delivery_id: str, *, by: str, at: dt.datetime) -> Row[Any] | None:
+    async def requeue(self, delivery_id: str, *, by: str, at: dt.datetime) -> Delivery | None:
         return await self.set_status(
             delivery_id,
             expect=("pending", "refused", "cancelled", "awaiting_approval"),
@@ -246,14 +277,14 @@ class DeliveryRepository:
             )
         )
 
-    async def actions(self, delivery_id: str) -> list[Row[Any]]:
+    async def actions(self, delivery_id: str) -> list[DeliveryAction]:
         """The delivery's requeues and cancels, oldest first."""
         rows = await self._session.execute(
             select(t.delivery_actions)
             .where(t.delivery_actions.c.delivery_id == delivery_id)
             .order_by(t.delivery_actions.c.id)
         )
-        return list(rows.all())
+        return [_record(DeliveryAction, r) for r in rows.all()]
 
     async def is_first_invoice(self, payer_business_id: str, invoice_number: str) -> bool:
         """B-20: no earlier invoice (by number) of this payer reached procountor-sync."""
@@ -288,16 +319,17 @@ class ProcountorInvoiceRepository:
             )
         )
 
-    async def get(self, invoice_id: str) -> Row[Any] | None:
-        return (
-            await self._session.execute(select(t.procountor_invoices).where(_P.invoice_id == invoice_id))
-        ).first()
+    async def get(self, invoice_id: str) -> InvoiceState | None:
+        query = select(t.procountor_invoices).where(_P.invoice_id == invoice_id)
+        return _maybe(InvoiceState, (await self._session.execute(query)).first())
 
-    async def by_procountor_id(self, procountor_invoice_id: str, *, lock: bool = False) -> Row[Any] | None:
+    async def by_procountor_id(
+        self, procountor_invoice_id: str, *, lock: bool = False
+    ) -> InvoiceState | None:
         query = select(t.procountor_invoices).where(_P.procountor_invoice_id == procountor_invoice_id)
         if lock:
             query = query.with_for_update()
-        return (await self._session.execute(query)).first()
+        return _maybe(InvoiceState, (await self._session.execute(query)).first())
 
     async def known_ids(self, procountor_invoice_ids: Sequence[str]) -> set[str]:
         if not procountor_invoice_ids:
@@ -312,7 +344,7 @@ class ProcountorInvoiceRepository:
             update(t.procountor_invoices).where(_P.invoice_id == invoice_id).values(**values)
         )
 
-    async def overdue(self, *, as_of: dt.date, payer_business_id: str | None) -> list[Row[Any]]:
+    async def overdue(self, *, as_of: dt.date, payer_business_id: str | None) -> list[InvoiceState]:
         """Sent invoices past their due date with money still open, oldest first (for dunning)."""
         query = (
             select(t.procountor_invoices)
@@ -326,7 +358,7 @@ class ProcountorInvoiceRepository:
         )
         if payer_business_id is not None:
             query = query.where(_P.payer_business_id == payer_business_id)
-        return list((await self._session.execute(query)).all())
+        return [_record(InvoiceState, r) for r in (await self._session.execute(query)).all()]
 
 
 class PaymentRepository:
@@ -362,23 +394,17 @@ class CustomerRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def get(self, business_id: str) -> Row[Any] | None:
-        return (
-            await self._session.execute(select(t.customers).where(t.customers.c.business_id == business_id))
-        ).first()
+    async def get(self, business_id: str) -> SyncedCustomer | None:
+        query = select(t.customers).where(t.customers.c.business_id == business_id)
+        return _maybe(SyncedCustomer, (await self._session.execute(query)).first())
 
-    async def by_partner_ids(self, partner_ids: Sequence[str]) -> list[Row[Any]]:
+    async def by_partner_ids(self, partner_ids: Sequence[str]) -> list[SyncedCustomer]:
         if not partner_ids:
             return []
-        return list(
-            (
-                await self._session.execute(
-                    select(t.customers)
-                    .where(t.customers.c.procountor_partner_id.in_(partner_ids))
-                    .with_for_update()
-                )
-            ).all()
+        query = (
+            select(t.customers).where(t.customers.c.procountor_partner_id.in_(partner_ids)).with_for_update()
         )
+        return [_record(SyncedCustomer, r) for r in (await self._session.execute(query)).all()]
 
     async def save(self, **values: Any) -> None:
         statement = insert(t.customers).values(**values)
@@ -402,18 +428,13 @@ class ProductRepository:
         )
         return {code: int(pid) for code, pid in rows.tuples()}
 
-    async def by_product_ids(self, product_ids: Sequence[str]) -> list[Row[Any]]:
+    async def by_product_ids(self, product_ids: Sequence[str]) -> list[SyncedProduct]:
         if not product_ids:
             return []
-        return list(
-            (
-                await self._session.execute(
-                    select(t.products)
-                    .where(t.products.c.procountor_product_id.in_(product_ids))
-                    .with_for_update()
-                )
-            ).all()
+        query = (
+            select(t.products).where(t.products.c.procountor_product_id.in_(product_ids)).with_for_update()
         )
+        return [_record(SyncedProduct, r) for r in (await self._session.execute(query)).all()]
 
     async def save(self, **values: Any) -> None:
         statement = insert(t.products).values(**values)
@@ -432,10 +453,9 @@ class MismatchRepository:
     async def add(self, **values: Any) -> None:
         await self._session.execute(insert(t.mismatches).values(**values).on_conflict_do_nothing())
 
-    async def listing(self) -> list[Row[Any]]:
-        return list(
-            (await self._session.execute(select(t.mismatches).order_by(t.mismatches.c.detected_at))).all()
-        )
+    async def listing(self) -> list[Mismatch]:
+        query = select(t.mismatches).order_by(t.mismatches.c.detected_at)
+        return [_record(Mismatch, r) for r in (await self._session.execute(query)).all()]
 
 
 class HourEntryRepository:
@@ -460,17 +480,11 @@ class HourEntryRepository:
             )
         )
 
-    async def of_month(self, first: dt.date, last: dt.date) -> list[Row[Any]]:
+    async def of_month(self, first: dt.date, last: dt.date) -> list[HourEntry]:
         h = t.hour_entries.c
-        return list(
-            (
-                await self._session.execute(
-                    select(t.hour_entries)
-                    .where(h.work_date >= first, h.work_date <= last)
-                    .order_by(h.employee_id, h.work_date)
-                )
-            ).all()
-        )
+        query = select(t.hour_entries).where(h.work_date >= first, h.work_date <= last)
+        rows = await self._session.execute(query.order_by(h.employee_id, h.work_date))
+        return [_record(HourEntry, r) for r in rows.all()]
 
 
 class WebhookReceiptRepository:

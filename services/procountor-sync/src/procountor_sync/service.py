@@ -20,8 +20,6 @@ from typing import Any, Protocol
 
 import structlog
 from pydantic import SecretStr
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing_contracts.base import Message
 from billing_contracts.contracts import EInvoiceAddress, PostalAddress
@@ -52,9 +50,11 @@ from procountor_sync.domain import (
     RetrySchedule,
     Totals,
 )
+from procountor_sync.records import Delivery, InvoiceState
 from procountor_sync.repository import (
     CustomerRepository,
     DeliveryRepository,
+    Engine,
     HourEntryRepository,
     MismatchRepository,
     PaymentRepository,
@@ -67,6 +67,7 @@ from procountor_sync.repository import (
 from procountor_sync.tables import runtime_tables
 from service_runtime.clock import Clock, today_in_helsinki
 from service_runtime.consumer import Rejection
+from service_runtime.database import Session, Sessions
 from service_runtime.metrics import ProcountorMetrics
 from service_runtime.outbox import enqueue, outgoing
 from service_runtime.ratelimit import RateLimitedLog
@@ -139,7 +140,7 @@ class DeliveryIntake:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
-    async def __call__(self, session: AsyncSession, events: Sequence[Message]) -> list[Rejection]:
+    async def __call__(self, session: Session, events: Sequence[Message]) -> list[Rejection]:
         now = self._clock.now()
         rows: list[dict[str, Any]] = []
         customers = CustomerRepository(session)
@@ -217,7 +218,7 @@ class DeliveryIntake:
 class HourEntryIntake:
     """Batch use case: hour entries kept for the payroll import file (I-04)."""
 
-    async def __call__(self, session: AsyncSession, events: Sequence[HourEntryRecordedV1]) -> list[Rejection]:
+    async def __call__(self, session: Session, events: Sequence[HourEntryRecordedV1]) -> list[Rejection]:
         await HourEntryRepository(session).upsert(
             [
                 {
@@ -259,8 +260,8 @@ class ProcountorSync:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
-        engine: AsyncEngine,
+        sessions: Sessions,
+        engine: Engine,
         procountor: Procountor,
         clock: Clock,
         policy: DeliveryPolicy,
@@ -282,7 +283,7 @@ class ProcountorSync:
         # During an outage the loops fail every second: one line a minute, not one a second.
         self._warnings = RateLimitedLog(log)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._handlers: dict[str, Callable[[Row[Any]], Awaitable[None]]] = {
+        self._handlers: dict[str, Callable[[Delivery], Awaitable[None]]] = {
             "invoice": self._deliver_invoice,
             "credit_note": self._deliver_credit_note,
             "due_date": self._move_due_date,
@@ -352,7 +353,7 @@ class ProcountorSync:
                         lease_seconds=self.options.lease_seconds,
                     )
 
-    async def _process(self, row: Row[Any]) -> None:
+    async def _process(self, row: Delivery) -> None:
         try:
             await self._handlers[row.kind](row)
         except asyncio.CancelledError:
@@ -365,7 +366,7 @@ class ProcountorSync:
             else:
                 await self._retry(row, exc, announce=True)
 
-    async def _retry(self, row: Row[Any], exc: BaseException, *, announce: bool) -> None:
+    async def _retry(self, row: Delivery, exc: BaseException, *, announce: bool) -> None:
         reason = f"{type(exc).__name__}: {exc}"[:2000]
         retry_after = getattr(exc, "retry_after", None)
         delay = self.options.schedule.delay(
@@ -400,7 +401,7 @@ class ProcountorSync:
                 await repo.mark_failure_announced(row.delivery_id)
                 await self._publish(session, [self._failed(row, reason, retryable=True)])
 
-    async def _refused(self, row: Row[Any], exc: BaseException) -> None:
+    async def _refused(self, row: Delivery, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}"[:2000]
         log.warning("delivery_refused", delivery_id=row.delivery_id, reason=reason[:300])
         self.metrics.deliveries.labels(kind=row.kind, state="refused").inc()
@@ -410,23 +411,23 @@ class ProcountorSync:
             ) and row.kind in ("invoice", "credit_note"):
                 await self._publish(session, [self._failed(row, reason, retryable=False)])
 
-    def _failed(self, row: Row[Any], reason: str, *, retryable: bool) -> InvoiceDeliveryFailedV1:
+    def _failed(self, row: Delivery, reason: str, *, retryable: bool) -> InvoiceDeliveryFailedV1:
         return InvoiceDeliveryFailedV1(
             **_envelope(self._clock),
-            invoice_id=row.invoice_id,
+            invoice_id=row.document_id,
             reason=reason,
             retryable=retryable,
             attempts=max(row.attempts, 1),
             failed_at=self._clock.now(),
         )
 
-    async def _publish(self, session: AsyncSession, messages: Sequence[Message]) -> None:
+    async def _publish(self, session: Session, messages: Sequence[Message]) -> None:
         await enqueue(session, runtime_tables.outbox, [outgoing(m) for m in messages], self._clock)
         self._wake_relay()
 
     # --- invoices out (I-01, B-20, B-21) -----------------------------------------------------
 
-    async def _deliver_invoice(self, row: Row[Any]) -> None:
+    async def _deliver_invoice(self, row: Delivery) -> None:
         invoice = InvoiceIssuedV1.model_validate(row.payload)
         if invoice.payer_business_id in self.options.file_payers:
             async with self._sessions.begin() as session:
@@ -455,7 +456,7 @@ class ProcountorSync:
 
     async def _hand_over(
         self,
-        row: Row[Any],
+        row: Delivery,
         body: JsonObject,
         *,
         ours: Totals,
@@ -517,7 +518,7 @@ class ProcountorSync:
         return invoice
 
     async def _delivered(
-        self, row: Row[Any], document: InvoiceIssuedV1 | CreditNoteIssuedV1, invoice: JsonObject
+        self, row: Delivery, document: InvoiceIssuedV1 | CreditNoteIssuedV1, invoice: JsonObject
     ) -> None:
         now = self._clock.now()
         pid = str(invoice["id"])
@@ -542,7 +543,7 @@ class ProcountorSync:
                 [
                     InvoiceDeliveredV1(
                         **_envelope(self._clock),
-                        invoice_id=row.invoice_id,
+                        invoice_id=row.document_id,
                         procountor_invoice_id=pid,
                         status=DeliveryStatus.SENT,
                         delivered_at=now,
@@ -554,7 +555,7 @@ class ProcountorSync:
 
     async def _save_invoice_state(
         self,
-        session: AsyncSession,
+        session: Session,
         document: InvoiceIssuedV1 | CreditNoteIssuedV1,
         invoice: JsonObject,
         totals: Totals,
@@ -592,7 +593,7 @@ class ProcountorSync:
 
     async def _totals_mismatch(
         self,
-        row: Row[Any],
+        row: Delivery,
         document: InvoiceIssuedV1 | CreditNoteIssuedV1,
         invoice: JsonObject,
         ours: Totals,
@@ -603,7 +604,7 @@ class ProcountorSync:
         now = self._clock.now()
         mismatch = InvoiceTotalsMismatchedV1(
             **_envelope(self._clock),
-            invoice_id=row.invoice_id,
+            invoice_id=row.document_id,
             invoice_number=number,
             procountor_invoice_id=str(invoice["id"]),
             ours=TotalsFigures(net=ours.net, vat=ours.vat, gross=ours.gross),
@@ -612,7 +613,7 @@ class ProcountorSync:
         )
         self.metrics.totals_mismatches.inc()
         log.warning(
-            "totals_mismatch", invoice_id=row.invoice_id, ours=str(ours.gross), procountor=str(theirs.gross)
+            "totals_mismatch", invoice_id=row.document_id, ours=str(ours.gross), procountor=str(theirs.gross)
         )
         reason = (
             f"totals differ: ours {ours.gross}, Procountor {theirs.gross}; approve in Procountor or cancel"
@@ -628,7 +629,7 @@ class ProcountorSync:
             ):
                 return
             await MismatchRepository(session).add(
-                invoice_id=row.invoice_id,
+                invoice_id=row.document_id,
                 invoice_number=number,
                 procountor_invoice_id=str(invoice["id"]),
                 ours=mismatch.ours.model_dump(mode="json"),
@@ -639,7 +640,7 @@ class ProcountorSync:
             await self._publish(session, [mismatch])
 
     async def _awaiting_approval(
-        self, row: Row[Any], document: InvoiceIssuedV1 | CreditNoteIssuedV1, invoice: JsonObject, hold: str
+        self, row: Delivery, document: InvoiceIssuedV1 | CreditNoteIssuedV1, invoice: JsonObject, hold: str
     ) -> None:
         now = self._clock.now()
         async with self._sessions.begin() as session:
@@ -658,7 +659,7 @@ class ProcountorSync:
                 [
                     InvoiceDeliveredV1(
                         **_envelope(self._clock),
-                        invoice_id=row.invoice_id,
+                        invoice_id=row.document_id,
                         procountor_invoice_id=str(invoice["id"]),
                         status=DeliveryStatus.AWAITING_APPROVAL,
                         delivered_at=now,
@@ -746,7 +747,7 @@ class ProcountorSync:
             return f"pushed; changed on both sides, Procountor's value kept: {', '.join(sorted(merge.conflicts))}"
         return "pushed" if merge.push else "nothing of ours to push"
 
-    async def _update_customer(self, row: Row[Any]) -> None:
+    async def _update_customer(self, row: Delivery) -> None:
         """I-02: a change of the payer's billing data on our side reaches Procountor now, not with its next invoice.
 
         The latest change of a payer wins: an older one retried after a newer one is superseded.
@@ -841,7 +842,7 @@ class ProcountorSync:
 
     # --- credit notes, due dates, refunds (B-06, B-23) -----------------------------------------
 
-    async def _deliver_credit_note(self, row: Row[Any]) -> None:
+    async def _deliver_credit_note(self, row: Delivery) -> None:
         note = CreditNoteIssuedV1.model_validate(row.payload)
         async with self._sessions() as session:
             original = await ProcountorInvoiceRepository(session).get(note.credited_invoice_id)
@@ -871,7 +872,7 @@ class ProcountorSync:
         )
 
     async def _settle_credit(
-        self, note: CreditNoteIssuedV1, original_id: int, credit_id: int, original: Row[Any]
+        self, note: CreditNoteIssuedV1, original_id: int, credit_id: int, original: InvoiceState
     ) -> None:
         """Offset the credit invoice against the original (CREDIT_NOTE); what is left is owed back
         (invoicing records that refund, B-06).
@@ -926,7 +927,7 @@ class ProcountorSync:
         # What the credit exceeds the open amount by was paid already: invoicing records that
         # refund (B-06, its one list) and we note it in Procountor like any other.
 
-    async def _move_due_date(self, row: Row[Any]) -> None:
+    async def _move_due_date(self, row: Delivery) -> None:
         """B-23: the new due date in Procountor, so that its reminders use it."""
         moved = InvoiceDueDateMovedV1.model_validate(row.payload)
         async with self._sessions() as session:
@@ -958,7 +959,7 @@ class ProcountorSync:
                 procountor_status=status,
             )
 
-    async def _note_refund(self, row: Row[Any]) -> None:
+    async def _note_refund(self, row: Delivery) -> None:
         """B-06: a refund is noted on its Procountor invoice; finance returns the money.
 
         The refund itself — its amount, its status, who marked it paid back — is invoicing's (the
@@ -990,7 +991,7 @@ class ProcountorSync:
 
     async def _record_payments(
         self,
-        session: AsyncSession,
+        session: Session,
         procountor_invoice_id: str,
         events: Sequence[JsonObject],
         *,
@@ -1050,8 +1051,8 @@ class ProcountorSync:
 
     async def _refresh_state(
         self,
-        session: AsyncSession,
-        state: Row[Any],
+        session: Session,
+        state: InvoiceState,
         *,
         procountor_status: str | None,
         settled: Decimal | None,
@@ -1305,7 +1306,7 @@ class ProcountorSync:
 
     # --- operators ---------------------------------------------------------------------------
 
-    async def cancel(self, delivery_id: str, *, by: str, reason: str | None = None) -> Row[Any] | None:
+    async def cancel(self, delivery_id: str, *, by: str, reason: str | None = None) -> Delivery | None:
         """An operator gives a delivery up; audited in `delivery_actions` in the same transaction."""
         why = f"cancelled by {by}" + (f": {reason}" if reason else "")
         async with self._sessions.begin() as session:
@@ -1331,7 +1332,7 @@ class ProcountorSync:
             log.info("delivery_cancelled", delivery_id=delivery_id, by=by, reason=(reason or "")[:300])
         return row
 
-    async def requeue(self, delivery_id: str, *, by: str, reason: str | None = None) -> Row[Any] | None:
+    async def requeue(self, delivery_id: str, *, by: str, reason: str | None = None) -> Delivery | None:
         """An operator has a delivery tried again now; audited in `delivery_actions` in the same transaction."""
         async with self._sessions.begin() as session:
             repo = DeliveryRepository(session)
