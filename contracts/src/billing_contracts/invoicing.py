@@ -296,8 +296,11 @@ class CreditNoteIssuedV1(Message):
 
 
 class RefundRecordedV1(Message):
-    """Money to return to the payer, not to credit (B-06): a payment no open invoice took, or a
-    credit note on an invoice already paid. Invoicing keeps the one refund list (`GET /refunds`)."""
+    """Money to return to the payer, not to credit (B-06).
+
+    A payment no open invoice took, or a credit note on an invoice already paid. Invoicing keeps
+    the one refund list (`GET /refunds`).
+    """
 
     message_type: ClassVar[str] = "invoicing.refund-recorded"
     key_field: ClassVar[str | None] = "payer_id"
