@@ -96,6 +96,18 @@ def _firm_row(r: Any) -> FirmRow:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StoredStanding:
+    """A firm's standing as last stored: the tier last announced and the counts it was computed from."""
+
+    in_program: bool
+    tier: PartnerTier | None
+    end_customers: int
+    certified_experts: int
+    authorized_experts: int
+    standing_on: dt.date | None
+
+
 class FirmRepository:
     """Registered firms: master data and the standing last computed."""
 
@@ -125,24 +137,45 @@ class FirmRepository:
         rows = await self._s.execute(select(t.firms).where(_F.firm_id.in_(ids)))
         return {r.firm_id: _firm_row(r) for r in rows}
 
+    async def standings_of(self, firm_ids: Iterable[str]) -> dict[str, StoredStanding]:
+        """The standing last stored for each registered firm among `firm_ids` (what a recomputation needs)."""
+        ids = sorted(set(firm_ids))
+        if not ids:
+            return {}
+        rows = await self._s.execute(
+            text(
+                "SELECT firm_id, in_program, tier, end_customers, certified_experts, authorized_experts, "
+                "standing_on FROM partners.firms WHERE firm_id = ANY(CAST(:ids AS text[]))"
+            ),
+            {"ids": ids},
+        )
+        return {
+            firm: StoredStanding(in_program, PartnerTier(tier) if tier else None, n, c, a, on)
+            for firm, in_program, tier, n, c, a, on in rows.tuples()
+        }
+
     async def registered_among(self, firm_ids: Iterable[str]) -> set[str]:
         ids = sorted(set(firm_ids))
         if not ids:
             return set()
         return set((await self._s.execute(select(_F.firm_id).where(_F.firm_id.in_(ids)))).scalars())
 
-    async def register(self, firm_id: str, *, business_id: str, firm_name: str, at: dt.datetime) -> None:
-        """Add a firm, or take the name and business ID of a later registration."""
-        stmt = insert(t.firms).values(
-            firm_id=firm_id, business_id=business_id, firm_name=firm_name, registered_at=at, updated_at=at
-        )
-        await self._s.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[_F.firm_id],
-                set_={"business_id": stmt.excluded.business_id, "firm_name": stmt.excluded.firm_name},
+    async def register_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add firms, or take the name and business ID of a later registration; one statement per batch.
+
+        Rows: firm_id, business_id, firm_name, registered_at, updated_at; one row per firm (the
+        batch's latest registration), since one statement cannot update a row twice.
+        """
+        await insert_rows(
+            self._s,
+            t.firms,
+            rows,
+            conflict=(
+                "ON CONFLICT (firm_id) DO UPDATE SET business_id = EXCLUDED.business_id, "
+                "firm_name = EXCLUDED.firm_name "
                 # The directory's master data, once given, is the firm's name and business ID.
-                where=_F.details_changed_at.is_(None),
-            )
+                "WHERE partners.firms.details_changed_at IS NULL"
+            ),
         )
 
     async def change_details(self, firm_id: str, values: Mapping[str, Any], at: dt.datetime) -> None:
@@ -296,29 +329,59 @@ class FactRepository:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class CountedState:
+    """The columns of an environment's state that P-03 counts read (B-28 successors included)."""
+
+    accounting_firm_id: str | None
+    is_end_customer: bool
+    contract_id: str | None
+    successor_contract_id: str | None
+
+    def counted_for(self) -> tuple[str, str | None, str | None] | None:
+        """What this environment can change in its firm's count, or None when it changes none.
+
+        An environment that is not an end customer neither counts nor, as a B-28 successor, stops
+        another from counting; one that is, counts for its firm, or makes the contract it
+        succeeds count once.
+        """
+        if not self.is_end_customer or self.accounting_firm_id is None:
+            return None
+        return (self.accounting_firm_id, self.contract_id, self.successor_contract_id)
+
+
 class EnvironmentRepository:
     """P-03: the latest contract state of each environment."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def firms_of(self, environment_ids: Iterable[str]) -> dict[str, str | None]:
-        """The accounting firm each known environment has now, locked until the transaction ends."""
+    async def counted_states(self, environment_ids: Iterable[str]) -> dict[str, CountedState]:
+        """What each known environment adds to P-03 counts now, locked until the transaction ends."""
         ids = sorted(set(environment_ids))
         if not ids:
             return {}
         rows = await self._s.execute(
-            select(_E.environment_id, _E.accounting_firm_id)
-            .where(_E.environment_id.in_(ids))
-            .order_by(_E.environment_id)
-            .with_for_update()
+            text(
+                "SELECT environment_id, accounting_firm_id, is_end_customer, contract_id, successor_contract_id "
+                "FROM partners.environments WHERE environment_id = ANY(CAST(:ids AS text[])) "
+                "ORDER BY environment_id FOR UPDATE"
+            ),
+            {"ids": ids},
         )
-        return dict(rows.tuples().all())
+        return {
+            env: CountedState(firm, flag, contract, successor)
+            for env, firm, flag, contract, successor in rows.tuples()
+        }
 
-    async def keep_latest(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Upsert each environment's state unless a later one is stored (late events change nothing)."""
+    async def keep_latest(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, CountedState]:
+        """Upsert each environment's state unless a later one is stored (late events change nothing).
+
+        Returns what each environment actually written now adds to P-03 counts (a late event's
+        environment is not among them).
+        """
         excluded = ", ".join(f"{c} = EXCLUDED.{c}" for c in rows[0] if c != "environment_id") if rows else ""
-        await insert_rows(
+        written = await insert_rows(
             self._s,
             t.environments,
             rows,
@@ -326,7 +389,12 @@ class EnvironmentRepository:
                 f"ON CONFLICT (environment_id) DO UPDATE SET {excluded} "
                 "WHERE EXCLUDED.changed_at >= partners.environments.changed_at"
             ),
+            returning="environment_id, accounting_firm_id, is_end_customer, contract_id, successor_contract_id",
         )
+        return {
+            env: CountedState(firm, flag, contract, successor)
+            for env, firm, flag, contract, successor in written
+        }
 
     async def end_customer_counts(self, firm_ids: Iterable[str]) -> dict[str, int]:
         """P-03 for each firm; B-28: a contract whose successor already counts for the firm is one client."""

@@ -46,6 +46,7 @@ from partners.domain import (
     ExpertFact,
     ExpertFactKind,
     ProgramRefusedError,
+    Standing,
     Statement,
     StatementLine,
     UnknownFirmError,
@@ -67,6 +68,7 @@ from partners.repository import (
     FactRepository,
     FirmRepository,
     ParkedInputRepository,
+    StoredStanding,
     TierRepository,
     claim_event,
 )
@@ -169,6 +171,8 @@ class _Batch:
     firms: FirmRepository
     registered: set[str]
     people: defaultdict[str, list[ExpertFact]]
+    #: Registrations of the batch, the latest per firm, written in one statement (`flush`).
+    registrations: dict[str, dict[str, Any]] = field(default_factory=dict)
     agreement_rows: list[dict[str, Any]] = field(default_factory=list)
     expert_rows: list[dict[str, Any]] = field(default_factory=list)
     affected: set[str] = field(default_factory=set)
@@ -179,9 +183,13 @@ class _Batch:
         """Check one input against what is known and queue its fact; raises `ProgramRefusedError`."""
         firm_id: str = e.firm_id  # type: ignore[attr-defined]  # every program input is about a firm
         if isinstance(e, AccountingFirmRegisteredV1):
-            await self.firms.register(
-                firm_id, business_id=e.business_id, firm_name=e.firm_name, at=e.occurred_at
-            )
+            self.registrations[firm_id] = {
+                "firm_id": firm_id,
+                "business_id": e.business_id,
+                "firm_name": e.firm_name,
+                "registered_at": e.occurred_at,
+                "updated_at": e.occurred_at,
+            }
             self.registered.add(firm_id)
             self.newly_registered.add(firm_id)
             self.agreement_rows.append(_agreement_row(e, AgreementEvent.SIGNED, e.agreement_signed_on, None))
@@ -190,6 +198,7 @@ class _Batch:
         elif isinstance(e, CooperationAgreementEndedV1):
             self.agreement_rows.append(_agreement_row(e, AgreementEvent.ENDED, e.ended_on, e.reason))
         elif isinstance(e, AccountingFirmDetailsChangedV1):
+            await self.flush()  # the firm's row must exist before its details change
             await self.firms.change_details(
                 firm_id,
                 {
@@ -213,6 +222,12 @@ class _Batch:
             self.affected.update(f.firm_id for f in person)  # the firm a person left, too
             self.expert_rows.append(_expert_row(e, fact))
         self.affected.add(firm_id)
+
+    async def flush(self) -> None:
+        """Write the registrations queued so far."""
+        if self.registrations:
+            await self.firms.register_many(list(self.registrations.values()))
+            self.registrations.clear()
 
 
 async def record_program_facts(
@@ -253,6 +268,7 @@ async def record_program_facts(
             by_id = {e.event_id: e for e in events}
             await parked.park([_parked_row(by_id[r.event_id], r.error, clock) for r in refused])
         await _apply_parked(session, batch, clock, parking)
+    await batch.flush()
     await facts.add_agreement_facts(batch.agreement_rows)
     await facts.add_expert_facts(batch.expert_rows)
     await recompute_tiers(session, batch.affected, clock)
@@ -376,8 +392,8 @@ async def follow_contracts(session: Session, events: Sequence[ContractChangedV1]
     if not newest:
         return
     environments = EnvironmentRepository(session)
-    before = await environments.firms_of(newest)
-    await environments.keep_latest(
+    before = await environments.counted_states(newest)
+    after = await environments.keep_latest(
         [
             {
                 "environment_id": e.environment_id,
@@ -394,9 +410,15 @@ async def follow_contracts(session: Session, events: Sequence[ContractChangedV1]
             for e in newest.values()
         ]
     )
-    affected = {f for f in before.values() if f} | {
-        e.accounting_firm_id for e in newest.values() if e.accounting_firm_id
-    }
+    # P-03: only firms whose counted environments changed are recomputed; most contract events
+    # (a notice, a package change, a late event) change no firm's count.
+    affected: set[str] = set()
+    for environment_id, now in after.items():
+        old = before.get(environment_id)
+        was = old.counted_for() if old is not None else None
+        counted = now.counted_for()
+        if was != counted:
+            affected.update(c[0] for c in (was, counted) if c is not None)
     await recompute_tiers(session, affected, clock, only_end_customers=True)
 
 
@@ -420,7 +442,7 @@ async def recompute_tiers(
         return 0
     firms = FirmRepository(session)
     await firms.lock(ids)
-    current = await firms.get_many(ids)
+    current = await firms.standings_of(ids)
     if not current:
         return 0
     today = today_in_helsinki(clock)
@@ -445,6 +467,8 @@ async def recompute_tiers(
             known = ExpertCounts(row.certified_experts, row.authorized_experts)
             standing = standing_from(row.in_program, known, end_customers.get(firm_id, 0))
         change = tier_change(row.tier, row.in_program, standing, today)
+        if change is None and _unchanged(row, standing, today):
+            continue  # nothing to write: the stored standing is today's
         standings.append(
             {
                 "firm_id": firm_id,
@@ -501,6 +525,17 @@ async def recompute_tiers(
     await TierRepository(session).add(changes)
     await enqueue(session, t.runtime_tables.outbox, messages, clock)
     return len(changes)
+
+
+def _unchanged(row: StoredStanding, standing: Standing, today: dt.date) -> bool:
+    return (
+        row.standing_on == today
+        and row.in_program == standing.in_program
+        and row.tier == standing.tier
+        and row.end_customers == standing.counts.end_customers
+        and row.certified_experts == standing.counts.certified
+        and row.authorized_experts == standing.counts.authorized
+    )
 
 
 async def refresh_standings(sessions: Sessions, clock: Clock, *, batch_size: int = 500) -> int:
