@@ -64,6 +64,7 @@ from partners.consumers import BillingIntake, ProgramIntake
 from partners.consumers import ContractIntake as PartnersContractIntake
 from partners.service import BILLING_INPUTS, PROGRAM_INPUTS, refresh_standings
 from service_runtime.clock import FixedClock
+from service_runtime.consumer import Rejection
 from service_runtime.database import create_engine, session_factory
 from service_runtime.logging import configure_logging
 
@@ -518,7 +519,11 @@ async def rehearse_in(database_url: str, scenario: Scenario) -> RehearsalResult:
                 "procountor": ProcountorCustomerIntake(clock),
             }[step.kind]
             async with sessions.begin() as session:
-                rejected = await use_case(session, [step.message])
+                rejected = list(await use_case(session, [step.message]))
+                if step.kind == "partner":
+                    # Partners parks an input that waits for what it needs (a dead letter only if
+                    # that never comes): the rehearsal lists it as refused, with the reason.
+                    rejected += await _parked(session, step.message.event_id)
             refusals += [
                 RefusalResult(at=step.at, type=type(step.message).__name__, reason=r.reason) for r in rejected
             ]
@@ -548,6 +553,17 @@ async def rehearse_in(database_url: str, scenario: Scenario) -> RehearsalResult:
         tier_changes=program.tier_changes,
         commission_statements=program.statements,
     )
+
+
+async def _parked(session: AsyncSession, event_id: uuid.UUID) -> list[Rejection]:
+    p = partners_tables.parked_inputs.c
+    rows = await session.execute(
+        select(p.rule, p.reason).where(p.event_id == event_id, p.applied_at.is_(None))
+    )
+    return [
+        Rejection(event_id, f"{rule}: {reason} (parked: applied if what it needs arrives in time)")
+        for rule, reason in rows.tuples()
+    ]
 
 
 # --- the partner program (issue 10): partners' own code between invoicing's outbox and its tier intake ---

@@ -9,6 +9,7 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Generic, Protocol, TypeVar
@@ -112,6 +113,20 @@ CARRY_IN_FULL_BYTES = 512 * 1024
 TRUNCATED_BYTES = 64 * 1024
 #: Keys are ids; a longer key is kept by its beginning.
 KEY_BYTES = 1024
+
+
+#: The records of the messages a use case is being applied to, by event id (set around the call).
+_RECORDS: ContextVar[Mapping[uuid.UUID, Record] | None] = ContextVar("consumed_records", default=None)
+
+
+def record_of(event_id: uuid.UUID) -> Record | None:
+    """The Kafka record a message being applied came in (None outside a consumer, e.g. over HTTP).
+
+    For a use case that keeps an input to act on it later — partners parks an input that waits for
+    what it needs, and dead-letters it when its parking expires — the letter must name the record.
+    """
+    records = _RECORDS.get()
+    return records.get(event_id) if records is not None else None
 
 
 #: A use case applied to the new (never processed) messages of a batch, inside the batch's transaction.
@@ -232,6 +247,7 @@ class IdempotentConsumer(Generic[M]):
                     reason=f"event {event_id} has been applied since (republished?); discard this letter",
                 )
             )
+        records = _RECORDS.set({decoded.event_id: record})
         try:
             rejections = await self._use_case(session, [decoded])
         except Exception as exc:
@@ -243,10 +259,29 @@ class IdempotentConsumer(Generic[M]):
             raise _RolledBack(
                 ReplayOutcome("refused", event_id=event_id, reason=processing_reason(exc))
             ) from exc
+        finally:
+            _RECORDS.reset(records)
         if rejections:
             raise _RolledBack(ReplayOutcome("refused", event_id=event_id, reason=rejections[0].reason))
         return ReplayOutcome(
             "applied", event_id=event_id, wrote_outbox=bool(session.info.get(OUTBOX_WRITTEN))
+        )
+
+    async def dead_letter_later(
+        self, session: AsyncSession, letters: Sequence[tuple[Record, uuid.UUID, str]]
+    ) -> None:
+        """Dead-letter records a use case kept and gave up on later: (record, event id, reason) each.
+
+        In the caller's transaction, as `rejected`, exactly as a refusal at consumption would be
+        (stored, announced, counted, logged once; a letter already stored is not written again).
+        Partners parks inputs that wait for what they need and dead-letters them when that expires.
+        """
+        await self._dead_letter(
+            session,
+            [
+                _Failed(record, FailureKind.REJECTED, reason, str(event_id))
+                for record, event_id, reason in letters
+            ],
         )
 
     async def process(self, records: Sequence[Record]) -> None:
@@ -375,7 +410,11 @@ class IdempotentConsumer(Generic[M]):
         """Apply one batch in one transaction; True when it added outbox rows."""
         async with self._sessions.begin() as session:
             fresh = await self._claim(session, decoded)
-            rejections = await self._use_case(session, [m for _, m in fresh]) if fresh else []
+            records = _RECORDS.set({m.event_id: r for r, m in fresh})
+            try:
+                rejections = await self._use_case(session, [m for _, m in fresh]) if fresh else []
+            finally:
+                _RECORDS.reset(records)
             letters = list(failed)
             if rejections:
                 by_id = {m.event_id: r for r, m in fresh}

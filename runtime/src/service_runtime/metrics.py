@@ -187,6 +187,22 @@ PROCOUNTOR_RATE_LIMIT_WAIT = MetricSpec(
     filled_by="procountor-sync",
 )
 
+PARTNERS_PARKED_INPUTS = MetricSpec(
+    "partners_parked_inputs",
+    "gauge",
+    (),
+    "Partner-program inputs parked, waiting for what they need (a firm's registration, a person's "
+    "earlier fact); dead-lettered only when their parking expires (read from the table)",
+    filled_by="partners",
+)
+PARTNERS_PARKED_OLDEST_AGE = MetricSpec(
+    "partners_parked_inputs_oldest_age_seconds",
+    "gauge",
+    (),
+    "Age of the oldest parked partner-program input (0 when none)",
+    filled_by="partners",
+)
+
 CATALOG: tuple[MetricSpec, ...] = (
     MESSAGES_CONSUMED,
     MESSAGES_DUPLICATE,
@@ -214,6 +230,8 @@ CATALOG: tuple[MetricSpec, ...] = (
     PROCOUNTOR_TOTALS_MISMATCHES,
     PROCOUNTOR_PAYMENTS,
     PROCOUNTOR_WEBHOOKS_REFUSED,
+    PARTNERS_PARKED_INPUTS,
+    PARTNERS_PARKED_OLDEST_AGE,
 )
 
 #: Sample-name prefixes of the standard collectors every registry has (process, Python, GC).
@@ -270,6 +288,14 @@ class ProcountorMetrics:
         self.webhooks_refused = _counter(PROCOUNTOR_WEBHOOKS_REFUSED, registry)
 
 
+class PartnersMetrics:
+    """The partner program's parked inputs (partners)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.parked = _gauge(PARTNERS_PARKED_INPUTS, registry)
+        self.parked_oldest_age = _gauge(PARTNERS_PARKED_OLDEST_AGE, registry)
+
+
 class ServiceMetrics:
     """The metrics every service exposes on /metrics."""
 
@@ -300,3 +326,7 @@ class ServiceMetrics:
     @cached_property
     def procountor(self) -> ProcountorMetrics:
         return ProcountorMetrics(self.registry)
+
+    @cached_property
+    def partners(self) -> PartnersMetrics:
+        return PartnersMetrics(self.registry)

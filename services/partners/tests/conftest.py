@@ -157,6 +157,12 @@ class Partners:
             )
             return {r.event_id: (r.failure, r.reason) for r in rows}
 
+    async def parked(self) -> dict[str, dict[str, Any]]:
+        """The inputs waiting now (`GET /parked-inputs`, as an operator sees them), by event id."""
+        response = await self.http.get("/parked-inputs")
+        response.raise_for_status()
+        return {p["event_id"]: p for p in response.json()}
+
     async def scalar(self, sql: str, **params: Any) -> Any:
         async with self.sessions() as session:
             return await session.scalar(text(sql), params)
@@ -177,6 +183,9 @@ async def partners(kafka: KafkaTarget, database_url: str, oidc_issuer: DevIssuer
         database_url=database_url,  # type: ignore[arg-type]
         outbox_idle_seconds=0.1,
         auth_issuer=oidc_issuer.url,
+        # The expiry sweep and the gauges often, so that a test moving the clock sees them soon.
+        parked_sweep_every_seconds=0.2,
+        metrics_interval_seconds=0.2,
     )
     engine = create_engine(database_url, pool_size=2)
     try:

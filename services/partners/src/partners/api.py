@@ -47,8 +47,14 @@ from partners.domain import (
     statement_csv,
     tier_in_effect,
 )
-from partners.repository import CommissionRepository, FirmRepository, TierRepository
+from partners.repository import (
+    CommissionRepository,
+    FirmRepository,
+    ParkedInputRepository,
+    TierRepository,
+)
 from partners.service import (
+    DEFAULT_PARKING,
     InputOutcome,
     apply_program_input,
     firm_overview,
@@ -217,6 +223,25 @@ class BenefitTableView(BaseModel):
     tiers: list[TierBenefitsView]
 
 
+class ParkedInputView(BaseModel):
+    """A partner-program input waiting for what it needs (P-02, P-04); not a dead letter while it waits."""
+
+    event_id: uuid.UUID
+    topic: str
+    firm_id: str
+    expert_id: str | None = Field(
+        description="The person it is about, for an exam result, withdrawal or move."
+    )
+    rule: str = Field(description="The rule it waits on, e.g. P-02 (its firm is not registered yet).")
+    reason: str = Field(description="What it waits for, in words.")
+    parked_at: dt.datetime
+    expires_at: dt.datetime = Field(
+        description="When it is dead-lettered with its reason if nothing it needs has arrived by then."
+    )
+    partition: int | None = Field(description="The Kafka record it came in (partition, offset).")
+    offset: int | None
+
+
 class StatementSummary(BaseModel):
     statement_id: str
     partner_id: str
@@ -337,7 +362,9 @@ def _refusal(exc: ProgramRefusedError, *, status: int = 422) -> RuleRefusedError
 # ---------------------------------------------------------------- routes
 
 
-def build_router(host: ServiceHost, benefits: BenefitBook) -> APIRouter:
+def build_router(
+    host: ServiceHost, benefits: BenefitBook, *, parking: dt.timedelta = DEFAULT_PARKING
+) -> APIRouter:
     router = APIRouter()
     clock = host.clock
 
@@ -617,6 +644,37 @@ def build_router(host: ServiceHost, benefits: BenefitBook) -> APIRouter:
             valid_from=rules.valid_from,
             tiers=[_benefits_view(tier, rules.tiers[tier]) for tier in TIER_ORDER],
         )
+
+    @router.get(
+        "/parked-inputs",
+        response_model=list[ParkedInputView],
+        tags=["operations"],
+        summary="Partner-program inputs waiting for what they need, oldest (next to expire) first.",
+        description="An input about a firm not registered yet, an in-person exam part before its online "
+        "part, an exam at a firm before the person's move: parked, and applied when what it needs "
+        "arrives. Dead-lettered with its reason only when its parking expires (`expires_at`). "
+        "The gauges: `partners_parked_inputs`, `partners_parked_inputs_oldest_age_seconds`.",
+    )
+    async def list_parked_inputs(
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> list[ParkedInputView]:
+        async with host.sessions() as session:
+            rows = await ParkedInputRepository(session).listing(limit=limit)
+        return [
+            ParkedInputView(
+                event_id=p.event_id,
+                topic=p.topic,
+                firm_id=p.firm_id,
+                expert_id=p.expert_id,
+                rule=p.rule,
+                reason=p.reason,
+                parked_at=p.parked_at,
+                expires_at=p.parked_at + parking,
+                partition=p.partition,
+                offset=p.offset,
+            )
+            for p in rows
+        ]
 
     commissions = "commission statements"
 

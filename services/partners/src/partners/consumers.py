@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from billing_contracts.base import Message
 from billing_contracts.invoicing import ContractChangedV1
@@ -12,20 +13,21 @@ from partners.domain import BenefitBook
 from partners.service import (
     BILLING_INPUTS,
     DEFAULT_PARKING,
+    PROGRAM_GROUP,
     PROGRAM_INPUTS,
     follow_contracts,
     record_billing_documents,
     record_program_facts,
 )
 from service_runtime.clock import Clock
-from service_runtime.consumer import Rejection
+from service_runtime.consumer import IdempotentConsumer, Rejection
 from service_runtime.database import Session
 from service_runtime.host import ServiceHost
 
 
 class ProgramIntake:
-    """The Kafka intake of the partner-program topics: `record_program_facts`; refusals are dead-lettered
-    with the reason (and parked, see there)."""
+    """The Kafka intake of the partner-program topics: `record_program_facts`. An input refused for what
+    is not known yet is parked, not dead-lettered (see there); only final refusals become dead letters."""
 
     def __init__(self, clock: Clock, parking: dt.timedelta = DEFAULT_PARKING) -> None:
         self._clock = clock
@@ -59,10 +61,17 @@ class BillingIntake:
         return []
 
 
-def subscribe_consumers(host: ServiceHost, clock: Clock, benefits: BenefitBook) -> None:
-    """The three intakes, each its own consumer group, so that one's backlog never delays another."""
+def subscribe_consumers(
+    host: ServiceHost, clock: Clock, benefits: BenefitBook, *, parking: dt.timedelta = DEFAULT_PARKING
+) -> IdempotentConsumer[Any]:
+    """The three intakes, each its own consumer group, so that one's backlog never delays another.
+
+    Returns the program intake's consumer: parked inputs that expire are dead-lettered through it.
+    """
     # P-02, P-04, P-09: the partner managers' CRM and the training platform.
-    host.consume({topic_for(c): c for c in PROGRAM_INPUTS}, ProgramIntake(clock), group="partners-program")
+    program = host.consume(
+        {topic_for(c): c for c in PROGRAM_INPUTS}, ProgramIntake(clock, parking), group=PROGRAM_GROUP
+    )
     # P-03: end customers from invoicing's contract state.
     host.consume(
         {topic_for(ContractChangedV1): ContractChangedV1}, ContractIntake(clock), group="partners-contracts"
@@ -71,3 +80,4 @@ def subscribe_consumers(host: ServiceHost, clock: Clock, benefits: BenefitBook) 
     host.consume(
         {topic_for(c): c for c in BILLING_INPUTS}, BillingIntake(clock, benefits), group="partners-billing"
     )
+    return program

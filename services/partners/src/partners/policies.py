@@ -26,6 +26,8 @@ ROUTE_POLICIES: RoutePolicies = {
     "GET /commission-statements/{statement_id}/csv": READ,
     "GET /commission-months/{month}": READ,
     "POST /commission-months/{month}/issue": MANAGE,
+    # Operators see what waits before it becomes a dead letter (read only, like the dead letters' list).
+    "GET /parked-inputs": READ,
     # P-09: the directory is for the public (customers looking for an accounting firm).
     "GET /directory": public(
         "P-09: the public accounting-firm directory, public fields of Silver and up only"

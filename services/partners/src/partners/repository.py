@@ -597,19 +597,52 @@ class CommissionRepository:
         return head, lines
 
 
+@dataclass(frozen=True, slots=True)
+class ParkedInput:
+    """A parked input as stored: what it is, why it waits, and the record it came in."""
+
+    event_id: UUID
+    topic: str
+    firm_id: str
+    expert_id: str | None
+    rule: str
+    reason: str
+    parked_at: dt.datetime
+    message: bytes
+    consumer_group: str | None
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+
+
+_PARKED_COLUMNS = (
+    "event_id, topic, firm_id, expert_id, rule, reason, parked_at, message, consumer_group, partition, "
+    '"offset", key'
+)
+
+
 class ParkedInputRepository:
     """Program inputs waiting for what they need (their firm's registration, a person's earlier fact)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def park(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        await insert_rows(self._s, t.parked_inputs, rows)
+    async def park(self, rows: Sequence[Mapping[str, Any]]) -> set[UUID]:
+        """Park inputs; the event ids parked now (an input parked before — its parking expired, and
+        it came again through a dead letter's replay — is not parked twice)."""
+        written = await insert_rows(
+            self._s, t.parked_inputs, rows, conflict="ON CONFLICT (event_id) DO NOTHING", returning="event_id"
+        )
+        return {event_id for (event_id,) in written}
 
     async def waiting(
         self, *, firms: Iterable[str], experts: Iterable[str], since: dt.datetime
     ) -> list[tuple[UUID, Message]]:
-        """Unapplied inputs of these firms or people parked since `since`, in the order they came."""
+        """Inputs of these firms or people still waiting, parked since `since`, in the order they came.
+
+        Locked until the transaction ends, so that the expiry sweep cannot dead-letter one this
+        transaction applies (the sweep skips locked rows; one it expired first is not returned).
+        """
         firm_ids, expert_ids = sorted(set(firms)), sorted(set(experts))
         if not firm_ids and not expert_ids:
             return []
@@ -618,10 +651,12 @@ class ParkedInputRepository:
             select(p.event_id, p.topic, p.message)
             .where(
                 p.applied_at.is_(None),
+                p.expired_at.is_(None),
                 p.parked_at >= since,
                 or_(p.firm_id.in_(firm_ids), p.expert_id.in_(expert_ids)),
             )
             .order_by(p.seq)
+            .with_for_update()
         )
         return [
             (event_id, _CONTRACTS[topic].model_validate_json(message))
@@ -632,15 +667,54 @@ class ParkedInputRepository:
         if event_ids:
             p = t.parked_inputs.c
             await self._s.execute(
-                update(t.parked_inputs).where(p.event_id.in_(event_ids)).values(applied_at=at)
+                update(t.parked_inputs)
+                .where(p.event_id.in_(event_ids), p.expired_at.is_(None))
+                .values(applied_at=at)
             )
 
-    async def listing(self, *, limit: int) -> list[Any]:
-        p = t.parked_inputs.c
+    async def expired(self, *, parked_before: dt.datetime, limit: int) -> list[ParkedInput]:
+        """Waiting inputs parked before `parked_before`, oldest first, locked (others' locked ones skipped)."""
         rows = await self._s.execute(
-            select(t.parked_inputs).where(p.applied_at.is_(None)).order_by(p.parked_at.desc()).limit(limit)
+            text(
+                f"SELECT {_PARKED_COLUMNS} FROM partners.parked_inputs "  # noqa: S608  # static columns
+                "WHERE applied_at IS NULL AND expired_at IS NULL AND parked_at < :before "
+                "ORDER BY parked_at, seq LIMIT :limit FOR UPDATE SKIP LOCKED"
+            ),
+            {"before": parked_before, "limit": limit},
         )
-        return list(rows)
+        return [ParkedInput(*r) for r in rows.tuples()]
+
+    async def mark_expired(self, event_ids: Sequence[UUID], at: dt.datetime) -> None:
+        if event_ids:
+            p = t.parked_inputs.c
+            await self._s.execute(
+                update(t.parked_inputs)
+                .where(p.event_id.in_(event_ids), p.applied_at.is_(None), p.expired_at.is_(None))
+                .values(expired_at=at)
+            )
+
+    async def listing(self, *, limit: int) -> list[ParkedInput]:
+        """The inputs waiting now, oldest first (the next to expire first)."""
+        rows = await self._s.execute(
+            text(
+                f"SELECT {_PARKED_COLUMNS} FROM partners.parked_inputs "  # noqa: S608  # static columns
+                "WHERE applied_at IS NULL AND expired_at IS NULL ORDER BY parked_at, seq LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+        return [ParkedInput(*r) for r in rows.tuples()]
+
+    async def waiting_summary(self) -> tuple[int, dt.datetime | None]:
+        """How many inputs wait now, and when the oldest was parked (the gauge's query)."""
+        count, oldest = (
+            await self._s.execute(
+                text(
+                    "SELECT count(*), min(parked_at) FROM partners.parked_inputs "
+                    "WHERE applied_at IS NULL AND expired_at IS NULL"
+                )
+            )
+        ).one()
+        return int(count), oldest
 
 
 _CONTRACTS: dict[str, type[Message]] = {spec.name: spec.contract for spec in TOPICS}

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic_core
 import structlog
@@ -73,8 +73,9 @@ from partners.repository import (
     claim_event,
 )
 from service_runtime.clock import Clock, today_in_helsinki
-from service_runtime.consumer import Rejection
+from service_runtime.consumer import Record, Rejection, StoredRecord, record_of
 from service_runtime.database import Session, Sessions
+from service_runtime.metrics import PartnersMetrics
 from service_runtime.outbox import OutgoingMessage, enqueue, outgoing
 
 log = structlog.get_logger(__name__)
@@ -106,7 +107,7 @@ _ExpertInput = (
 
 @dataclass(frozen=True)
 class Refused:
-    """An input the rules refused: a dead letter on Kafka, a 4xx problem over HTTP."""
+    """An input the rules refused for good: a dead letter on Kafka, a 4xx problem over HTTP."""
 
     event_id: uuid.UUID
     error: ProgramRefusedError
@@ -114,7 +115,8 @@ class Refused:
     def rejection(self) -> Rejection:
         return Rejection(
             self.event_id,
-            f"{self.error.rule}: {self.error.reason} (kept for a while and applied if what it needs arrives later)",
+            f"{self.error.rule}: {self.error.reason} (it was parked before and its parking expired; "
+            "it is refused at once now)",
         )
 
 
@@ -162,6 +164,8 @@ def _unknown(firm_id: str) -> UnknownFirmError:
 
 #: How long an input refused for what is not known yet stays parked, to be applied if it becomes known.
 DEFAULT_PARKING = dt.timedelta(days=14)
+#: The consumer group of the partner-program topics (the one that parks inputs).
+PROGRAM_GROUP = "partners-program"
 
 
 @dataclass
@@ -245,9 +249,14 @@ async def record_program_facts(
     the tiers of every firm they touch are recomputed from all stored facts.
 
     Every partner-program fact has its own topic, so a firm's registration and a person's move can
-    arrive after inputs that need them. A refused input is therefore also *parked* for `parking`
-    (Kafka only; the HTTP caller gets the refusal at once): when its firm registers or a new fact
-    about its person arrives within that time, it is applied then, as if it had come in order.
+    arrive after inputs that need them. Every refusal of these rules is of that kind — what the
+    input needs is not known *yet* — so on Kafka a refused input is *parked* for `parking`, not
+    refused: when its firm registers or a new fact about its person arrives within that time, it is
+    applied then, as if it had come in order; when nothing arrives, `expire_parked_inputs`
+    dead-letters it with its reason. Returns the refusals that are final: over HTTP
+    (`parking=None`) every refusal, at once; on Kafka only an input parked before whose parking
+    expired (its dead letter replayed, still refused). Inputs that can never become valid (an
+    invalid business ID, a schema violation) never reach this: the consumer dead-letters them.
     """
     firms = FirmRepository(session)
     facts = FactRepository(session)
@@ -262,11 +271,13 @@ async def record_program_facts(
             await batch.apply(e)
         except ProgramRefusedError as exc:
             refused.append(Refused(e.event_id, exc))
-    parked = ParkedInputRepository(session)
     if parking is not None:
         if refused:
             by_id = {e.event_id: e for e in events}
-            await parked.park([_parked_row(by_id[r.event_id], r.error, clock) for r in refused])
+            parked = await ParkedInputRepository(session).park(
+                [_parked_row(by_id[r.event_id], r.error, clock) for r in refused]
+            )
+            refused = [r for r in refused if r.event_id not in parked]
         await _apply_parked(session, batch, clock, parking)
     await batch.flush()
     await facts.add_agreement_facts(batch.agreement_rows)
@@ -317,16 +328,96 @@ async def _apply_parked(session: Session, batch: _Batch, clock: Clock, parking: 
 
 
 def _parked_row(e: Message, error: ProgramRefusedError, clock: Clock) -> dict[str, Any]:
+    record = record_of(e.event_id)  # the Kafka record it came in, named by its dead letter if it expires
     return {
         "event_id": e.event_id,
         "firm_id": e.firm_id,  # type: ignore[attr-defined]
         "expert_id": getattr(e, "expert_id", None),
-        "topic": topic_for(type(e)),
-        "message": wire_json(e),
+        "topic": record.topic if record is not None else topic_for(type(e)),
+        "message": record.value if record is not None and record.value is not None else wire_json(e),
         "rule": error.rule,
         "reason": error.reason,
         "parked_at": clock.now(),
+        "consumer_group": PROGRAM_GROUP if record is not None else None,
+        "partition": record.partition if record is not None else None,
+        "offset": record.offset if record is not None else None,
+        "key": record.key if record is not None else None,
     }
+
+
+class ParkedInputLetters(Protocol):
+    """Where expired parked inputs go: the program intake's consumer (`IdempotentConsumer.dead_letter_later`)."""
+
+    async def dead_letter_later(
+        self, session: Session, letters: Sequence[tuple[Record, uuid.UUID, str]]
+    ) -> None: ...
+
+
+async def expire_parked_inputs(
+    sessions: Sessions,
+    clock: Clock,
+    letters: ParkedInputLetters,
+    *,
+    parking: dt.timedelta = DEFAULT_PARKING,
+    batch_size: int = 500,
+) -> int:
+    """Dead-letter the parked inputs whose parking expired with nothing they need arrived; returns how many.
+
+    Each is dead-lettered (`rejected`, with its rule and reason and when it was parked) and marked
+    expired in one transaction, so a crash leaves neither a letter without its mark nor a mark
+    without its letter; a second sweep finds nothing more (idempotent). Rows a consumer is
+    applying at the same moment are locked by it and skipped here. Inputs parked before revision
+    0005 were dead-lettered when parked and have no record: they are only marked.
+    """
+    expired = 0
+    while True:
+        async with sessions.begin() as session:
+            repo = ParkedInputRepository(session)
+            now = clock.now()
+            due = await repo.expired(parked_before=now - parking, limit=batch_size)
+            if not due:
+                return expired
+            await letters.dead_letter_later(
+                session,
+                [
+                    (
+                        StoredRecord(p.topic, p.partition, p.offset, p.key, p.message),
+                        p.event_id,
+                        f"{p.rule}: {p.reason} (parked {p.parked_at.isoformat()}; nothing it needs arrived "
+                        f"within {parking.days} days)",
+                    )
+                    for p in due
+                    if p.partition is not None and p.offset is not None
+                ],
+            )
+            await repo.mark_expired([p.event_id for p in due], now)
+            expired += len(due)
+            log.info("parked_inputs_expired", count=len(due))
+
+
+async def keep_parked_inputs_swept(
+    sessions: Sessions,
+    clock: Clock,
+    letters: ParkedInputLetters,
+    *,
+    parking: dt.timedelta,
+    every_seconds: float,
+) -> None:
+    """Background loop of the service: `expire_parked_inputs`, failures logged and retried next time."""
+    while True:
+        try:
+            await expire_parked_inputs(sessions, clock, letters, parking=parking)
+        except Exception:
+            log.exception("parked_input_sweep_failed")
+        await asyncio.sleep(every_seconds)
+
+
+async def measure_parked_inputs(sessions: Sessions, clock: Clock, metrics: PartnersMetrics) -> None:
+    """The gauges of parked inputs, from the table (every replica reports the same)."""
+    async with sessions() as session:
+        count, oldest = await ParkedInputRepository(session).waiting_summary()
+    metrics.parked.set(count)
+    metrics.parked_oldest_age.set(0 if oldest is None else max(0.0, (clock.now() - oldest).total_seconds()))
 
 
 def _agreement_row(e: Message, kind: AgreementEvent, on: dt.date, reason: str | None) -> dict[str, Any]:

@@ -30,3 +30,15 @@ class PartnersSettings(ServiceSettings):
         description="How often firms not yet computed for today are recomputed, so that dated facts "
         "(an agreement ending, a person joining on a later day) take effect on their day.",
     )
+    parking_days: int = Field(
+        default=14,
+        ge=1,
+        le=365,
+        description="How long a partner-program input that waits for what it needs (its firm's registration, "
+        "a person's earlier fact) stays parked before it is dead-lettered with its reason.",
+    )
+    parked_sweep_every_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How often parked inputs whose parking expired are dead-lettered.",
+    )

@@ -78,6 +78,23 @@ parked_inputs = Table(
     Column("reason", Text, nullable=False),
     Column("parked_at", DateTime(timezone=True), nullable=False),
     Column("applied_at", DateTime(timezone=True), nullable=True),
+    # Where it came from, so that its dead letter names the record when its parking expires.
+    Column("consumer_group", String(200), nullable=True),
+    Column("partition", Integer, nullable=True),
+    Column("offset", BigInteger, nullable=True),
+    Column("key", LargeBinary, nullable=True),
+    Column(
+        "expired_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="Its parking expired with nothing it needs arrived: dead-lettered then, with its reason.",
+    ),
+    # The sweep and the gauge read the waiting ones by age.
+    Index(
+        "ix_partners_parked_inputs_waiting",
+        "parked_at",
+        postgresql_where=text("applied_at IS NULL AND expired_at IS NULL"),
+    ),
 )
 
 #: P-03: the latest known state of each environment's contract, as invoicing published it.

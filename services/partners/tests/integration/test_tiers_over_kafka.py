@@ -131,15 +131,10 @@ async def test_bad_input_is_dead_lettered_with_the_reason_and_the_rest_goes_on(p
     await partners.publisher.publish(*(contract_state(f"{firm}-env-{n}", firm) for n in range(25)))
     await partners.wait_for_tier(firm, "gold", end_customers=25)
 
+    # What can never become valid is dead-lettered at once (an invalid business ID, not JSON)...
     letters = await wait_until(
-        lambda: _all(partners, unknown.event_id, in_person_first.event_id, elsewhere.event_id, bad_event_id),
-        what="four dead letters",
+        lambda: _all(partners, bad_event_id), what="the invalid business ID dead-lettered"
     )
-    assert letters[str(unknown.event_id)][0] == "rejected"
-    assert "is not registered in the partner program" in letters[str(unknown.event_id)][1]
-    assert letters[str(in_person_first.event_id)][1].startswith("P-04: ")
-    assert "only after the online part" in letters[str(in_person_first.event_id)][1]
-    assert "is for another firm" in letters[str(elsewhere.event_id)][1]
     assert letters[str(bad_event_id)] == ("schema_violation", letters[str(bad_event_id)][1])
     assert "invalid check digit" in letters[str(bad_event_id)][1]
     malformed = await partners.scalar(
@@ -147,7 +142,23 @@ async def test_bad_input_is_dead_lettered_with_the_reason_and_the_rest_goes_on(p
         v=b"{not json",
     )
     assert malformed >= 1
+    # ...what waits for something not known yet is parked with its reason, not a dead letter (P-02, P-04).
+    waiting = await wait_until(
+        lambda: _parked(partners, unknown.event_id, in_person_first.event_id, elsewhere.event_id),
+        what="three inputs parked",
+    )
+    assert waiting[str(unknown.event_id)]["rule"] == "P-02"
+    assert "is not registered in the partner program" in waiting[str(unknown.event_id)]["reason"]
+    assert waiting[str(in_person_first.event_id)]["rule"] == "P-04"
+    assert "only after the online part" in waiting[str(in_person_first.event_id)]["reason"]
+    assert "is for another firm" in waiting[str(elsewhere.event_id)]["reason"]
+    assert await partners.dead_letters(unknown.event_id, in_person_first.event_id, elsewhere.event_id) == {}
     assert (await partners.firm(other))["counts"]["certified_experts"] == 0
+
+
+async def _parked(partners: Partners, *ids: uuid.UUID) -> dict[str, dict[str, Any]] | None:
+    waiting = await partners.parked()
+    return waiting if all(str(i) in waiting for i in ids) else None
 
 
 async def _certified(partners: Partners, firm: str) -> bool:
@@ -242,10 +253,90 @@ async def test_an_exam_that_arrives_before_its_firms_registration_counts_once_th
     firm = unique("firm")
     early = certified(firm, f"{firm}-early")
     await partners.publisher.publish(early, *(contract_state(f"{firm}-env-{n}", firm) for n in range(25)))
-    letters = await wait_until(lambda: _all(partners, early.event_id), what="the early exam dead-lettered")
-    assert "is not registered in the partner program" in letters[str(early.event_id)][1]
-    assert "applied if what it needs arrives later" in letters[str(early.event_id)][1]
+    waiting = await wait_until(lambda: _parked(partners, early.event_id), what="the early exam parked")
+    parked = waiting[str(early.event_id)]
+    assert "is not registered in the partner program" in parked["reason"]
+    assert dt.datetime.fromisoformat(parked["expires_at"]) - dt.datetime.fromisoformat(
+        parked["parked_at"]
+    ) == dt.timedelta(days=14)
+    assert parked["partition"] is not None
+    assert parked["offset"] is not None
+    assert await partners.dead_letters(early.event_id) == {}
 
     await partners.publisher.publish(registered(firm))
     gold = await partners.wait_for_tier(firm, "gold", end_customers=25)
     assert gold["counts"]["certified_experts"] == 1
+    assert str(early.event_id) not in await partners.parked()
+    assert await partners.dead_letters(early.event_id) == {}, "applied after waiting: never a dead letter"
+
+
+async def test_a_parked_input_becomes_a_dead_letter_with_its_reason_only_when_its_parking_expires(
+    partners: Partners,
+) -> None:
+    firm = unique("firm")
+    early = certified(firm, f"{firm}-waits")
+    await partners.publisher.publish(early)
+    await wait_until(lambda: _parked(partners, early.event_id), what="the exam parked")
+    gauge = await wait_until(lambda: _gauge(partners, "partners_parked_inputs"), what="the parked gauge")
+    assert gauge >= 1
+    assert await _gauge(partners, "partners_parked_inputs_oldest_age_seconds") is not None
+    assert await partners.dead_letters(early.event_id) == {}
+
+    # 14 days later nothing it needs has come: the sweep dead-letters it, with the reason (P-02).
+    partners.clock.set(NOW + dt.timedelta(days=14, minutes=1))
+    try:
+        letters = await wait_until(
+            lambda: _all(partners, early.event_id), what="the expired exam dead-lettered"
+        )
+    finally:
+        partners.clock.set(NOW)
+    failure, reason = letters[str(early.event_id)]
+    assert failure == "rejected"
+    assert reason.startswith("P-02: ")
+    assert "is not registered in the partner program" in reason
+    assert "nothing it needs arrived within 14 days" in reason
+    assert str(early.event_id) not in await partners.parked()
+    letter_id = await partners.scalar(
+        "SELECT id FROM partners.dead_letters WHERE event_id = :e", e=str(early.event_id)
+    )
+    # Once: the next sweeps find nothing more, and a firm registering later does not apply it.
+    await partners.publisher.publish(registered(firm))
+    await partners.wait_for_tier(firm, "partner")
+    assert (await partners.firm(firm))["counts"]["certified_experts"] == 0
+    assert (
+        await partners.scalar(
+            "SELECT count(*) FROM partners.dead_letters WHERE event_id = :e", e=str(early.event_id)
+        )
+        == 1
+    )
+
+    # An operator replays the letter now that the firm is known: applied, like any dead letter.
+    replayed = await partners.http.post(f"/dead-letters/{letter_id}/replay")
+    assert replayed.status_code == 200, replayed.text
+    assert (await partners.firm(firm))["counts"]["certified_experts"] == 1
+
+
+async def test_a_replayed_expired_input_still_waiting_is_refused_not_parked_again(partners: Partners) -> None:
+    early = certified(unique("firm"), "p-never")
+    await partners.publisher.publish(early)
+    await wait_until(lambda: _parked(partners, early.event_id), what="the exam parked")
+    partners.clock.set(NOW + dt.timedelta(days=15))
+    try:
+        await wait_until(lambda: _all(partners, early.event_id), what="the expired exam dead-lettered")
+    finally:
+        partners.clock.set(NOW)
+    letter_id = await partners.scalar(
+        "SELECT id FROM partners.dead_letters WHERE event_id = :e", e=str(early.event_id)
+    )
+    replayed = await partners.http.post(f"/dead-letters/{letter_id}/replay")
+    assert replayed.status_code == 422, replayed.text
+    assert "its parking expired" in replayed.text
+    assert str(early.event_id) not in await partners.parked()
+
+
+async def _gauge(partners: Partners, name: str) -> float | None:
+    body = (await partners.http.get("/metrics")).text
+    for line in body.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return None
