@@ -329,59 +329,56 @@ class FactRepository:
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class CountedState:
-    """The columns of an environment's state that P-03 counts read (B-28 successors included)."""
-
-    accounting_firm_id: str | None
-    is_end_customer: bool
-    contract_id: str | None
-    successor_contract_id: str | None
-
-    def counted_for(self) -> tuple[str, str | None, str | None] | None:
-        """What this environment can change in its firm's count, or None when it changes none.
-
-        An environment that is not an end customer neither counts nor, as a B-28 successor, stops
-        another from counting; one that is, counts for its firm, or makes the contract it
-        succeeds count once.
-        """
-        if not self.is_end_customer or self.accounting_firm_id is None:
-            return None
-        return (self.accounting_firm_id, self.contract_id, self.successor_contract_id)
-
-
 class EnvironmentRepository:
     """P-03: the latest contract state of each environment."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def counted_states(self, environment_ids: Iterable[str]) -> dict[str, CountedState]:
-        """What each known environment adds to P-03 counts now, locked until the transaction ends."""
+    async def lock_contracts(self, environment_ids: Iterable[str]) -> list[str]:
+        """Lock the known environments among these until the transaction ends; their contract ids now."""
         ids = sorted(set(environment_ids))
         if not ids:
-            return {}
+            return []
         rows = await self._s.execute(
             text(
-                "SELECT environment_id, accounting_firm_id, is_end_customer, contract_id, successor_contract_id "
-                "FROM partners.environments WHERE environment_id = ANY(CAST(:ids AS text[])) "
+                "SELECT contract_id FROM partners.environments WHERE environment_id = ANY(CAST(:ids AS text[])) "
                 "ORDER BY environment_id FOR UPDATE"
             ),
             {"ids": ids},
         )
-        return {
-            env: CountedState(firm, flag, contract, successor)
-            for env, firm, flag, contract, successor in rows.tuples()
-        }
+        return [c for c in rows.scalars() if c is not None]
 
-    async def keep_latest(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, CountedState]:
-        """Upsert each environment's state unless a later one is stored (late events change nothing).
+    async def counted(
+        self, environment_ids: Iterable[str], *, successors_of: Iterable[str] = ()
+    ) -> dict[str, str | None]:
+        """P-03 with B-28 per environment: the firm each one counts for now, or None.
 
-        Returns what each environment actually written now adds to P-03 counts (a late event's
-        environment is not among them).
+        For `environment_ids` and every environment whose B-28 successor is one of the contracts
+        `successors_of` (its count depends on that contract's state). The difference of two such
+        readings around a change is the change of each firm's count, without counting the firms.
         """
+        ids = sorted(set(environment_ids))
+        contracts = sorted(set(successors_of))
+        rows = await self._s.execute(
+            text(
+                "WITH r AS (SELECT unnest(CAST(:ids AS text[])) AS environment_id UNION "
+                "SELECT environment_id FROM partners.environments "
+                "WHERE successor_contract_id = ANY(CAST(:contracts AS text[]))) "
+                "SELECT r.environment_id, CASE WHEN e.is_end_customer AND (e.successor_contract_id IS NULL "
+                "OR NOT EXISTS (SELECT 1 FROM partners.environments AS s WHERE s.contract_id = e.successor_contract_id "
+                "AND s.is_end_customer AND s.accounting_firm_id = e.accounting_firm_id)) "
+                "THEN e.accounting_firm_id END "
+                "FROM r LEFT JOIN partners.environments AS e USING (environment_id)"
+            ),
+            {"ids": ids, "contracts": contracts},
+        )
+        return dict(rows.tuples().all())
+
+    async def keep_latest(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Upsert each environment's state unless a later one is stored (late events change nothing)."""
         excluded = ", ".join(f"{c} = EXCLUDED.{c}" for c in rows[0] if c != "environment_id") if rows else ""
-        written = await insert_rows(
+        await insert_rows(
             self._s,
             t.environments,
             rows,
@@ -389,12 +386,7 @@ class EnvironmentRepository:
                 f"ON CONFLICT (environment_id) DO UPDATE SET {excluded} "
                 "WHERE EXCLUDED.changed_at >= partners.environments.changed_at"
             ),
-            returning="environment_id, accounting_firm_id, is_end_customer, contract_id, successor_contract_id",
         )
-        return {
-            env: CountedState(firm, flag, contract, successor)
-            for env, firm, flag, contract, successor in written
-        }
 
     async def end_customer_counts(self, firm_ids: Iterable[str]) -> dict[str, int]:
         """P-03 for each firm; B-28: a contract whose successor already counts for the firm is one client."""

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -483,8 +483,12 @@ async def follow_contracts(session: Session, events: Sequence[ContractChangedV1]
     if not newest:
         return
     environments = EnvironmentRepository(session)
-    before = await environments.counted_states(newest)
-    after = await environments.keep_latest(
+    # B-28: an environment's count depends on the contract succeeding it, so the environments
+    # whose successor is one of these contracts (before or after) are read with them.
+    contracts = await environments.lock_contracts(newest)
+    contracts += [e.contract_id for e in newest.values()]
+    before = await environments.counted(newest, successors_of=contracts)
+    await environments.keep_latest(
         [
             {
                 "environment_id": e.environment_id,
@@ -501,32 +505,40 @@ async def follow_contracts(session: Session, events: Sequence[ContractChangedV1]
             for e in newest.values()
         ]
     )
-    # P-03: only firms whose counted environments changed are recomputed; most contract events
-    # (a notice, a package change, a late event) change no firm's count.
-    affected: set[str] = set()
-    for environment_id, now in after.items():
-        old = before.get(environment_id)
-        was = old.counted_for() if old is not None else None
-        counted = now.counted_for()
-        if was != counted:
-            affected.update(c[0] for c in (was, counted) if c is not None)
-    await recompute_tiers(session, affected, clock, only_end_customers=True)
+    after = await environments.counted(before)
+    # P-03: each firm's count changes by what these environments count for it now minus before;
+    # only firms whose count changed are recomputed (a notice, a package change, a late event
+    # change none), and they are not counted again.
+    delta: defaultdict[str, int] = defaultdict(int)
+    for environment_id, firm in before.items():
+        if firm is not None:
+            delta[firm] -= 1
+        if (now := after.get(environment_id)) is not None:
+            delta[now] += 1
+    changed = {firm: n for firm, n in delta.items() if n}
+    await recompute_tiers(session, changed, clock, end_customer_changes=changed)
 
 
 # ---------------------------------------------------------------- P-05 tiers
 
 
 async def recompute_tiers(
-    session: Session, firm_ids: Iterable[str], clock: Clock, *, only_end_customers: bool = False
+    session: Session,
+    firm_ids: Iterable[str],
+    clock: Clock,
+    *,
+    end_customer_changes: Mapping[str, int] | None = None,
 ) -> int:
     """P-05: each registered firm's standing today from every stored fact; a changed tier is announced.
 
     The firms are locked for the transaction (advisory, sorted), and everything is read after the
     lock, so that two transactions touching one firm (a contract event and an exam result) cannot
-    both compute from a state missing the other's fact. With `only_end_customers` (contract state
-    changed, nothing else), a firm already computed today keeps the agreement and expert counts
-    computed from its facts today, and only its end customers are counted again. Returns how many
-    tiers changed.
+    both compute from a state missing the other's fact. With `end_customer_changes` (contract state
+    changed, nothing else: how each firm's count changed), a firm already computed today keeps the
+    agreement and expert counts computed from its facts today, and its stored end-customer count
+    plus the change is its count: the stored count was counted or kept so today, under the same
+    lock, so it includes every committed environment (one not yet committed brings its own change).
+    Every other firm is computed from all its facts and counted. Returns how many tiers changed.
     """
     ids = set(firm_ids)
     if not ids:
@@ -538,11 +550,15 @@ async def recompute_tiers(
         return 0
     today = today_in_helsinki(clock)
     now = clock.now()
-    full = {f for f, row in current.items() if not only_end_customers or row.standing_on != today}
+    full = {f for f, row in current.items() if end_customer_changes is None or row.standing_on != today}
     facts = FactRepository(session)
     agreements = await facts.agreements_of(full)
     experts = expert_counts_by_firm(await facts.people_of_firms(full), today) if full else {}
-    end_customers = await EnvironmentRepository(session).end_customer_counts(current)
+    end_customers = await EnvironmentRepository(session).end_customer_counts(full)
+    for firm_id, row in current.items():
+        if firm_id not in full:
+            assert end_customer_changes is not None
+            end_customers[firm_id] = row.end_customers + end_customer_changes.get(firm_id, 0)
     standings: list[dict[str, Any]] = []
     changes: list[dict[str, Any]] = []
     messages: list[OutgoingMessage] = []

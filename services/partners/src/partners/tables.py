@@ -120,6 +120,13 @@ environments = Table(
         "accounting_firm_id",
         postgresql_where=text("is_end_customer AND successor_contract_id IS NULL"),
     ),
+    # B-28: the environments whose count depends on a contract (its predecessors), found when that
+    # contract's state changes; few have a successor.
+    Index(
+        "ix_partners_environments_successor",
+        "successor_contract_id",
+        postgresql_where=text("successor_contract_id IS NOT NULL"),
+    ),
 )
 
 # --- firms and their standing (computed from the facts) ---
