@@ -21,7 +21,9 @@ def create_app(settings: PartnersSettings, clock: Clock) -> FastAPI:
     host = ServiceHost(name="partners", settings=settings, clock=clock, tables=runtime_tables)
     benefits = load_benefit_book(settings.benefits_file)
     parking = dt.timedelta(days=settings.parking_days)
-    program = subscribe_consumers(host, clock, benefits, parking=parking)
+    program = subscribe_consumers(
+        host, clock, benefits, parking=parking, contract_consumers=settings.contract_consumers
+    )
     host.run_in_background(
         lambda: keep_standings_current(host.sessions, clock, every_seconds=settings.refresh_every_seconds)
     )

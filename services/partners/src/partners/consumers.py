@@ -62,7 +62,12 @@ class BillingIntake:
 
 
 def subscribe_consumers(
-    host: ServiceHost, clock: Clock, benefits: BenefitBook, *, parking: dt.timedelta = DEFAULT_PARKING
+    host: ServiceHost,
+    clock: Clock,
+    benefits: BenefitBook,
+    *,
+    parking: dt.timedelta = DEFAULT_PARKING,
+    contract_consumers: int = 1,
 ) -> IdempotentConsumer[Any]:
     """The three intakes, each its own consumer group, so that one's backlog never delays another.
 
@@ -74,7 +79,10 @@ def subscribe_consumers(
     )
     # P-03: end customers from invoicing's contract state.
     host.consume(
-        {topic_for(ContractChangedV1): ContractChangedV1}, ContractIntake(clock), group="partners-contracts"
+        {topic_for(ContractChangedV1): ContractChangedV1},
+        ContractIntake(clock),
+        group="partners-contracts",
+        instances=contract_consumers,
     )
     # P-08: invoices, credit notes and the end of each month's billing run.
     host.consume(

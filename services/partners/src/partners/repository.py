@@ -335,24 +335,24 @@ class EnvironmentRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def lock_contracts(self, environment_ids: Iterable[str]) -> list[str]:
-        """Lock the known environments among these until the transaction ends; their contract ids now."""
+    async def lock_states(self, environment_ids: Iterable[str]) -> list[tuple[str | None, str | None]]:
+        """Lock the known environments among these until the transaction ends: (firm, contract id) of each now."""
         ids = sorted(set(environment_ids))
         if not ids:
             return []
         rows = await self._s.execute(
             text(
-                "SELECT contract_id FROM partners.environments WHERE environment_id = ANY(CAST(:ids AS text[])) "
-                "ORDER BY environment_id FOR UPDATE"
+                "SELECT accounting_firm_id, contract_id FROM partners.environments "
+                "WHERE environment_id = ANY(CAST(:ids AS text[])) ORDER BY environment_id FOR UPDATE"
             ),
             {"ids": ids},
         )
-        return [c for c in rows.scalars() if c is not None]
+        return list(rows.tuples())
 
     async def counted(
         self, environment_ids: Iterable[str], *, successors_of: Iterable[str] = ()
     ) -> dict[str, str | None]:
-        """P-03 with B-28 per environment: the firm each one counts for now, or None.
+        """P-03 with B-28 per known environment: the firm each one counts for now, or None.
 
         For `environment_ids` and every environment whose B-28 successor is one of the contracts
         `successors_of` (its count depends on that contract's state). The difference of two such
@@ -362,14 +362,12 @@ class EnvironmentRepository:
         contracts = sorted(set(successors_of))
         rows = await self._s.execute(
             text(
-                "WITH r AS (SELECT unnest(CAST(:ids AS text[])) AS environment_id UNION "
-                "SELECT environment_id FROM partners.environments "
-                "WHERE successor_contract_id = ANY(CAST(:contracts AS text[]))) "
-                "SELECT r.environment_id, CASE WHEN e.is_end_customer AND (e.successor_contract_id IS NULL "
+                "SELECT e.environment_id, CASE WHEN e.is_end_customer AND (e.successor_contract_id IS NULL "
                 "OR NOT EXISTS (SELECT 1 FROM partners.environments AS s WHERE s.contract_id = e.successor_contract_id "
                 "AND s.is_end_customer AND s.accounting_firm_id = e.accounting_firm_id)) "
                 "THEN e.accounting_firm_id END "
-                "FROM r LEFT JOIN partners.environments AS e USING (environment_id)"
+                "FROM partners.environments AS e WHERE e.environment_id = ANY(CAST(:ids AS text[])) "
+                "OR e.successor_contract_id = ANY(CAST(:contracts AS text[]))"
             ),
             {"ids": ids, "contracts": contracts},
         )

@@ -483,10 +483,17 @@ async def follow_contracts(session: Session, events: Sequence[ContractChangedV1]
     if not newest:
         return
     environments = EnvironmentRepository(session)
+    old = await environments.lock_states(newest)
+    # The firms the environments count for before and after, locked before anything is read, so
+    # that two transactions changing one firm's environments (two consumers of this topic, a B-28
+    # successor and its predecessor on two partitions) read each other's committed changes.
+    involved = {firm for firm, _ in old if firm} | {
+        e.accounting_firm_id for e in newest.values() if e.accounting_firm_id
+    }
+    await FirmRepository(session).lock(involved)
     # B-28: an environment's count depends on the contract succeeding it, so the environments
     # whose successor is one of these contracts (before or after) are read with them.
-    contracts = await environments.lock_contracts(newest)
-    contracts += [e.contract_id for e in newest.values()]
+    contracts = {contract for _, contract in old if contract} | {e.contract_id for e in newest.values()}
     before = await environments.counted(newest, successors_of=contracts)
     await environments.keep_latest(
         [
@@ -505,18 +512,19 @@ async def follow_contracts(session: Session, events: Sequence[ContractChangedV1]
             for e in newest.values()
         ]
     )
-    after = await environments.counted(before)
+    after = await environments.counted(newest.keys() | before.keys())
     # P-03: each firm's count changes by what these environments count for it now minus before;
     # only firms whose count changed are recomputed (a notice, a package change, a late event
     # change none), and they are not counted again.
     delta: defaultdict[str, int] = defaultdict(int)
-    for environment_id, firm in before.items():
+    for firm in before.values():
         if firm is not None:
             delta[firm] -= 1
-        if (now := after.get(environment_id)) is not None:
-            delta[now] += 1
+    for firm in after.values():
+        if firm is not None:
+            delta[firm] += 1
     changed = {firm: n for firm, n in delta.items() if n}
-    await recompute_tiers(session, changed, clock, end_customer_changes=changed)
+    await recompute_tiers(session, changed, clock, end_customer_changes=changed, locked=True)
 
 
 # ---------------------------------------------------------------- P-05 tiers
@@ -528,6 +536,7 @@ async def recompute_tiers(
     clock: Clock,
     *,
     end_customer_changes: Mapping[str, int] | None = None,
+    locked: bool = False,
 ) -> int:
     """P-05: each registered firm's standing today from every stored fact; a changed tier is announced.
 
@@ -538,13 +547,15 @@ async def recompute_tiers(
     agreement and expert counts computed from its facts today, and its stored end-customer count
     plus the change is its count: the stored count was counted or kept so today, under the same
     lock, so it includes every committed environment (one not yet committed brings its own change).
-    Every other firm is computed from all its facts and counted. Returns how many tiers changed.
+    Every other firm is computed from all its facts and counted. `locked`: the caller holds the
+    firms' locks already. Returns how many tiers changed.
     """
     ids = set(firm_ids)
     if not ids:
         return 0
     firms = FirmRepository(session)
-    await firms.lock(ids)
+    if not locked:
+        await firms.lock(ids)
     current = await firms.standings_of(ids)
     if not current:
         return 0

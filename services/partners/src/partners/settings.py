@@ -20,6 +20,15 @@ class PartnersSettings(ServiceSettings):
         "so that each firm's tier is recomputed once per batch rather than once per event.",
     )
 
+    contract_consumers: int = Field(
+        default=1,
+        ge=1,
+        le=6,
+        description="Consumers of invoicing.contract-changed.v1 in this process (one group, disjoint partitions; "
+        "the topic has 6). Transactions touching one firm are serialised by its lock, and the big firms "
+        "are in every batch: two were slower than one in the replay benchmark (docs/benchmarks.md).",
+    )
+
     benefits_file: Path | None = Field(
         default=None,
         description="P-06 benefit book (YAML, effective-dated); default: the seed's table shipped with the service.",
