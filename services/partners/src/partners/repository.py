@@ -444,10 +444,11 @@ class TierRepository:
 
 #: The lines a month's statements take: its own, and late ones of earlier months whose statements
 #: are already made (or that never had a run); not those of an earlier month still waiting for its
-#: documents, which go on that month's own statements. Static SQL, the month is bound.
+#: documents, which go on that month's own statements. Over the pending lines `p`. Static SQL, the
+#: month is bound.
 _BELONGS_TO_MONTH = (
-    "l.statement_id IS NULL AND (l.month = :month OR (l.month < :month AND NOT EXISTS ("
-    "SELECT 1 FROM partners.billing_runs AS r WHERE r.month = l.month AND r.statements_issued_at IS NULL)))"
+    "(p.month = :month OR (p.month < :month AND NOT EXISTS ("
+    "SELECT 1 FROM partners.billing_runs AS r WHERE r.month = p.month AND r.statements_issued_at IS NULL)))"
 )
 
 
@@ -465,7 +466,13 @@ class CommissionRepository:
         await insert_rows(self._s, t.billing_documents, rows)
 
     async def add_lines(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        await insert_rows(self._s, t.commission_lines, rows)
+        """Store lines; the new ones (a document seen before adds nothing) wait for a statement."""
+        new = await insert_rows(self._s, t.commission_lines, rows, returning="month, partner_id, document_id")
+        await insert_rows(
+            self._s,
+            t.commission_lines_pending,
+            [{"month": m, "partner_id": p, "document_id": d} for m, p, d in new],
+        )
 
     async def record_runs(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """The latest totals of each month's run (a rerun only raises them)."""
@@ -504,8 +511,8 @@ class CommissionRepository:
         """Resellers with lines `assign` would put on `month`'s statements."""
         rows = await self._s.execute(
             text(
-                "SELECT DISTINCT l.partner_id FROM partners.commission_lines AS l "  # noqa: S608
-                f"WHERE {_BELONGS_TO_MONTH} ORDER BY l.partner_id"
+                "SELECT DISTINCT p.partner_id FROM partners.commission_lines_pending AS p "  # noqa: S608
+                f"WHERE {_BELONGS_TO_MONTH} ORDER BY p.partner_id"
             ),
             {"month": month},
         )
@@ -514,17 +521,23 @@ class CommissionRepository:
     async def assign(self, month: str, statement_ids: Mapping[str, str]) -> list[tuple[str, StatementLine]]:
         """Put the month's lines of these partners on their statements; the lines.
 
-        One statement: the lines are read and marked in one pass over the pending index.
+        One statement: the lines' pending rows are deleted (a delete writes no new row version and
+        no index entry), each line's statement is written beside it as a narrow row, and the lines
+        are read; the wide lines themselves are not rewritten.
         """
         if not statement_ids:
             return []
         rows = await self._s.execute(
             text(
-                "UPDATE partners.commission_lines AS l SET statement_id = s.statement_id "  # noqa: S608
-                "FROM unnest(CAST(:partners AS text[]), CAST(:ids AS text[])) AS s(partner_id, statement_id) "
-                f"WHERE {_BELONGS_TO_MONTH} AND l.partner_id = s.partner_id "
-                "RETURNING l.partner_id, l.document_id, l.kind, l.number, l.document_date, "
-                "l.payer_business_id, l.software_net, l.credited_invoice_number, l.billing_period"
+                "WITH taken AS (DELETE FROM partners.commission_lines_pending AS p "  # noqa: S608
+                "USING unnest(CAST(:partners AS text[]), CAST(:ids AS text[])) AS s(partner_id, statement_id) "
+                f"WHERE {_BELONGS_TO_MONTH} AND p.partner_id = s.partner_id "
+                "RETURNING p.partner_id, p.document_id, s.statement_id), "
+                "marked AS (INSERT INTO partners.commission_line_statements (partner_id, statement_id, document_id) "
+                "SELECT partner_id, statement_id, document_id FROM taken) "
+                "SELECT l.partner_id, l.document_id, l.kind, l.number, l.document_date, "
+                "l.payer_business_id, l.software_net, l.credited_invoice_number, l.billing_period "
+                "FROM taken JOIN partners.commission_lines AS l USING (document_id, partner_id)"
             ),
             {"partners": list(statement_ids), "ids": list(statement_ids.values()), "month": month},
         )
@@ -570,7 +583,15 @@ class CommissionRepository:
         ).first()
         if head is None:
             return None
-        rows = await self._s.execute(select(t.commission_lines).where(_L.statement_id == statement_id))
+        on = t.commission_line_statements.c
+        rows = await self._s.execute(
+            select(t.commission_lines)
+            .join(
+                t.commission_line_statements,
+                (on.partner_id == _L.partner_id) & (on.document_id == _L.document_id),
+            )
+            .where(on.partner_id == head.partner_id, on.statement_id == statement_id)
+        )
         lines = [
             StatementLine(
                 document_id=r.document_id,

@@ -189,7 +189,7 @@ billing_documents = Table(
     Index("ix_partners_billing_documents_kind_month", "kind", "month"),
 )
 
-#: One row per (document, reseller) with software charges; `statement_id` once it is on a statement.
+#: One row per (document, reseller) with software charges; never changed once stored.
 commission_lines = Table(
     "commission_lines",
     metadata,
@@ -203,12 +203,27 @@ commission_lines = Table(
     Column("credited_invoice_number", String(40), nullable=True),
     Column("billing_period", String(7), nullable=True),
     Column("software_net", Numeric(14, 2), nullable=False, comment="Negative for a credit note."),
-    Column("statement_id", String(100), nullable=True),
-    Index("ix_partners_commission_lines_pending", "month", postgresql_where=text("statement_id IS NULL")),
-    Index("ix_partners_commission_lines_statement_id", "statement_id"),
-    comment="Immutable once on a statement (trigger commission_lines_immutable).",
+    comment="Immutable (trigger commission_lines_immutable); its statement is in commission_line_statements.",
 )
-
+#: The lines not yet on a statement, by the month they belong to at the earliest: taking a month's
+#: lines deletes their rows here (no new version of the wide line, no index entry of it).
+commission_lines_pending = Table(
+    "commission_lines_pending",
+    metadata,
+    Column("month", String(7), primary_key=True),
+    Column("partner_id", String(64), primary_key=True),
+    Column("document_id", String(64), primary_key=True),
+    comment="Lines waiting for a statement; a row is deleted when its line goes on one.",
+)
+#: The statement each line went on (P-08): narrow rows written once, by partner and statement.
+commission_line_statements = Table(
+    "commission_line_statements",
+    metadata,
+    Column("partner_id", String(64), primary_key=True),
+    Column("statement_id", String(100), primary_key=True),
+    Column("document_id", String(64), primary_key=True),
+    comment="Immutable (trigger commission_line_statements_immutable).",
+)
 #: What invoicing said of each month's billing run (the latest attempt's totals).
 billing_runs = Table(
     "billing_runs",

@@ -281,9 +281,13 @@ async def test_the_database_refuses_to_change_a_published_statement_or_its_lines
     for sql in (
         "UPDATE partners.commission_statements SET commission_amount = 0 WHERE statement_id = :id",
         "DELETE FROM partners.commission_statements WHERE statement_id = :id",
-        "UPDATE partners.commission_lines SET software_net = 0 WHERE statement_id = :id",
-        "UPDATE partners.commission_lines SET statement_id = NULL WHERE statement_id = :id",
-        "DELETE FROM partners.commission_lines WHERE statement_id = :id",
+        "UPDATE partners.commission_lines SET software_net = 0 WHERE (partner_id, document_id) IN "
+        "(SELECT partner_id, document_id FROM partners.commission_line_statements WHERE statement_id = :id)",
+        "DELETE FROM partners.commission_lines WHERE (partner_id, document_id) IN "
+        "(SELECT partner_id, document_id FROM partners.commission_line_statements WHERE statement_id = :id)",
+        "UPDATE partners.commission_line_statements SET statement_id = 'other' WHERE statement_id = :id",
+        "DELETE FROM partners.commission_line_statements WHERE statement_id = :id",
+        "TRUNCATE partners.commission_line_statements",
     ):
         async with partners.sessions.begin() as session:
             with pytest.raises(DBAPIError, match=r"P-08: .* of a published commission statement is refused"):
