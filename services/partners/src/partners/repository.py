@@ -452,6 +452,11 @@ _BELONGS_TO_MONTH = (
 )
 
 
+#: A line's kind by its stored value: a dictionary lookup, where calling the enum costs microseconds
+#: per line (a hundred thousand lines a month).
+_LINE_KINDS = {kind.value: kind for kind in CommissionLineKind}
+
+
 class CommissionRepository:
     """P-08: invoices and credit notes per reseller, billing runs, statements."""
 
@@ -546,7 +551,7 @@ class CommissionRepository:
                 partner,
                 StatementLine(
                     document_id=document_id,
-                    kind=CommissionLineKind(kind),
+                    kind=_LINE_KINDS[kind],
                     number=number,
                     date=day,
                     payer_business_id=payer,
