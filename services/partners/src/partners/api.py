@@ -42,6 +42,7 @@ from partners.domain import (
     line_label,
     month_bounds,
     month_of,
+    parking_expires_at,
     rank,
     shortfall,
     statement_csv,
@@ -669,7 +670,7 @@ def build_router(
                 rule=p.rule,
                 reason=p.reason,
                 parked_at=p.parked_at,
-                expires_at=p.parked_at + parking,
+                expires_at=parking_expires_at(p.parked_at, parking),
                 partition=p.partition,
                 offset=p.offset,
             )

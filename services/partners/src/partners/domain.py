@@ -49,6 +49,19 @@ class UnknownFirmError(ProgramRefusedError):
     """An input about a firm that never registered in the program (P-02)."""
 
 
+def parking_expires_at(parked_at: dt.datetime, parking: dt.timedelta) -> dt.datetime:
+    """When an input parked at `parked_at` is given up on (P-02, P-04 inputs that wait for what they need)."""
+    return parked_at + parking
+
+
+def expired_parking_reason(rule: str, reason: str, parked_at: dt.datetime, parking: dt.timedelta) -> str:
+    """The dead letter's reason for an input whose parking expired: the rule, why it waited, since when."""
+    return (
+        f"{rule}: {reason} (parked {parked_at.isoformat()}; nothing it needs arrived within "
+        f"{parking.days} days)"
+    )
+
+
 def month_of(day: dt.date) -> str:
     """The calendar month of a day, `YYYY-MM`."""
     return f"{day.year:04d}-{day.month:02d}"
@@ -122,24 +135,49 @@ def newest_states(states: Iterable[EnvironmentState]) -> dict[str, EnvironmentSt
     return newest
 
 
+def counted_for(state: EnvironmentState, by_contract: Mapping[str, EnvironmentState]) -> str | None:
+    """P-03: the firm this environment counts as an end customer for, or None. B-28: a company that
+    got a new business ID has two contracts for a while (the old one runs to its end); it is one
+    client, so the old one stops counting once its successor counts for the same firm."""
+    if not state.is_end_customer or state.accounting_firm_id is None:
+        return None
+    successor = by_contract.get(state.successor_contract_id) if state.successor_contract_id else None
+    if (
+        successor is not None
+        and successor.is_end_customer
+        and successor.accounting_firm_id == state.accounting_firm_id
+    ):
+        return None
+    return state.accounting_firm_id
+
+
 def end_customers_by_firm(states: Mapping[str, EnvironmentState]) -> dict[str, int]:
-    """P-03 counts per firm. B-28: a company that got a new business ID has two contracts for a while
-    (the old one runs to its end); it is one client, so the old one stops counting once its
-    successor counts for the same firm."""
+    """P-03 counts per firm (B-28 as in `counted_for`)."""
     by_contract = {s.contract_id: s for s in states.values()}
     counts: dict[str, int] = defaultdict(int)
     for s in states.values():
-        if not s.is_end_customer or s.accounting_firm_id is None:
-            continue
-        successor = by_contract.get(s.successor_contract_id) if s.successor_contract_id else None
-        if (
-            successor is not None
-            and successor.is_end_customer
-            and successor.accounting_firm_id == s.accounting_firm_id
-        ):
-            continue
-        counts[s.accounting_firm_id] += 1
+        if (firm := counted_for(s, by_contract)) is not None:
+            counts[firm] += 1
     return dict(counts)
+
+
+def count_changes(before: Mapping[str, str | None], after: Mapping[str, str | None]) -> dict[str, int]:
+    """P-03: how each firm's end-customer count changes, from what some environments counted for
+    before a change and count for after it (`counted_for` per environment id; a missing one counts
+    for none). Only firms whose count changes are in it.
+
+    Exact when the environments read are every one whose `counted_for` can change: those changed,
+    and (B-28) those whose successor is a contract of one changed, before or after. A firm's count
+    is then its count before plus its change, without counting its environments.
+    """
+    change: defaultdict[str, int] = defaultdict(int)
+    for firm in before.values():
+        if firm is not None:
+            change[firm] -= 1
+    for firm in after.values():
+        if firm is not None:
+            change[firm] += 1
+    return {firm: n for firm, n in change.items() if n}
 
 
 # ---------------------------------------------------------------- P-02 agreement

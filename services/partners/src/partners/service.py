@@ -51,7 +51,9 @@ from partners.domain import (
     StatementLine,
     UnknownFirmError,
     check_expert_fact,
+    count_changes,
     expert_counts_by_firm,
+    expired_parking_reason,
     in_program_during,
     is_end_customer,
     line_label,
@@ -383,8 +385,7 @@ async def expire_parked_inputs(
                     (
                         StoredRecord(p.topic, p.partition, p.offset, p.key, p.message),
                         p.event_id,
-                        f"{p.rule}: {p.reason} (parked {p.parked_at.isoformat()}; nothing it needs arrived "
-                        f"within {parking.days} days)",
+                        expired_parking_reason(p.rule, p.reason, p.parked_at, parking),
                     )
                     for p in due
                     if p.partition is not None and p.offset is not None
@@ -516,14 +517,7 @@ async def follow_contracts(session: Session, events: Sequence[ContractChangedV1]
     # P-03: each firm's count changes by what these environments count for it now minus before;
     # only firms whose count changed are recomputed (a notice, a package change, a late event
     # change none), and they are not counted again.
-    delta: defaultdict[str, int] = defaultdict(int)
-    for firm in before.values():
-        if firm is not None:
-            delta[firm] -= 1
-    for firm in after.values():
-        if firm is not None:
-            delta[firm] += 1
-    changed = {firm: n for firm, n in delta.items() if n}
+    changed = count_changes(before, after)
     await recompute_tiers(session, changed, clock, end_customer_changes=changed, locked=True)
 
 
