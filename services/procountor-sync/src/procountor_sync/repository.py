@@ -54,6 +54,14 @@ def _seconds(value: float) -> Any:
     return func.make_interval(0, 0, 0, 0, 0, 0, literal(value))
 
 
+#: The delivery columns a kind may leave out (a customer update or refund note is about no invoice).
+_OPTIONAL_DELIVERY_COLUMNS: dict[str, Any] = {
+    "invoice_id": None,
+    "invoice_number": None,
+    "payer_business_id": None,
+}
+
+
 class DeliveryRepository:
     """The work queue of things to hand over to Procountor."""
 
@@ -62,9 +70,15 @@ class DeliveryRepository:
 
     async def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """New deliveries, due now; one already known (a redelivered event) is left as it is."""
-        # In chunks: PostgreSQL takes at most 32,767 parameters a statement.
+        # Every row names the same columns: a multi-row INSERT takes its columns from the first
+        # row, so a refund note (no invoice) ahead of a credit note in one batch would otherwise
+        # drop the credit note's invoice id and number. In chunks: PostgreSQL takes at most 32,767
+        # parameters a statement.
         for start in range(0, len(rows), 1000):
-            values = [{**r, "next_attempt_at": _NOW} for r in rows[start : start + 1000]]
+            values = [
+                {**_OPTIONAL_DELIVERY_COLUMNS, **r, "next_attempt_at": _NOW}
+                for r in rows[start : start + 1000]
+            ]
             await self._session.execute(insert(t.deliveries).values(values).on_conflict_do_nothing())
 
     async def lease(self, *, replica: str, limit: int, lease_seconds: float) -> list[Delivery]:
