@@ -75,6 +75,8 @@ from service_runtime.ratelimit import RateLimitedLog
 log = structlog.get_logger(__name__)
 
 PRODUCER = "procountor-sync"
+#: What a customer update that a later change of the same payer overtook records instead of a push.
+SUPERSEDED = "superseded by a later change of the customer"
 JsonObject = dict[str, Any]
 #: Where polling starts when it has never run: everything Procountor holds is read once.
 FIRST_WATERMARK = "2000-01-01T00:00:00"
@@ -708,14 +710,24 @@ class ProcountorSync:
         await self._push_customer(business_id, ours)
         return int(row.procountor_partner_id)
 
-    async def _push_customer(self, business_id: str, ours: CustomerData) -> str:
+    async def _push_customer(
+        self,
+        business_id: str,
+        ours: CustomerData,
+        *,
+        superseded: Callable[[], Awaitable[bool]] | None = None,
+    ) -> str:
         """Our side's billing data to a known Procountor customer by the conflict rule (I-02); what was done.
 
         Under the customer's advisory lock, so that an invoice and a customer update of one payer
         never read, merge and PATCH the same version at once. The new `version` is stored, so the
         poller does not take our own write for a change made in Procountor (no bounce).
+        `superseded` is asked under that lock: a change whose later change was pushed while it
+        waited for the lock would otherwise push its older values over the newer ones.
         """
         async with advisory_lock(self._engine, f"procountor-sync:customer:{business_id}"):
+            if superseded is not None and await superseded():
+                return SUPERSEDED
             async with self._sessions() as session:
                 row = await CustomerRepository(session).get(business_id)
             if row is None:
@@ -754,16 +766,17 @@ class ProcountorSync:
         """
         change = ContractChangedV1.model_validate(row.payload)
         ours = domain.customer_of_contract(change)
-        async with self._sessions() as session:
-            newer = await DeliveryRepository(session).newer_customer_update(
-                change.business_id, row.delivery_id, change.occurred_at
-            )
+
+        async def newer_change_exists() -> bool:
+            async with self._sessions() as session:
+                return await DeliveryRepository(session).newer_customer_update(
+                    change.business_id, row.delivery_id, change.occurred_at
+                )
+
         if ours is None:
             note = "no billing data of the payer's own contract"
-        elif newer:
-            note = "superseded by a later change of the customer"
         else:
-            note = await self._push_customer(change.business_id, ours)
+            note = await self._push_customer(change.business_id, ours, superseded=newer_change_exists)
         async with self._sessions.begin() as session:
             await DeliveryRepository(session).finish(
                 row.delivery_id, self.replica, status="delivered", at=self._clock.now(),

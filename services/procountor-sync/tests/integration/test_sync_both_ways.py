@@ -18,6 +18,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.fernet import Fernet
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from billing_contracts.contracts import BillingChannel
 from billing_contracts.invoicing import (
@@ -41,6 +43,8 @@ from billing_contracts.usage import HourEntryRecordedV1
 from devstack.infra import KafkaTarget
 from devstack.procountor import CLIENT_ID, CLIENT_SECRET
 from devstack.testing import wait_until
+from procountor_sync.repository import advisory_lock
+from procountor_sync.service import SUPERSEDED
 
 from ..builders import contract_changed
 from .conftest import CREDENTIAL_KEY, WEBHOOK_SECRET, SyncStack, invoice
@@ -351,6 +355,50 @@ async def test_a_change_of_ours_reaches_the_procountor_customer_promptly_and_doe
     assert echoed == []
     assert bounced.status_code == 404  # a change that came from Procountor is not pushed back
     assert partner()["name"] == "Uusi Nimi Oy"
+
+
+async def test_an_older_change_of_ours_that_waited_for_the_customer_lock_never_overwrites_a_newer_one(
+    stack: SyncStack,
+) -> None:
+    """I-02: two changes of one payer queued close together: whichever takes the customer's lock
+    first, Procountor ends with the newer values (a rename, then a new billing contact). The older
+    change asks whether it was superseded under the lock, not before it."""
+    issued = invoice()
+    await stack.publisher.publish(issued)
+    await sent(stack, issued)
+    now = dt.datetime.now(dt.UTC)
+    older = contract_changed(issued, company_name="Ensin Uusi Oy", occurred_at=now - dt.timedelta(minutes=1))
+    newer = contract_changed(issued, company_name="Ensin Uusi Oy", contact="Liisa Laskutus", occurred_at=now)
+    engine = create_async_engine(stack.database_url)
+
+    def waiting_for_a_lock(count: int) -> Any:
+        async def check() -> bool:
+            async with engine.connect() as connection:
+                waiting = await connection.scalar(text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))  # fmt: skip
+            return int(waiting or 0) >= count
+
+        return check
+
+    try:
+        async with advisory_lock(engine, f"procountor-sync:customer:{issued.payer_business_id}"):
+            await stack.publisher.publish(older)
+            await wait_until(waiting_for_a_lock(1), within=30, what="the older change waiting for the lock")
+            await stack.publisher.publish(newer)
+            await wait_until(waiting_for_a_lock(2), within=30, what="both changes waiting for the lock")
+        done = [
+            await delivery(stack, f"customer:{issued.payer_business_id}:{change.event_id}", "delivered")
+            for change in (older, newer)
+        ]
+    finally:
+        await engine.dispose()
+    partner = next(p for p in stack.emulator.inspect("GET", "/businesspartners")
+                   if p["invoicingInfo"].get("identifier") == issued.payer_business_id)  # fmt: skip
+
+    assert partner["name"] == "Ensin Uusi Oy"
+    assert partner["invoicingInfo"]["contactPerson"] == "Liisa Laskutus"
+    assert (done[0]["last_error"], done[1]["last_error"]) == (SUPERSEDED, None)  # the older one gave way
 
 
 async def test_an_inactive_customer_found_by_search_is_reactivated_not_duplicated(stack: SyncStack) -> None:
