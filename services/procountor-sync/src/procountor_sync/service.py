@@ -357,6 +357,21 @@ class ProcountorSync:
 
     async def _process(self, row: Delivery) -> None:
         try:
+            await self._attempt(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a task's last word: logged, never lost silently
+            # Recording the failure failed too (e.g. the database went away): the delivery keeps
+            # its lease until it expires and is then taken up again, so nothing is lost.
+            log.warning(
+                "delivery_failure_not_recorded",
+                delivery_id=row.delivery_id,
+                reason=f"{type(exc).__name__}: {exc}"[:300],
+                lease_seconds=self.options.lease_seconds,
+            )
+
+    async def _attempt(self, row: Delivery) -> None:
+        try:
             await self._handlers[row.kind](row)
         except asyncio.CancelledError:
             raise
